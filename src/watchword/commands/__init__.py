@@ -1,0 +1,1 @@
+"""Command groups of the `watchword` CLI, one module each."""

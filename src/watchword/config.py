@@ -1,0 +1,115 @@
+"""Settings: one object, read from ``WATCHWORD_*`` environment variables."""
+
+from __future__ import annotations
+
+import ipaddress
+from functools import cached_property
+from typing import Annotated, Literal
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./watchword.db"
+
+# Roles grant scopes. Every user holds the implicit role "user".
+DEFAULT_ROLE_SCOPES: dict[str, list[str]] = {
+    "user": ["profile", "sessions", "api-keys", "signing-keys", "realtime"],
+    "admin": ["admin", "realtime:publish", "realtime:presence"],
+}
+
+
+def _split_list(value: object) -> object:
+    if isinstance(value, str):
+        return [item.strip() for item in value.replace(",", " ").split() if item.strip()]
+    return value
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="WATCHWORD_", extra="ignore")
+
+    database_url: str = DEFAULT_DATABASE_URL
+    redis_url: str | None = None
+    secret_key: str | None = Field(default=None, repr=False)
+    secret_key_file: str = "watchword.secret"
+
+    # Where the server listens; set by `watchword serve` so cookie defaults can follow it.
+    host: str = "127.0.0.1"
+    port: int = 8000
+    public_url: str | None = None
+
+    open_registration: bool = True
+    password_min_length: int = Field(default=8, ge=1)
+    password_max_length: int = Field(default=1024, ge=8, le=65536)
+    argon2_time_cost: int = Field(default=2, ge=2)
+    argon2_memory_kib: int = Field(default=19456, ge=19456)
+    argon2_parallelism: int = Field(default=1, ge=1)
+    hashing_concurrency: int = Field(default=2, ge=1)
+
+    cookie_name: str = "watchword_session"
+    cookie_secure: bool | None = None
+    session_idle_timeout: int = Field(default=1800, ge=60)
+    session_lifetime: int = Field(default=43200, ge=60)
+    session_touch_interval: int = Field(default=60, ge=1)
+    max_sessions_per_user: int = Field(default=0, ge=0)
+    session_limit_policy: Literal["evict-oldest", "reject"] = "evict-oldest"
+    allowed_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
+
+    max_body_bytes: int = Field(default=1_048_576, ge=1024)
+    login_rate_limit_account: str = "10/minute"
+    login_rate_limit_ip: str = "60/minute"
+    trust_forwarded_for: bool = False
+
+    session_cache_size: int = Field(default=100_000, ge=1)
+    session_cache_ttl: float = Field(default=30.0, gt=0)
+    sweep_interval: float = Field(default=300.0, gt=0)
+    control_poll_interval: float = Field(default=1.0, gt=0)
+    db_pool_size: int = Field(default=10, ge=1)
+    db_timeout: float = Field(default=5.0, gt=0)
+
+    role_scopes: dict[str, list[str]] = Field(default_factory=lambda: dict(DEFAULT_ROLE_SCOPES))
+
+    @field_validator("allowed_origins", mode="before")
+    @classmethod
+    def _origins(cls, value: object) -> object:
+        return _split_list(value)
+
+    @field_validator("cookie_name")
+    @classmethod
+    def _cookie_name(cls, value: str) -> str:
+        if not value or not all(c.isalnum() or c in "-_." for c in value):
+            raise ValueError("cookie name must be letters, digits, '-', '_' or '.'")
+        return value
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+    @cached_property
+    def bound_to_localhost(self) -> bool:
+        if self.host in ("localhost", ""):
+            return True
+        try:
+            return ipaddress.ip_address(self.host).is_loopback
+        except ValueError:
+            return False
+
+    @property
+    def secure_cookies(self) -> bool:
+        """HTTPS cookies: on unless told otherwise, except for a server bound to loopback."""
+        if self.cookie_secure is not None:
+            return self.cookie_secure
+        return not self.bound_to_localhost
+
+    @property
+    def effective_cookie_name(self) -> str:
+        # The __Host- prefix pins the cookie to this origin, HTTPS and Path=/.
+        if self.secure_cookies and not self.cookie_name.startswith("__Host-"):
+            return "__Host-" + self.cookie_name
+        return self.cookie_name
+
+    @property
+    def issuer(self) -> str:
+        if self.public_url:
+            return self.public_url.rstrip("/")
+        scheme = "https" if self.secure_cookies else "http"
+        return f"{scheme}://{self.host}:{self.port}"

@@ -1,0 +1,1 @@
+"""Pure logic: no web framework, no database or cache driver."""

@@ -1,0 +1,52 @@
+"""The audit trail: who did what, when, from where. Never a secret."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+
+class AuditType:
+    LOGIN_SUCCEEDED = "login.succeeded"
+    LOGIN_FAILED = "login.failed"
+    LOGIN_RATE_LIMITED = "login.rate_limited"
+    LOGOUT = "logout"
+    SESSION_REVOKED = "session.revoked"
+    SESSIONS_REVOKED = "sessions.revoked"
+    SESSION_EVICTED = "session.evicted"
+    PASSWORD_CHANGED = "password.changed"
+    USER_REGISTERED = "user.registered"
+    USER_UPDATED = "admin.user_updated"
+    USER_DISABLED = "admin.user_disabled"
+    ADMIN_SESSIONS_REVOKED = "admin.sessions_revoked"
+    REFRESH_REUSE = "token.refresh_reuse"
+    TOKEN_REFRESHED = "token.refreshed"
+    CREDENTIAL_USED = "credential.used"
+    CREDENTIAL_REJECTED = "credential.rejected"
+
+
+@dataclass(frozen=True, slots=True)
+class AuditEvent:
+    type: str
+    at: datetime
+    user_id: str | None = None
+    session_id: str | None = None
+    ip: str | None = None
+    user_agent: str | None = None
+    actor_id: str | None = None
+    details: dict[str, Any] = field(default_factory=dict)
+    id: int | None = None
+
+    def public(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "type": self.type,
+            "at": self.at.isoformat(),
+            "user_id": self.user_id,
+            "session_id": self.session_id,
+            "ip": self.ip,
+            "user_agent": self.user_agent,
+            "actor_id": self.actor_id,
+            "details": self.details,
+        }

@@ -1,0 +1,166 @@
+"""Every failure the domain can name, each with a stable wire ``code``.
+
+    WatchwordError
+    +-- InvalidInput            the request is malformed or breaks a rule
+    |   +-- WeakPassword        the password policy refused it
+    |   +-- InvalidEmail
+    +-- NotAuthenticated        no credential where one is needed
+    +-- InvalidCredentials      sign-in failed (same answer for unknown user and bad password)
+    +-- InvalidCredential       a presented cookie, token or key is bad, expired or revoked
+    +-- Forbidden               authenticated, but not allowed
+    |   +-- InsufficientScope
+    |   +-- CsrfRejected
+    |   +-- AccountDisabled
+    |   +-- RegistrationClosed
+    +-- NotFound
+    +-- Conflict
+    |   +-- EmailTaken
+    |   +-- SessionLimitReached
+    +-- RateLimited             too many attempts; ``retry_after`` seconds
+    +-- StoreUnavailable        a backing store is down: fail closed
+
+``web/`` alone maps codes to HTTP statuses and bodies.
+"""
+
+from __future__ import annotations
+
+
+class WatchwordError(Exception):
+    """Base of every domain error."""
+
+    code = "error"
+    default_message = "Something went wrong."
+
+    def __init__(self, message: str | None = None) -> None:
+        self.message = message or self.default_message
+        super().__init__(self.message)
+
+
+class InvalidInput(WatchwordError):
+    """The input is malformed or breaks a rule."""
+
+    code = "invalid_request"
+    default_message = "The request is not valid."
+
+
+class WeakPassword(InvalidInput):
+    """The password policy refused the password."""
+
+    code = "weak_password"
+
+
+class InvalidEmail(InvalidInput):
+    """The email address is not usable."""
+
+    code = "invalid_email"
+    default_message = "The email address is not valid."
+
+
+class NotAuthenticated(WatchwordError):
+    """No credential was presented where one is needed."""
+
+    code = "unauthenticated"
+    default_message = "Authentication is required."
+
+
+class InvalidCredentials(WatchwordError):
+    """Sign-in failed: one answer for an unknown account and a wrong password."""
+
+    code = "invalid_credentials"
+    default_message = "The email or password is incorrect."
+
+
+class InvalidCredential(WatchwordError):
+    """A presented credential is malformed, forged, expired or revoked."""
+
+    code = "invalid_credential"
+    default_message = "The credential is not valid."
+
+    def __init__(self, message: str | None = None, *, code: str | None = None) -> None:
+        super().__init__(message)
+        if code:
+            self.code = code
+
+
+class Forbidden(WatchwordError):
+    """Authenticated, but not allowed to do this."""
+
+    code = "forbidden"
+    default_message = "You are not allowed to do this."
+
+
+class InsufficientScope(Forbidden):
+    """The credential lacks a scope the operation needs (RFC 6750 section 3.1)."""
+
+    code = "insufficient_scope"
+
+    def __init__(self, missing: frozenset[str] | set[str]) -> None:
+        self.missing = frozenset(missing)
+        super().__init__("Missing scope: " + " ".join(sorted(self.missing)) + ".")
+
+
+class CsrfRejected(Forbidden):
+    """A cookie-authenticated unsafe request lacked a valid CSRF token or origin."""
+
+    code = "csrf_failed"
+    default_message = "CSRF check failed."
+
+
+class AccountDisabled(Forbidden):
+    """The account is disabled."""
+
+    code = "account_disabled"
+    default_message = "This account is disabled."
+
+
+class RegistrationClosed(Forbidden):
+    """Self-service registration is switched off."""
+
+    code = "registration_closed"
+    default_message = "Registration is closed on this server."
+
+
+class NotFound(WatchwordError):
+    """No such thing, or not yours to see."""
+
+    code = "not_found"
+    default_message = "Not found."
+
+
+class Conflict(WatchwordError):
+    """The request conflicts with the current state."""
+
+    code = "conflict"
+    default_message = "The request conflicts with the current state."
+
+
+class EmailTaken(Conflict):
+    """Another account already uses this email address."""
+
+    code = "email_taken"
+    default_message = "An account with this email address already exists."
+
+
+class SessionLimitReached(Conflict):
+    """The account already has its maximum number of live sessions."""
+
+    code = "session_limit_reached"
+    default_message = "Too many active sessions: sign out another device first."
+
+
+class RateLimited(WatchwordError):
+    """Too many attempts; try again after ``retry_after`` seconds."""
+
+    code = "rate_limited"
+    default_message = "Too many attempts. Try again later."
+
+    def __init__(self, retry_after: int, message: str | None = None) -> None:
+        self.retry_after = max(1, int(retry_after))
+        super().__init__(message)
+
+
+class StoreUnavailable(WatchwordError):
+    """A backing store cannot be reached: the server fails closed."""
+
+    code = "service_unavailable"
+    default_message = "A backing store is unavailable. Try again shortly."

@@ -1,0 +1,1 @@
+"""Use cases: the domain's rules applied over the store ports and the bus."""

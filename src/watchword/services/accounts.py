@@ -1,0 +1,285 @@
+"""Accounts: registration, sign-in, password changes and administration."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import anyio
+
+from watchword.domain.audit import AuditEvent, AuditType
+from watchword.domain.clock import Clock, Randomness
+from watchword.domain.errors import (
+    AccountDisabled,
+    InvalidCredentials,
+    InvalidEmail,
+    InvalidInput,
+    NotFound,
+    RateLimited,
+    RegistrationClosed,
+)
+from watchword.domain.passwords import PasswordHasher, PasswordPolicy
+from watchword.domain.principal import Principal
+from watchword.domain.sessions import RevokeReason, Session
+from watchword.domain.users import MAX_NAME_LENGTH, User, normalize_email, validate_roles
+from watchword.services.audit import Auditor
+from watchword.services.context import RequestContext
+from watchword.services.ratelimit import LoginThrottle
+from watchword.services.sessions import NewSession, SessionService
+from watchword.stores.base import Database
+
+MAX_DEVICE_NAME = 100
+
+
+@dataclass(frozen=True, slots=True)
+class SignIn:
+    user: User
+    new: NewSession
+
+    @property
+    def session(self) -> Session:
+        return self.new.session
+
+
+class AccountService:
+    def __init__(
+        self,
+        *,
+        db: Database,
+        clock: Clock,
+        randomness: Randomness,
+        hasher: PasswordHasher,
+        password_policy: PasswordPolicy,
+        sessions: SessionService,
+        throttle: LoginThrottle,
+        auditor: Auditor,
+        open_registration: bool,
+        hashing_concurrency: int,
+    ) -> None:
+        self._db = db
+        self._clock = clock
+        self._random = randomness
+        self._hasher = hasher
+        self.password_policy = password_policy
+        self._sessions = sessions
+        self._throttle = throttle
+        self._auditor = auditor
+        self.open_registration = open_registration
+        # Hashing is ~25 ms of CPU: run it in threads, a bounded number at a time, so a login
+        # storm queues up instead of stalling the event loop.
+        self._hash_slots = anyio.CapacityLimiter(hashing_concurrency)
+
+    async def hash_password(self, password: str) -> str:
+        return await anyio.to_thread.run_sync(self._hasher.hash, password, limiter=self._hash_slots)
+
+    async def verify_password(self, password_hash: str | None, password: str) -> bool:
+        return await anyio.to_thread.run_sync(
+            self._hasher.verify, password_hash, password, limiter=self._hash_slots
+        )
+
+    # -- registration ---------------------------------------------------------------------
+
+    async def register(
+        self,
+        *,
+        email: str,
+        password: str,
+        ctx: RequestContext,
+        first_name: str | None = None,
+        last_name: str | None = None,
+        roles: Sequence[str] = (),
+        self_service: bool = True,
+    ) -> User:
+        if self_service and not self.open_registration:
+            raise RegistrationClosed()
+        normalized = normalize_email(email)
+        self.password_policy.check(password, email=normalized)
+        for name in (first_name, last_name):
+            if name is not None and len(name) > MAX_NAME_LENGTH:
+                raise InvalidInput(f"Names are at most {MAX_NAME_LENGTH} characters.")
+        now = self._clock.now()
+        user = User(
+            id=self._random.new_id(),
+            email=normalized,
+            password_hash=await self.hash_password(password),
+            first_name=first_name,
+            last_name=last_name,
+            roles=validate_roles(list(roles)),
+            created_at=now,
+            updated_at=now,
+        )
+        await self._db.users.create(user)
+        await self._auditor.record(
+            AuditType.USER_REGISTERED, ctx, user_id=user.id, self_service=self_service
+        )
+        return user
+
+    # -- sign-in --------------------------------------------------------------------------
+
+    async def check_password(self, email: str, password: str, ctx: RequestContext) -> User:
+        """Verify credentials with throttling and auditing; the one place sign-in happens.
+
+        An unknown email and a wrong password take the same time and raise the same error.
+        """
+        try:
+            normalized = normalize_email(email)
+        except InvalidEmail:
+            normalized = email.strip().lower()[:254]
+        try:
+            await self._throttle.check(account=normalized, ip=ctx.ip)
+        except RateLimited:
+            await self._auditor.record(AuditType.LOGIN_RATE_LIMITED, ctx, email=normalized)
+            raise
+        user = await self._db.users.get_by_email(normalized)
+        ok = await self.verify_password(user.password_hash if user else None, password)
+        if user is None or not ok:
+            await self._throttle.failed(account=normalized)
+            await self._auditor.record(
+                AuditType.LOGIN_FAILED,
+                ctx,
+                user_id=user.id if user else None,
+                email=normalized,
+                reason="bad_password" if user else "unknown_email",
+            )
+            raise InvalidCredentials()
+        if user.disabled:
+            await self._auditor.record(
+                AuditType.LOGIN_FAILED, ctx, user_id=user.id, reason="disabled"
+            )
+            raise AccountDisabled()
+        if self._hasher.needs_rehash(user.password_hash):
+            rehashed = await self.hash_password(password)
+            user = (
+                await self._db.users.update(
+                    user.id, {"password_hash": rehashed}, self._clock.now(), origin=self._origin
+                )
+                or user
+            )
+        return user
+
+    async def login(
+        self,
+        *,
+        email: str,
+        password: str,
+        ctx: RequestContext,
+        device_name: str | None = None,
+        kind: str = "cookie",
+        with_secret: bool = True,
+        session_id: str | None = None,
+    ) -> SignIn:
+        if device_name is not None and len(device_name) > MAX_DEVICE_NAME:
+            raise InvalidInput(f"device_name is at most {MAX_DEVICE_NAME} characters.")
+        user = await self.check_password(email, password, ctx)
+        new = await self._sessions.create(
+            user,
+            ctx,
+            kind=kind,
+            device_name=device_name,
+            with_secret=with_secret,
+            session_id=session_id,
+        )
+        await self._auditor.record(
+            AuditType.LOGIN_SUCCEEDED, ctx, user_id=user.id, session_id=new.session.id, kind=kind
+        )
+        return SignIn(user=user, new=new)
+
+    @property
+    def _origin(self) -> str:
+        return self._sessions.node_id
+
+    # -- the signed-in user ---------------------------------------------------------------
+
+    async def change_password(
+        self, principal: Principal, *, current: str, new: str, ctx: RequestContext
+    ) -> list[Session]:
+        assert principal.user_id is not None
+        user = await self._db.users.get(principal.user_id)
+        if user is None:
+            raise NotFound("No such user.")
+        if not await self.verify_password(user.password_hash, current):
+            await self._auditor.record(
+                AuditType.LOGIN_FAILED,
+                ctx,
+                user_id=user.id,
+                session_id=principal.session_id,
+                reason="password_change",
+            )
+            raise InvalidCredentials("The current password is incorrect.")
+        self.password_policy.check(new, email=user.email)
+        await self._db.users.update(
+            user.id,
+            {"password_hash": await self.hash_password(new)},
+            self._clock.now(),
+            origin=self._origin,
+        )
+        revoked = await self._sessions.revoke_all(
+            user.id, RevokeReason.PASSWORD_CHANGED, ctx, except_session_id=principal.session_id
+        )
+        await self._auditor.record(
+            AuditType.PASSWORD_CHANGED,
+            ctx,
+            user_id=user.id,
+            session_id=principal.session_id,
+            revoked=len(revoked),
+        )
+        return revoked
+
+    async def events_for(
+        self, user_id: str, *, limit: int, before_id: int | None
+    ) -> list[AuditEvent]:
+        return await self._db.audit.for_user(user_id, limit=limit, before_id=before_id)
+
+    # -- administration -------------------------------------------------------------------
+
+    async def get_user(self, user_id: str) -> User:
+        user = await self._db.users.get(user_id)
+        if user is None:
+            raise NotFound("No such user.")
+        return user
+
+    async def find_user(self, email: str) -> User:
+        user = await self._db.users.get_by_email(normalize_email(email))
+        if user is None:
+            raise NotFound("No user with this email address.")
+        return user
+
+    async def list_users(self, *, limit: int, offset: int) -> list[User]:
+        return await self._db.users.page(limit=limit, offset=offset)
+
+    async def set_roles(
+        self, user_id: str, roles: Sequence[str], ctx: RequestContext, *, actor_id: str | None
+    ) -> User:
+        cleaned = validate_roles(list(roles))
+        user = await self._db.users.update(
+            user_id, {"roles": cleaned}, self._clock.now(), origin=self._origin
+        )
+        if user is None:
+            raise NotFound("No such user.")
+        self._sessions.cache.drop_user(user_id)
+        await self._sessions.announce_user_changed(user_id, disabled=user.disabled)
+        await self._auditor.record(
+            AuditType.USER_UPDATED, ctx, user_id=user_id, actor_id=actor_id, roles=list(cleaned)
+        )
+        return user
+
+    async def set_disabled(
+        self, user_id: str, disabled: bool, ctx: RequestContext, *, actor_id: str | None
+    ) -> tuple[User, list[Session]]:
+        user, revoked = await self._db.users.set_disabled(
+            user_id, disabled, self._clock.now(), origin=self._origin
+        )
+        if user is None:
+            raise NotFound("No such user.")
+        self._sessions.cache.drop_user(user_id)
+        await self._sessions.after_revoke(revoked)
+        await self._sessions.announce_user_changed(user_id, disabled=disabled)
+        await self._auditor.record(
+            AuditType.USER_DISABLED if disabled else AuditType.USER_UPDATED,
+            ctx,
+            user_id=user_id,
+            actor_id=actor_id,
+            disabled=disabled,
+            revoked=len(revoked),
+        )
+        return user, revoked

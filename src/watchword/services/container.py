@@ -1,0 +1,115 @@
+"""Wiring: builds every service from one ``Settings``. The only place that knows them all."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from watchword.bus.base import EventBus
+from watchword.bus.local import LocalBus
+from watchword.config import Settings
+from watchword.domain.clock import Clock, Randomness, SystemClock, SystemRandomness
+from watchword.domain.masterkey import MasterKey
+from watchword.domain.passwords import PasswordHasher, PasswordPolicy
+from watchword.domain.scopes import ScopePolicy
+from watchword.domain.sessions import SessionPolicy
+from watchword.services.accounts import AccountService
+from watchword.services.audit import Auditor
+from watchword.services.control import ControlPlane, RevokedSessions
+from watchword.services.ratelimit import LoginThrottle
+from watchword.services.secrets_file import resolve_secret_key
+from watchword.services.session_cache import SessionCache
+from watchword.services.sessions import SessionService
+from watchword.stores.base import Database
+from watchword.stores.sql import SqlDatabase
+
+# A revoked session id stays in the in-memory set this long at most; tokens issued for the
+# session cannot outlive it (later: the access-token lifetime plus leeway).
+DEFAULT_REVOCATION_RETENTION = 3600.0
+
+
+class Container:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        db: Database | None = None,
+        bus: EventBus | None = None,
+        clock: Clock | None = None,
+        randomness: Randomness | None = None,
+        hasher: PasswordHasher | None = None,
+    ) -> None:
+        self.settings = settings
+        self.clock = clock or SystemClock()
+        self.randomness = randomness or SystemRandomness()
+        self.master_key = MasterKey(resolve_secret_key(settings))
+        self.db: Database = db or SqlDatabase(
+            settings.database_url, pool_size=settings.db_pool_size, timeout=settings.db_timeout
+        )
+        self.bus: EventBus = bus or LocalBus()
+        self.hasher = hasher or PasswordHasher(
+            time_cost=settings.argon2_time_cost,
+            memory_kib=settings.argon2_memory_kib,
+            parallelism=settings.argon2_parallelism,
+        )
+        self.scope_policy = ScopePolicy(settings.role_scopes)
+        self.auditor = Auditor(self.db.audit, self.clock)
+        self.control = ControlPlane(
+            bus=self.bus,
+            feed=self.db.control,
+            clock=self.clock,
+            poll_interval=settings.control_poll_interval,
+            revoked=RevokedSessions(retention=DEFAULT_REVOCATION_RETENTION),
+        )
+        self.session_cache = SessionCache(
+            max_size=settings.session_cache_size, ttl=settings.session_cache_ttl
+        )
+        self.sessions = SessionService(
+            db=self.db,
+            clock=self.clock,
+            randomness=self.randomness,
+            policy=SessionPolicy(
+                idle_timeout=timedelta(seconds=settings.session_idle_timeout),
+                lifetime=timedelta(seconds=settings.session_lifetime),
+                touch_interval=timedelta(seconds=settings.session_touch_interval),
+            ),
+            scope_policy=self.scope_policy,
+            control=self.control,
+            cache=self.session_cache,
+            auditor=self.auditor,
+            max_per_user=settings.max_sessions_per_user,
+            limit_policy=settings.session_limit_policy,
+        )
+        self.throttle = LoginThrottle(
+            per_account=settings.login_rate_limit_account,
+            per_ip=settings.login_rate_limit_ip,
+        )
+        self.accounts = AccountService(
+            db=self.db,
+            clock=self.clock,
+            randomness=self.randomness,
+            hasher=self.hasher,
+            password_policy=PasswordPolicy(
+                min_length=settings.password_min_length, max_length=settings.password_max_length
+            ),
+            sessions=self.sessions,
+            throttle=self.throttle,
+            auditor=self.auditor,
+            open_registration=settings.open_registration,
+            hashing_concurrency=settings.hashing_concurrency,
+        )
+        self.csrf_key = self.master_key.derive("csrf")
+        self._started = False
+
+    async def start(self) -> None:
+        """Background work of a serving node: bus, control feed, touches, sweeping."""
+        await self.bus.start()
+        await self.control.start()
+        self.sessions.start(sweep_interval=self.settings.sweep_interval)
+        self._started = True
+
+    async def stop(self) -> None:
+        if self._started:
+            await self.sessions.stop()
+            await self.control.stop()
+            await self.bus.close()
+        await self.db.close()

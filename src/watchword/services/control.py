@@ -1,0 +1,151 @@
+"""Control events: announce revocations at once, and catch up from the durable feed.
+
+A node that revokes announces on the bus right away. Every node also polls the control feed
+(the ``control_log`` table) for rows written elsewhere, by the CLI or by a node whose bus
+message never arrived, so a revocation is never lost: at worst it arrives one poll later.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import uuid
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+from watchword.bus.base import CONTROL, EventBus
+from watchword.domain import events
+from watchword.domain.clock import Clock
+from watchword.domain.errors import StoreUnavailable
+from watchword.stores.base import ControlFeed
+
+log = logging.getLogger("watchword.control")
+
+ControlHandler = Callable[[dict[str, Any]], Awaitable[None]]
+
+
+class RevokedSessions:
+    """Ids of recently revoked sessions, each kept until no token of it can still be valid."""
+
+    def __init__(self, *, retention: float) -> None:
+        self._retention = retention
+        self._until: dict[str, float] = {}
+
+    def add(self, session_id: str, now: float, session_expires_at: float | None = None) -> None:
+        until = now + self._retention
+        if session_expires_at is not None:
+            until = min(until, session_expires_at + 1)
+        self._until[session_id] = max(until, self._until.get(session_id, 0.0))
+
+    def __contains__(self, session_id: object) -> bool:
+        return session_id in self._until
+
+    def __len__(self) -> int:
+        return len(self._until)
+
+    def prune(self, now: float) -> None:
+        for sid in [sid for sid, until in self._until.items() if until < now]:
+            del self._until[sid]
+
+    def snapshot(self) -> dict[str, float]:
+        return dict(self._until)
+
+
+class ControlPlane:
+    def __init__(
+        self,
+        *,
+        bus: EventBus,
+        feed: ControlFeed,
+        clock: Clock,
+        poll_interval: float,
+        revoked: RevokedSessions,
+    ) -> None:
+        self.node_id = f"node-{uuid.uuid4().hex[:12]}"
+        self._bus = bus
+        self._feed = feed
+        self._clock = clock
+        self._poll_interval = poll_interval
+        self.revoked = revoked
+        self._handlers: list[ControlHandler] = []
+        self._cursor = 0
+        self._recent: OrderedDict[str, None] = OrderedDict()
+        self._task: asyncio.Task[None] | None = None
+        self.feed_healthy = True
+        self.last_poll_at: float | None = None
+        bus.subscribe(CONTROL, self._dispatch)
+
+    def on_event(self, handler: ControlHandler) -> None:
+        self._handlers.append(handler)
+
+    async def announce(self, payloads: Sequence[dict[str, Any]]) -> None:
+        """Publish control events that this node has already recorded in the feed."""
+        for payload in payloads:
+            await self._bus.publish(CONTROL, {**payload, "origin": self.node_id})
+
+    async def _dispatch(self, message: dict[str, Any]) -> None:
+        if message.get("type") == events.SESSION_REVOKED:
+            # The same revocation can arrive by bus and by feed: apply it once.
+            key = str(message.get("session_id"))
+            if key in self._recent:
+                return
+            self._recent[key] = None
+            if len(self._recent) > 10_000:
+                self._recent.popitem(last=False)
+            self.revoked.add(
+                str(message["session_id"]),
+                self._clock.now().timestamp(),
+                float(message.get("expires_at") or 0) or None,
+            )
+        for handler in self._handlers:
+            try:
+                await handler(message)
+            except Exception:
+                log.exception("control handler failed for %s", message.get("type"))
+
+    async def start(self) -> None:
+        try:
+            self._cursor = await self._feed.last_id()
+        except StoreUnavailable:
+            self.feed_healthy = False
+            log.warning("control feed unreachable at start; will catch up when it returns")
+        self._task = asyncio.create_task(self._poll_forever(), name="watchword-control-poll")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def poll_once(self) -> int:
+        """Apply control rows written since the cursor; return how many."""
+        applied = 0
+        while True:
+            records = await self._feed.read_after(self._cursor)
+            if not records:
+                break
+            for record in records:
+                self._cursor = record.id
+                await self._dispatch(dict(record.payload))
+                applied += 1
+        self.revoked.prune(self._clock.now().timestamp())
+        return applied
+
+    async def _poll_forever(self) -> None:
+        while True:
+            try:
+                await self.poll_once()
+                self.feed_healthy = True
+                self.last_poll_at = asyncio.get_running_loop().time()
+            except StoreUnavailable:
+                if self.feed_healthy:
+                    log.warning("control feed unreachable; sessions re-read from the store")
+                self.feed_healthy = False
+            except Exception:
+                log.exception("control feed poll failed")
+            await asyncio.sleep(self._poll_interval)
+
+
+__all__ = ["ControlPlane", "RevokedSessions"]

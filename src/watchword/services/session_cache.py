@@ -1,0 +1,76 @@
+"""A bounded in-process cache of session validity: the hot path never waits on a store.
+
+Entries are dropped by the same control events that carry revocations, expire after a short
+TTL so a missed event cannot keep a revoked session alive for long, and the whole cache is
+flushed when the bus reports a gap.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from watchword.domain.clock import monotonic
+from watchword.domain.principal import Principal
+from watchword.domain.sessions import Session
+from watchword.domain.users import User
+
+
+@dataclass(slots=True)
+class CachedSession:
+    principal: Principal
+    session: Session
+    user: User
+    loaded_at: float
+    last_seen: datetime
+    persisted_seen: datetime
+
+
+class SessionCache:
+    def __init__(self, *, max_size: int, ttl: float) -> None:
+        self._max_size = max_size
+        self._ttl = ttl
+        self._by_hash: dict[str, CachedSession] = {}
+        self._hash_by_session: dict[str, str] = {}
+        self.hits = 0
+        self.misses = 0
+
+    def __len__(self) -> int:
+        return len(self._by_hash)
+
+    def get(self, secret_hash: str) -> tuple[CachedSession | None, bool]:
+        """The entry (possibly stale, so its last-seen time survives a reload) and whether
+        it is still fresh enough to trust without reading the store."""
+        entry = self._by_hash.get(secret_hash)
+        if entry is None or monotonic() - entry.loaded_at > self._ttl:
+            self.misses += 1
+            return entry, False
+        self.hits += 1
+        return entry, True
+
+    def put(self, secret_hash: str, entry: CachedSession) -> None:
+        if len(self._by_hash) >= self._max_size and secret_hash not in self._by_hash:
+            # Evict the oldest insertion (dicts keep order): bounded memory, no scan.
+            oldest = next(iter(self._by_hash))
+            self._drop_hash(oldest)
+        self._by_hash.pop(secret_hash, None)
+        self._by_hash[secret_hash] = entry
+        self._hash_by_session[entry.session.id] = secret_hash
+
+    def _drop_hash(self, secret_hash: str) -> None:
+        entry = self._by_hash.pop(secret_hash, None)
+        if entry is not None:
+            self._hash_by_session.pop(entry.session.id, None)
+
+    def drop_session(self, session_id: str) -> None:
+        secret_hash = self._hash_by_session.pop(session_id, None)
+        if secret_hash is not None:
+            self._by_hash.pop(secret_hash, None)
+
+    def drop_user(self, user_id: str) -> None:
+        for secret_hash in [h for h, e in self._by_hash.items() if e.user.id == user_id]:
+            self._drop_hash(secret_hash)
+
+    def clear(self) -> None:
+        self._by_hash.clear()
+        self._hash_by_session.clear()

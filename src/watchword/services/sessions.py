@@ -1,0 +1,343 @@
+"""Sessions as a service: create, authenticate (the hot path), list, revoke, expire."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from watchword.domain import events
+from watchword.domain.audit import AuditType
+from watchword.domain.clock import Clock, Randomness, monotonic, sha256_hex
+from watchword.domain.errors import InvalidCredential, NotFound, StoreUnavailable
+from watchword.domain.principal import AuthMethod, Principal
+from watchword.domain.scopes import IMPLICIT_ROLE, ScopePolicy
+from watchword.domain.sessions import (
+    RevokeReason,
+    Session,
+    SessionPolicy,
+    new_session_secret,
+    plausible_secret,
+)
+from watchword.domain.users import User
+from watchword.services.audit import Auditor
+from watchword.services.context import RequestContext
+from watchword.services.control import ControlPlane
+from watchword.services.session_cache import CachedSession, SessionCache
+from watchword.stores.base import Database
+
+log = logging.getLogger("watchword.sessions")
+
+KEEP_REVOKED_SECONDS = 86_400
+FLUSH_INTERVAL = 5.0
+
+
+@dataclass(frozen=True, slots=True)
+class NewSession:
+    session: Session
+    secret: str | None
+    evicted: list[Session]
+
+
+class SessionService:
+    def __init__(
+        self,
+        *,
+        db: Database,
+        clock: Clock,
+        randomness: Randomness,
+        policy: SessionPolicy,
+        scope_policy: ScopePolicy,
+        control: ControlPlane,
+        cache: SessionCache,
+        auditor: Auditor,
+        max_per_user: int,
+        limit_policy: str,
+    ) -> None:
+        self._db = db
+        self._clock = clock
+        self._random = randomness
+        self.policy = policy
+        self._scopes = scope_policy
+        self._control = control
+        self.cache = cache
+        self._auditor = auditor
+        self._max_per_user = max_per_user
+        self._limit_policy = limit_policy
+        self._pending_touches: dict[str, datetime] = {}
+        self._tasks: list[asyncio.Task[None]] = []
+        control.on_event(self._on_control)
+
+    # -- creation -------------------------------------------------------------------------
+
+    async def create(
+        self,
+        user: User,
+        ctx: RequestContext,
+        *,
+        kind: str = "cookie",
+        device_name: str | None = None,
+        with_secret: bool = True,
+        session_id: str | None = None,
+    ) -> NewSession:
+        """A new session with a new secret (never a reused one: no fixation)."""
+        now = self._clock.now()
+        secret, secret_hash = new_session_secret(self._random) if with_secret else (None, None)
+        session = Session(
+            id=session_id or self._random.new_id(),
+            user_id=user.id,
+            secret_hash=secret_hash,
+            kind=kind,
+            created_at=now,
+            last_seen_at=now,
+            expires_at=now + self.policy.lifetime,
+            idle_timeout_seconds=int(self.policy.idle_timeout.total_seconds()),
+            device_name=device_name,
+            user_agent=ctx.user_agent,
+            ip=ctx.ip,
+        )
+        evicted = await self._db.sessions.create(
+            session,
+            limit=self._max_per_user,
+            policy=self._limit_policy,
+            grace_seconds=int(self.policy.touch_interval.total_seconds()),
+            origin=self._control.node_id,
+        )
+        if evicted:
+            await self.after_revoke(evicted)
+            for old in evicted:
+                await self._auditor.record(
+                    AuditType.SESSION_EVICTED, ctx, user_id=user.id, session_id=old.id
+                )
+        return NewSession(session=session, secret=secret, evicted=evicted)
+
+    # -- the hot path ---------------------------------------------------------------------
+
+    def principal_for(self, session: Session, user: User, method: AuthMethod) -> Principal:
+        return Principal(
+            kind="user",
+            method=method,
+            user_id=user.id,
+            session_id=session.id,
+            scopes=self._scopes.scopes_for_roles(user.roles),
+            roles=frozenset(user.roles) | {IMPLICIT_ROLE},
+            expires_at=session.expires_at,
+            user=user,
+            session=session,
+        )
+
+    async def authenticate_secret(self, secret: str) -> Principal:
+        """Turn a cookie secret into a principal; raise ``InvalidCredential`` otherwise."""
+        if not plausible_secret(secret):
+            raise InvalidCredential("The session cookie is malformed.", code="invalid_session")
+        secret_hash = sha256_hex(secret)
+        entry, fresh = self.cache.get(secret_hash)
+        if not fresh:
+            entry = await self._load(secret_hash, entry)
+        assert entry is not None
+        return self._check(entry)
+
+    async def _load(self, secret_hash: str, stale: CachedSession | None) -> CachedSession:
+        session = await self._db.sessions.get_by_secret_hash(secret_hash)
+        if session is None:
+            if stale is not None:
+                self.cache.drop_session(stale.session.id)
+            raise InvalidCredential("The session does not exist.", code="invalid_session")
+        user = await self._db.users.get(session.user_id)
+        if user is None:
+            raise InvalidCredential("The session does not exist.", code="invalid_session")
+        last_seen = session.last_seen_at
+        if stale is not None and stale.session.id == session.id:
+            last_seen = max(last_seen, stale.last_seen)
+        entry = CachedSession(
+            principal=self.principal_for(session, user, AuthMethod.COOKIE),
+            session=session,
+            user=user,
+            loaded_at=monotonic(),
+            last_seen=last_seen,
+            persisted_seen=session.last_seen_at,
+        )
+        self.cache.put(secret_hash, entry)
+        return entry
+
+    def _check(self, entry: CachedSession) -> Principal:
+        session = entry.session
+        if session.revoked_at is not None or session.id in self._control.revoked:
+            raise InvalidCredential("The session has been revoked.", code="session_revoked")
+        if entry.user.disabled:
+            raise InvalidCredential("The account is disabled.", code="account_disabled")
+        now = self._clock.now()
+        if now >= session.expires_at:
+            raise InvalidCredential("The session has expired.", code="session_expired")
+        if now >= session.idle_expires_at(entry.last_seen):
+            raise InvalidCredential("The session timed out.", code="session_expired")
+        entry.last_seen = now
+        if now - entry.persisted_seen >= self.policy.touch_interval:
+            entry.persisted_seen = now
+            self._pending_touches[session.id] = now
+        return entry.principal
+
+    def last_seen(self, session: Session) -> datetime:
+        """The freshest last-seen time this node knows."""
+        if session.secret_hash is not None:
+            entry, _ = self.cache.get(session.secret_hash)
+            if entry is not None and entry.session.id == session.id:
+                return max(entry.last_seen, session.last_seen_at)
+        return max(
+            self._pending_touches.get(session.id, session.last_seen_at), session.last_seen_at
+        )
+
+    def touch(self, session_id: str) -> None:
+        """Record activity for a session used without its cookie (tokens, sockets)."""
+        self._pending_touches[session_id] = self._clock.now()
+
+    # -- listing and revocation ----------------------------------------------------------
+
+    async def list_live(self, user_id: str) -> list[tuple[Session, datetime]]:
+        now = self._clock.now()
+        sessions = await self._db.sessions.list_live(user_id, now)
+        result = []
+        for session in sessions:
+            seen = self.last_seen(session)
+            if session.is_live(now, seen):
+                result.append((session, seen))
+        return result
+
+    async def revoke(
+        self,
+        session_id: str,
+        reason: str,
+        ctx: RequestContext,
+        *,
+        owner_id: str | None = None,
+        actor_id: str | None = None,
+    ) -> Session:
+        """Revoke one session. With ``owner_id``, another user's session is ``NotFound``."""
+        session = await self._db.sessions.get(session_id)
+        if session is None or (owner_id is not None and session.user_id != owner_id):
+            raise NotFound("No such session.")
+        revoked = await self._db.sessions.revoke(
+            session_id, reason, self._clock.now(), origin=self._control.node_id
+        )
+        if revoked is None:
+            raise NotFound("No such session.")
+        await self.after_revoke([revoked])
+        audit_type = (
+            AuditType.LOGOUT if reason == RevokeReason.LOGOUT else AuditType.SESSION_REVOKED
+        )
+        await self._auditor.record(
+            audit_type,
+            ctx,
+            user_id=revoked.user_id,
+            session_id=revoked.id,
+            actor_id=actor_id,
+            reason=reason,
+        )
+        return revoked
+
+    async def revoke_all(
+        self,
+        user_id: str,
+        reason: str,
+        ctx: RequestContext,
+        *,
+        except_session_id: str | None = None,
+        actor_id: str | None = None,
+    ) -> list[Session]:
+        revoked = await self._db.sessions.revoke_all(
+            user_id,
+            reason,
+            self._clock.now(),
+            origin=self._control.node_id,
+            except_session_id=except_session_id,
+        )
+        await self.after_revoke(revoked)
+        await self._auditor.record(
+            AuditType.SESSIONS_REVOKED,
+            ctx,
+            user_id=user_id,
+            session_id=except_session_id,
+            actor_id=actor_id,
+            reason=reason,
+            sessions=[s.id for s in revoked],
+        )
+        return revoked
+
+    async def after_revoke(self, revoked: list[Session]) -> None:
+        # Drop locally first: this node must refuse the session before the response leaves.
+        now = self._clock.now().timestamp()
+        for session in revoked:
+            self._control.revoked.add(session.id, now, session.expires_at.timestamp())
+            self.cache.drop_session(session.id)
+            self._pending_touches.pop(session.id, None)
+        await self._control.announce(
+            [
+                events.session_revoked(
+                    s.id, s.user_id, s.revoked_reason or "revoked", s.expires_at.timestamp()
+                )
+                for s in revoked
+            ]
+        )
+
+    @property
+    def node_id(self) -> str:
+        return self._control.node_id
+
+    async def announce_user_changed(self, user_id: str, *, disabled: bool) -> None:
+        await self._control.announce([events.user_changed(user_id, disabled=disabled)])
+
+    async def _on_control(self, message: dict[str, object]) -> None:
+        kind = message.get("type")
+        if kind == events.SESSION_REVOKED:
+            self.cache.drop_session(str(message.get("session_id")))
+        elif kind == events.USER_CHANGED:
+            self.cache.drop_user(str(message.get("user_id")))
+        elif kind == events.CACHE_FLUSH:
+            self.cache.clear()
+
+    # -- background upkeep ----------------------------------------------------------------
+
+    async def flush_touches(self) -> None:
+        if not self._pending_touches:
+            return
+        batch, self._pending_touches = self._pending_touches, {}
+        try:
+            await self._db.sessions.touch(batch)
+        except StoreUnavailable:
+            # Keep them for the next round; newer touches win.
+            for sid, seen in batch.items():
+                self._pending_touches[sid] = max(seen, self._pending_touches.get(sid, seen))
+            raise
+
+    async def sweep(self) -> int:
+        now = self._clock.now()
+        removed = await self._db.sessions.clear_expired(now, keep_revoked_for=KEEP_REVOKED_SECONDS)
+        await self._db.control.clear_older_than(now - timedelta(seconds=KEEP_REVOKED_SECONDS))
+        return removed
+
+    def start(self, *, sweep_interval: float) -> None:
+        self._tasks.append(asyncio.create_task(self._every(FLUSH_INTERVAL, self.flush_touches)))
+        self._tasks.append(asyncio.create_task(self._every(sweep_interval, self.sweep)))
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks.clear()
+        with contextlib.suppress(StoreUnavailable):
+            await self.flush_touches()
+
+    @staticmethod
+    async def _every(interval: float, job: object) -> None:
+        assert callable(job)
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await job()
+            except StoreUnavailable:
+                log.warning("background job %s: store unavailable", getattr(job, "__name__", job))
+            except Exception:
+                log.exception("background job failed")

@@ -1,0 +1,1 @@
+"""Persistence behind small protocols: SQL (SQLite, PostgreSQL), Redis, memory."""

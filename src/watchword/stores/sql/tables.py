@@ -1,0 +1,78 @@
+"""The schema as SQLAlchemy Core tables. Alembic migrations are the history of this file."""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Column,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+)
+
+from watchword.stores.sql.types import BigIntId, UTCDateTime
+
+metadata = MetaData()
+
+users = Table(
+    "users",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("email", String(254), nullable=False, unique=True),
+    Column("password_hash", String(255), nullable=False),
+    Column("first_name", String(200)),
+    Column("last_name", String(200)),
+    Column("roles", JSON, nullable=False),
+    Column("disabled", Boolean, nullable=False, default=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+)
+
+sessions = Table(
+    "sessions",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("user_id", String(36), ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    Column("secret_hash", String(64), unique=True),
+    Column("kind", String(16), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("last_seen_at", UTCDateTime, nullable=False),
+    Column("expires_at", UTCDateTime, nullable=False),
+    Column("idle_timeout_seconds", Integer, nullable=False),
+    Column("device_name", String(100)),
+    Column("user_agent", String(512)),
+    Column("ip", String(64)),
+    Column("revoked_at", UTCDateTime),
+    Column("revoked_reason", String(32)),
+    Index("ix_sessions_user_live", "user_id", "revoked_at"),
+    Index("ix_sessions_expires_at", "expires_at"),
+)
+
+audit_events = Table(
+    "audit_events",
+    metadata,
+    Column("id", BigIntId, primary_key=True, autoincrement=True),
+    Column("type", String(64), nullable=False),
+    Column("at", UTCDateTime, nullable=False),
+    Column("user_id", String(36)),
+    Column("session_id", String(36)),
+    Column("actor_id", String(64)),
+    Column("ip", String(64)),
+    Column("user_agent", String(512)),
+    Column("details", JSON, nullable=False),
+    Index("ix_audit_user", "user_id", "id"),
+)
+
+control_log = Table(
+    "control_log",
+    metadata,
+    Column("id", BigIntId, primary_key=True, autoincrement=True),
+    Column("at", UTCDateTime, nullable=False),
+    Column("origin", String(64), nullable=False),
+    Column("payload", JSON, nullable=False),
+    Index("ix_control_log_at", "at"),
+)

@@ -1,0 +1,1 @@
+"""HTTP and WebSocket surface: the app factory, the authenticator chain, the routes."""

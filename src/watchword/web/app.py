@@ -1,0 +1,78 @@
+"""The app factory: settings in, a FastAPI app with every surface mounted out."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from watchword import __version__
+from watchword.config import Settings
+from watchword.services.container import Container
+from watchword.web import errors
+from watchword.web.authn import AuthChain, AuthenticationMiddleware, CookieAuthenticator
+from watchword.web.bodylimit import BodyLimitMiddleware
+from watchword.web.cookies import SessionCookie
+from watchword.web.routes import admin, auth, me, sessions, system, users
+
+log = logging.getLogger("watchword")
+
+
+class SchemaNotCurrent(RuntimeError):
+    pass
+
+
+def create_app(settings: Settings | None = None, *, container: Container | None = None) -> FastAPI:
+    settings = settings or (container.settings if container else Settings())
+    container = container or Container(settings)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        pending = (
+            await container.db.pending_migrations()
+            if hasattr(container.db, "pending_migrations")
+            else set()
+        )
+        if pending:
+            raise SchemaNotCurrent(
+                "The database schema is not current: run `watchword db upgrade` first."
+            )
+        await container.start()
+        try:
+            yield
+        finally:
+            await container.stop()
+
+    app = FastAPI(
+        title="Watchword",
+        version=__version__,
+        summary="Sessions, tokens, API keys and an authenticated WebSocket gateway.",
+        lifespan=lifespan,
+    )
+    app.state.container = container
+    app.state.session_cookie = SessionCookie(settings)
+    errors.install(app)
+    for module in (system, users, auth, me, sessions, admin):
+        app.include_router(module.router)
+
+    # The one chain for the Watchword API. Explicit credentials (bearer, API key, signature)
+    # come before the cookie, which the browser attaches by itself.
+    chain = AuthChain(
+        [
+            CookieAuthenticator(container.sessions, settings.effective_cookie_name),
+        ]
+    )
+    app.state.auth_chain = chain
+    # (path prefix, chain): a surface with its own rules (the /api/v1 compat surface) adds
+    # its prefix here; ``None`` leaves authentication to that surface's own chain.
+    chains: list[tuple[str, AuthChain | None]] = [("", chain)]
+    app.add_middleware(AuthenticationMiddleware, chains=chains)
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    return app
+
+
+def app_from_env() -> FastAPI:
+    """Entry point for uvicorn's ``--factory`` (one per worker process)."""
+    return create_app()

@@ -1,0 +1,82 @@
+"""The authenticator chain: every request becomes a ``Principal``, once, here.
+
+Starlette's contract: an authenticator returns ``None`` when its kind of credential is absent
+and raises when it is present but bad. The chain keeps the first principal found. A bad
+credential does not answer the request by itself: the error is kept on the scope and raised by
+``require()`` only on routes that need a principal, so a stale cookie never breaks sign-in.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Protocol
+
+from starlette.requests import HTTPConnection
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from watchword.domain.errors import WatchwordError
+from watchword.domain.principal import ANONYMOUS, Principal
+from watchword.services.sessions import SessionService
+
+PRINCIPAL = "watchword.principal"
+AUTH_ERROR = "watchword.auth_error"
+
+
+class Authenticator(Protocol):
+    async def authenticate(self, conn: HTTPConnection) -> Principal | None: ...
+
+
+class AuthChain:
+    def __init__(self, authenticators: Sequence[Authenticator]) -> None:
+        self.authenticators = list(authenticators)
+
+    async def authenticate(self, conn: HTTPConnection) -> Principal:
+        """The principal, or ``ANONYMOUS``; raises the first credential error met."""
+        for authenticator in self.authenticators:
+            principal = await authenticator.authenticate(conn)
+            if principal is not None:
+                return principal
+        return ANONYMOUS
+
+
+class CookieAuthenticator:
+    def __init__(self, sessions: SessionService, cookie_name: str) -> None:
+        self._sessions = sessions
+        self._cookie_name = cookie_name
+
+    async def authenticate(self, conn: HTTPConnection) -> Principal | None:
+        secret = conn.cookies.get(self._cookie_name)
+        if not secret:
+            return None
+        return await self._sessions.authenticate_secret(secret)
+
+
+class AuthenticationMiddleware:
+    """Pure ASGI (no BaseHTTPMiddleware): it runs on every request, so it stays lean."""
+
+    def __init__(self, app: ASGIApp, chains: Sequence[tuple[str, AuthChain | None]]) -> None:
+        self.app = app
+        # Longest prefix first; a ``None`` chain leaves the path to its own surface.
+        self.chains = sorted(chains, key=lambda item: len(item[0]), reverse=True)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] in ("http", "websocket"):
+            path: str = scope["path"]
+            chain = next((c for prefix, c in self.chains if path.startswith(prefix)), None)
+            if chain is not None:
+                try:
+                    scope[PRINCIPAL] = await chain.authenticate(HTTPConnection(scope))
+                except WatchwordError as exc:
+                    scope[PRINCIPAL] = ANONYMOUS
+                    scope[AUTH_ERROR] = exc
+        await self.app(scope, receive, send)
+
+
+def principal_of(conn: HTTPConnection) -> Principal:
+    principal: Principal = conn.scope.get(PRINCIPAL, ANONYMOUS)
+    return principal
+
+
+def auth_error_of(conn: HTTPConnection) -> WatchwordError | None:
+    error: WatchwordError | None = conn.scope.get(AUTH_ERROR)
+    return error

@@ -1,0 +1,68 @@
+"""Administration (role ``admin``): users, their roles, their sessions."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Depends, Path, Query, Request
+
+from watchword.domain.errors import InvalidInput
+from watchword.domain.principal import Principal
+from watchword.domain.sessions import RevokeReason
+from watchword.services.context import RequestContext
+from watchword.web.deps import container_of, context, require
+from watchword.web.routes.schemas import UserPatch
+
+router = APIRouter(prefix="/v1/admin", tags=["admin"])
+
+UserId = Path(max_length=64)
+admin = require(role="admin")
+
+
+@router.get("/users", summary="List accounts")
+async def list_users(
+    request: Request,
+    _: Principal = Depends(admin),
+    limit: int = Query(100, ge=1, le=1000),
+    offset: int = Query(0, ge=0),
+) -> dict[str, Any]:
+    users = await container_of(request).accounts.list_users(limit=limit, offset=offset)
+    return {"users": [u.public() for u in users], "limit": limit, "offset": offset}
+
+
+@router.patch("/users/{user_id}", summary="Disable or enable an account, or set its roles")
+async def patch_user(
+    body: UserPatch,
+    request: Request,
+    user_id: str = UserId,
+    principal: Principal = Depends(admin),
+    ctx: RequestContext = Depends(context),
+) -> dict[str, Any]:
+    if body.disabled is None and body.roles is None:
+        raise InvalidInput("Nothing to change: give 'disabled' and/or 'roles'.")
+    accounts = container_of(request).accounts
+    user = await accounts.get_user(user_id)
+    revoked = 0
+    if body.roles is not None:
+        user = await accounts.set_roles(user_id, body.roles, ctx, actor_id=principal.user_id)
+    if body.disabled is not None:
+        user, sessions = await accounts.set_disabled(
+            user_id, body.disabled, ctx, actor_id=principal.user_id
+        )
+        revoked = len(sessions)
+    return {"user": user.public(), "revoked_sessions": revoked}
+
+
+@router.delete("/users/{user_id}/sessions", summary="Sign a user out everywhere")
+async def revoke_user_sessions(
+    request: Request,
+    user_id: str = UserId,
+    principal: Principal = Depends(admin),
+    ctx: RequestContext = Depends(context),
+) -> dict[str, Any]:
+    container = container_of(request)
+    await container.accounts.get_user(user_id)
+    revoked = await container.sessions.revoke_all(
+        user_id, RevokeReason.ADMIN, ctx, actor_id=principal.user_id
+    )
+    return {"status": "revoked", "revoked_sessions": [s.id for s in revoked]}

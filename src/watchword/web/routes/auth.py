@@ -1,0 +1,54 @@
+"""Sign-in and sign-out."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import JSONResponse
+
+from watchword.domain.principal import Principal
+from watchword.domain.sessions import RevokeReason, csrf_token_for
+from watchword.services.context import RequestContext
+from watchword.web.deps import check_origin, container_of, context, require
+from watchword.web.routes.schemas import Login
+from watchword.web.views import session_view
+
+router = APIRouter(prefix="/v1/auth", tags=["auth"])
+
+NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
+
+
+@router.post("/login", summary="Sign in: starts a session and sets the session cookie")
+async def login(
+    body: Login, request: Request, ctx: RequestContext = Depends(context)
+) -> JSONResponse:
+    container = container_of(request)
+    check_origin(request)  # login CSRF: a foreign page must not sign the browser in
+    signin = await container.accounts.login(
+        email=body.email, password=body.password, device_name=body.device_name, ctx=ctx
+    )
+    session = signin.session
+    response = JSONResponse(
+        {
+            "user": signin.user.public(),
+            "session": session_view(session, session.last_seen_at, current_id=session.id),
+            "csrf_token": csrf_token_for(session.id, container.csrf_key),
+        },
+        headers=NO_STORE,
+    )
+    assert signin.new.secret is not None
+    request.app.state.session_cookie.set(response, signin.new.secret)
+    return response
+
+
+@router.post("/logout", summary="End the current session everywhere and clear the cookie")
+async def logout(
+    request: Request,
+    principal: Principal = Depends(require()),
+    ctx: RequestContext = Depends(context),
+) -> JSONResponse:
+    container = container_of(request)
+    if principal.session_id is not None:
+        await container.sessions.revoke(principal.session_id, RevokeReason.LOGOUT, ctx)
+    response = JSONResponse({"status": "signed_out"}, headers=NO_STORE)
+    request.app.state.session_cookie.clear(response)
+    return response

@@ -1,0 +1,69 @@
+"""The signed-in user: who am I, my password, my security events."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import JSONResponse
+
+from watchword.domain.errors import NotFound
+from watchword.domain.principal import Principal
+from watchword.domain.sessions import csrf_token_for
+from watchword.services.context import RequestContext
+from watchword.web.deps import container_of, context, require
+from watchword.web.routes.schemas import PasswordChange
+from watchword.web.views import authentication_view, session_view
+
+router = APIRouter(prefix="/v1/me", tags=["me"])
+
+
+@router.get("", summary="Who is calling: the user, the session and how it authenticated")
+async def me(request: Request, principal: Principal = Depends(require())) -> JSONResponse:
+    container = container_of(request)
+    user = principal.user
+    if user is None and principal.user_id is not None:
+        user = await container.accounts.get_user(principal.user_id)
+    body: dict[str, Any] = {
+        "user": user.public() if user else None,
+        "session": None,
+        "authentication": authentication_view(principal),
+    }
+    if principal.session is not None:
+        session = principal.session
+        body["session"] = session_view(
+            session, container.sessions.last_seen(session), current_id=session.id
+        )
+        if principal.needs_csrf:
+            body["csrf_token"] = csrf_token_for(session.id, container.csrf_key)
+    return JSONResponse(body, headers={"Cache-Control": "no-store"})
+
+
+@router.post("/password", summary="Change the password and sign out every other session")
+async def change_password(
+    body: PasswordChange,
+    request: Request,
+    principal: Principal = Depends(require()),
+    ctx: RequestContext = Depends(context),
+) -> dict[str, Any]:
+    if principal.user_id is None:
+        raise NotFound("Only users have passwords.")
+    revoked = await container_of(request).accounts.change_password(
+        principal, current=body.current_password, new=body.new_password, ctx=ctx
+    )
+    return {"status": "password_changed", "revoked_sessions": len(revoked)}
+
+
+@router.get("/events", summary="My security events (audit trail), newest first")
+async def my_events(
+    request: Request,
+    principal: Principal = Depends(require()),
+    limit: int = Query(50, ge=1, le=500),
+    before: int | None = Query(None, ge=1),
+) -> dict[str, Any]:
+    if principal.user_id is None:
+        raise NotFound("Only users have security events.")
+    events = await container_of(request).accounts.events_for(
+        principal.user_id, limit=limit, before_id=before
+    )
+    return {"events": [event.public() for event in events]}

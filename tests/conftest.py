@@ -1,0 +1,167 @@
+"""Shared fixtures: an app on a fresh SQLite file, and the real PostgreSQL and Redis.
+
+PostgreSQL and Redis come from WATCHWORD_TEST_POSTGRES_URL and WATCHWORD_TEST_REDIS_URL
+(defaults: the local services). Unreachable, their tests skip with the reason; under
+CI=true they fail instead.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.helpers import PASSWORD, TEST_SECRET_KEY, ManualClock, fast_hasher
+from watchword.config import Settings
+from watchword.services.container import Container
+from watchword.web.app import create_app
+
+CI = os.environ.get("CI", "").lower() == "true"
+POSTGRES_URL = os.environ.get(
+    "WATCHWORD_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"
+)
+REDIS_URL = os.environ.get("WATCHWORD_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+BASE_URL = "http://127.0.0.1:8000"
+
+
+def service_unavailable(what: str, reason: object) -> None:
+    if CI:
+        pytest.fail(f"{what} is unreachable under CI=true: {reason}")
+    pytest.skip(f"{what} is unreachable: {reason}")
+
+
+def _asyncpg_dsn(url: str) -> str:
+    return url.replace("postgresql+asyncpg://", "postgresql://", 1)
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """A fresh PostgreSQL database for this test run, dropped afterwards."""
+    import asyncpg
+
+    name = f"watchword_test_{uuid.uuid4().hex[:10]}"
+    admin_dsn = _asyncpg_dsn(POSTGRES_URL)
+
+    async def run(sql: str) -> None:
+        conn = await asyncpg.connect(admin_dsn, timeout=5)
+        try:
+            await conn.execute(sql)
+        finally:
+            await conn.close()
+
+    try:
+        asyncio.run(run(f'CREATE DATABASE "{name}"'))
+    except Exception as exc:
+        service_unavailable("PostgreSQL", exc)
+    base, _, _ = admin_dsn.rpartition("/")
+    yield f"{base.replace('postgresql://', 'postgresql+asyncpg://', 1)}/{name}"
+    asyncio.run(run(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> str:
+    import redis
+
+    try:
+        client = redis.Redis.from_url(REDIS_URL, socket_timeout=2)
+        client.ping()
+        client.close()
+    except Exception as exc:
+        service_unavailable("Redis", exc)
+    return REDIS_URL
+
+
+@pytest.fixture
+def clock() -> ManualClock:
+    return ManualClock()
+
+
+@pytest.fixture
+def settings_factory(tmp_path: Any) -> Callable[..., Settings]:
+    def make(**overrides: Any) -> Settings:
+        values: dict[str, Any] = {
+            "database_url": f"sqlite+aiosqlite:///{tmp_path}/watchword.db",
+            "secret_key": TEST_SECRET_KEY,
+            "secret_key_file": str(tmp_path / "watchword.secret"),
+            "session_touch_interval": 1,
+        }
+        values.update(overrides)
+        return Settings(**values)
+
+    return make
+
+
+AppFactory = Callable[..., Awaitable[tuple[Any, Container]]]
+
+
+@pytest.fixture
+async def app_factory(
+    settings_factory: Callable[..., Settings], clock: ManualClock
+) -> AsyncIterator[AppFactory]:
+    """Builds apps on migrated databases, with the test clock and a cheap hasher."""
+    made: list[Container] = []
+
+    async def make(**overrides: Any) -> tuple[Any, Container]:
+        settings = settings_factory(**overrides)
+        container = Container(settings, clock=clock, hasher=fast_hasher())
+        await container.db.upgrade()  # type: ignore[attr-defined]
+        made.append(container)
+        return create_app(settings, container=container), container
+
+    yield make
+    for container in made:
+        await container.db.close()
+
+
+class Client(httpx.AsyncClient):
+    """An httpx client on the ASGI app, with helpers for the common steps."""
+
+    container: Container
+
+    async def register(self, email: str = "alice@example.com", password: str = PASSWORD) -> Any:
+        response = await self.post("/v1/users", json={"email": email, "password": password})
+        assert response.status_code == 201, response.text
+        return response.json()["user"]
+
+    async def login(
+        self, email: str = "alice@example.com", password: str = PASSWORD, **extra: Any
+    ) -> httpx.Response:
+        response = await self.post(
+            "/v1/auth/login", json={"email": email, "password": password, **extra}
+        )
+        assert response.status_code == 200, response.text
+        self.headers["X-CSRF-Token"] = response.json()["csrf_token"]
+        return response
+
+
+ClientFactory = Callable[..., Awaitable[Client]]
+
+
+@pytest.fixture
+async def client_factory(app_factory: AppFactory) -> AsyncIterator[ClientFactory]:
+    """Clients on a running app (lifespan started); each call makes a new app."""
+    stack: list[tuple[Any, Client]] = []
+
+    async def make(**overrides: Any) -> Client:
+        app, container = await app_factory(**overrides)
+        lifespan = app.router.lifespan_context(app)
+        await lifespan.__aenter__()
+        client = Client(transport=httpx.ASGITransport(app=app), base_url=BASE_URL)
+        client.container = container
+        stack.append((lifespan, client))
+        return client
+
+    yield make
+    for lifespan, client in reversed(stack):
+        await client.aclose()
+        await lifespan.__aexit__(None, None, None)
+
+
+@pytest.fixture
+async def client(client_factory: ClientFactory) -> Client:
+    return await client_factory()
