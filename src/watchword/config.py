@@ -68,6 +68,14 @@ class Settings(BaseSettings):
 
     role_scopes: dict[str, list[str]] = Field(default_factory=lambda: dict(DEFAULT_ROLE_SCOPES))
 
+    # -- tokens (issue 3) ---------------------------------------------------------------
+
+    # -- machines: API keys, clients, signatures (issue 4) ------------------------------
+
+    # -- realtime gateway (issue 5) -------------------------------------------------------
+
+    # -- cluster: Redis and failure handling (issue 6) ------------------------------------
+
     @field_validator("allowed_origins", mode="before")
     @classmethod
     def _origins(cls, value: object) -> object:

@@ -98,6 +98,10 @@ class Container:
             hashing_concurrency=settings.hashing_concurrency,
         )
         self.csrf_key = self.master_key.derive("csrf")
+        # -- tokens (issue 3) -------------------------------------------------------------
+        # -- machines (issue 4) -----------------------------------------------------------
+        # -- realtime (issue 5) -----------------------------------------------------------
+        # -- cluster (issue 6) ------------------------------------------------------------
         self._started = False
 
     async def start(self) -> None:

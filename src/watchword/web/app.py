@@ -56,11 +56,13 @@ def create_app(settings: Settings | None = None, *, container: Container | None 
     errors.install(app)
     for module in (system, users, auth, me, sessions, admin):
         app.include_router(module.router)
+    # -- routers of later surfaces (tokens, machines, realtime, compat) go here ----------
 
     # The one chain for the Watchword API. Explicit credentials (bearer, API key, signature)
     # come before the cookie, which the browser attaches by itself.
     chain = AuthChain(
         [
+            # bearer JWT (issue 3), API key / opaque token and HTTP signature (issue 4)
             CookieAuthenticator(container.sessions, settings.effective_cookie_name),
         ]
     )

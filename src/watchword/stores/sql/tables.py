@@ -67,6 +67,8 @@ audit_events = Table(
     Index("ix_audit_user", "user_id", "id"),
 )
 
+# -- tables of later issues follow the foundation's, each in its own block ------------------
+
 control_log = Table(
     "control_log",
     metadata,
