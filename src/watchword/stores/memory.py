@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from watchword.domain import events
 from watchword.domain.audit import AuditEvent
-from watchword.domain.errors import EmailTaken, SessionLimitReached
+from watchword.domain.errors import Conflict, EmailTaken, SessionLimitReached
 from watchword.domain.sessions import RevokeReason, Session
 from watchword.domain.users import User
 from watchword.stores.base import ControlRecord
@@ -56,6 +56,8 @@ class MemoryUserStore:
 
     async def create(self, user: User) -> User:
         async with self._db._lock:
+            if user.id in self._db.user_rows:
+                raise Conflict("user id collision")  # insert-only, as the SQL primary key
             if any(u.email == user.email for u in self._db.user_rows.values()):
                 raise EmailTaken()
             self._db.user_rows[user.id] = user
