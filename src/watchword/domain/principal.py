@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 if TYPE_CHECKING:
     from watchword.domain.sessions import Session
@@ -36,6 +36,8 @@ class Principal:
     credential_id: str | None = None
     user: User | None = field(default=None, compare=False, repr=False)
     session: Session | None = field(default=None, compare=False, repr=False)
+    # Views derived from this (immutable) principal, computed once per cached principal.
+    memo: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     @property
     def is_authenticated(self) -> bool:

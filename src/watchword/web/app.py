@@ -54,7 +54,8 @@ def create_app(settings: Settings | None = None, *, container: Container | None 
     app.state.container = container
     app.state.session_cookie = SessionCookie(settings)
     errors.install(app)
-    for module in (system, users, auth, me, sessions, admin):
+    # Ordered by traffic: FastAPI matches routes in order, and /v1/me is the hottest path.
+    for module in (system, me, sessions, auth, users, admin):
         app.include_router(module.router)
     # -- routers of later surfaces (tokens, machines, realtime, compat) go here ----------
 

@@ -45,10 +45,28 @@ class CookieAuthenticator:
         self._cookie_name = cookie_name
 
     async def authenticate(self, conn: HTTPConnection) -> Principal | None:
-        secret = conn.cookies.get(self._cookie_name)
+        secret = cookie_value(conn.scope, self._cookie_name)
         if not secret:
             return None
         return await self._sessions.authenticate_secret(secret)
+
+
+def cookie_value(scope: Scope, name: str) -> str | None:
+    """One cookie's value, without parsing every cookie of the header (hot path).
+
+    Same rules as Starlette's parser (pairs split on ';', surrounding quotes dropped); the
+    last occurrence of a repeated name wins there too.
+    """
+    value: str | None = None
+    prefix = name + "="
+    for header, raw in scope["headers"]:
+        if header != b"cookie":
+            continue
+        for pair in raw.decode("latin-1").split(";"):
+            pair = pair.strip()
+            if pair.startswith(prefix):
+                value = pair[len(prefix) :].strip().strip('"')
+    return value
 
 
 class AuthenticationMiddleware:

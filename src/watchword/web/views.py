@@ -11,24 +11,52 @@ from watchword.domain.sessions import Session
 
 
 def session_view(
-    session: Session, last_seen: datetime, *, current_id: str | None
+    session: Session,
+    last_seen: datetime,
+    *,
+    current_id: str | None,
+    memo: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    device = describe_user_agent(session.user_agent)
+    """The session as the API shows it. ``memo`` keeps the parts that never change."""
+    static = memo.get("session_static") if memo is not None else None
+    if static is None:
+        static = {
+            "id": session.id,
+            "kind": session.kind,
+            "device": {**describe_user_agent(session.user_agent), "name": session.device_name},
+            "ip": session.ip,
+            "created_at": session.created_at.isoformat(),
+            "absolute_expires_at": session.expires_at.isoformat(),
+        }
+        if memo is not None:
+            memo["session_static"] = static
+    idle_expires_at = session.idle_expires_at(last_seen)
     return {
-        "id": session.id,
+        **static,
         "current": session.id == current_id,
-        "kind": session.kind,
-        "device": {**device, "name": session.device_name},
-        "ip": session.ip,
-        "created_at": session.created_at.isoformat(),
         "last_seen_at": last_seen.isoformat(),
-        "expires_at": session.effective_expires_at(last_seen).isoformat(),
-        "absolute_expires_at": session.expires_at.isoformat(),
-        "idle_expires_at": session.idle_expires_at(last_seen).isoformat(),
+        "expires_at": min(session.expires_at, idle_expires_at).isoformat(),
+        "idle_expires_at": idle_expires_at.isoformat(),
     }
 
 
 def authentication_view(principal: Principal) -> dict[str, Any]:
+    view = principal.memo.get("authentication")
+    if view is None:
+        view = principal.memo["authentication"] = _authentication_view(principal)
+    return view
+
+
+def user_view(principal: Principal) -> dict[str, Any] | None:
+    if principal.user is None:
+        return None
+    view = principal.memo.get("user")
+    if view is None:
+        view = principal.memo["user"] = principal.user.public()
+    return view
+
+
+def _authentication_view(principal: Principal) -> dict[str, Any]:
     return {
         "method": principal.method.value,
         "kind": principal.kind,

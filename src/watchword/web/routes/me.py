@@ -5,38 +5,47 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, Depends, Query, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import Response
 
 from watchword.domain.errors import NotFound
 from watchword.domain.principal import Principal
 from watchword.domain.sessions import csrf_token_for
 from watchword.services.context import RequestContext
 from watchword.web.deps import container_of, context, require
+from watchword.web.responses import FastJSONResponse
 from watchword.web.routes.schemas import PasswordChange
-from watchword.web.views import authentication_view, session_view
+from watchword.web.views import authentication_view, session_view, user_view
+
+NO_STORE = {"Cache-Control": "no-store"}
 
 router = APIRouter(prefix="/v1/me", tags=["me"])
 
 
 @router.get("", summary="Who is calling: the user, the session and how it authenticated")
-async def me(request: Request, principal: Principal = Depends(require())) -> JSONResponse:
+async def me(request: Request, principal: Principal = Depends(require())) -> Response:
     container = container_of(request)
-    user = principal.user
+    user = user_view(principal)
     if user is None and principal.user_id is not None:
-        user = await container.accounts.get_user(principal.user_id)
+        user = (await container.accounts.get_user(principal.user_id)).public()
     body: dict[str, Any] = {
-        "user": user.public() if user else None,
+        "user": user,
         "session": None,
         "authentication": authentication_view(principal),
     }
     if principal.session is not None:
         session = principal.session
         body["session"] = session_view(
-            session, container.sessions.last_seen(session), current_id=session.id
+            session,
+            container.sessions.last_seen(session),
+            current_id=session.id,
+            memo=principal.memo,
         )
         if principal.needs_csrf:
-            body["csrf_token"] = csrf_token_for(session.id, container.csrf_key)
-    return JSONResponse(body, headers={"Cache-Control": "no-store"})
+            csrf = principal.memo.get("csrf")
+            if csrf is None:
+                csrf = principal.memo["csrf"] = csrf_token_for(session.id, container.csrf_key)
+            body["csrf_token"] = csrf
+    return FastJSONResponse(body, headers=NO_STORE)
 
 
 @router.post("/password", summary="Change the password and sign out every other session")

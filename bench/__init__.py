@@ -1,0 +1,1 @@
+"""Benchmarks: `python -m bench` runs every suite; `python -m bench.suite_http` runs one."""
