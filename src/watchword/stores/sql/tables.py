@@ -78,3 +78,66 @@ control_log = Table(
     Column("payload", JSON, nullable=False),
     Index("ix_control_log_at", "at"),
 )
+
+# -- machines: API keys, signing keys, OAuth2 clients, opaque tokens (issue 4) ---------------
+
+api_keys = Table(
+    "api_keys",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("public_id", String(16), nullable=False, unique=True),
+    Column("user_id", String(36), ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    Column("name", String(100), nullable=False),
+    Column("secret_hash", String(64), nullable=False),
+    Column("scopes", JSON, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("expires_at", UTCDateTime),
+    Column("last_used_at", UTCDateTime),
+    Column("revoked_at", UTCDateTime),
+    Index("ix_api_keys_user", "user_id"),
+)
+
+signing_keys = Table(
+    "signing_keys",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("user_id", String(36), ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    Column("name", String(100), nullable=False),
+    Column("algorithm", String(16), nullable=False),
+    Column("material", String(512), nullable=False),
+    Column("scopes", JSON, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("last_used_at", UTCDateTime),
+    Column("revoked_at", UTCDateTime),
+    Index("ix_signing_keys_user", "user_id"),
+)
+
+oauth_clients = Table(
+    "oauth_clients",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("name", String(100), nullable=False),
+    Column("secret_hash", String(64), nullable=False),
+    Column("scopes", JSON, nullable=False),
+    Column("token_format", String(16), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("disabled", Boolean, nullable=False, default=False),
+)
+
+opaque_tokens = Table(
+    "opaque_tokens",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("token_hash", String(64), nullable=False, unique=True),
+    Column(
+        "client_id",
+        String(40),
+        ForeignKey("oauth_clients.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    Column("scopes", JSON, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("expires_at", UTCDateTime, nullable=False),
+    Column("revoked_at", UTCDateTime),
+    Index("ix_opaque_tokens_expires_at", "expires_at"),
+)

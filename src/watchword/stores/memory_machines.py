@@ -1,0 +1,181 @@
+"""In-process machine-credential stores with the same contracts as SQL (``stores/machines.py``)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from watchword.domain.apikeys import ApiKey, credential_revoked
+from watchword.domain.clients import OAuthClient, OpaqueToken
+from watchword.domain.errors import Conflict, NotFound
+from watchword.domain.signatures import SigningKey
+
+if TYPE_CHECKING:
+    from watchword.stores.machines import MachineStores
+
+Recorder = Callable[[Sequence[dict[str, Any]], datetime, str], object]
+
+
+def _ignore(_payloads: Sequence[dict[str, Any]], _now: datetime, _origin: str) -> None:
+    return None
+
+
+class MemoryApiKeyStore:
+    def __init__(self, record: Recorder) -> None:
+        self._record = record
+        self.rows: dict[str, ApiKey] = {}
+
+    async def create(self, key: ApiKey) -> None:
+        if key.id in self.rows or any(k.public_id == key.public_id for k in self.rows.values()):
+            raise Conflict("The API key could not be stored (duplicate id or no owner).")
+        self.rows[key.id] = key
+
+    async def get(self, key_id: str) -> ApiKey | None:
+        return self.rows.get(key_id)
+
+    async def get_by_public_id(self, public_id: str) -> ApiKey | None:
+        return next((k for k in self.rows.values() if k.public_id == public_id), None)
+
+    async def list_for_user(self, user_id: str) -> list[ApiKey]:
+        keys = [k for k in self.rows.values() if k.user_id == user_id and k.revoked_at is None]
+        return sorted(keys, key=lambda k: (k.created_at, k.id), reverse=True)
+
+    async def revoke(
+        self, key_id: str, now: datetime, *, origin: str, user_id: str | None = None
+    ) -> ApiKey | None:
+        key = self.rows.get(key_id)
+        if key is None or key.revoked_at is not None:
+            return None
+        if user_id is not None and key.user_id != user_id:
+            return None
+        key = replace(key, revoked_at=now)
+        self.rows[key_id] = key
+        self._record([credential_revoked("api_key", key.public_id, key.user_id)], now, origin)
+        return key
+
+    async def touch(self, last_used: Mapping[str, datetime]) -> None:
+        for key_id, used in last_used.items():
+            key = self.rows.get(key_id)
+            if key is not None and (key.last_used_at is None or key.last_used_at < used):
+                self.rows[key_id] = replace(key, last_used_at=used)
+
+
+class MemorySigningKeyStore:
+    def __init__(self, record: Recorder) -> None:
+        self._record = record
+        self.rows: dict[str, SigningKey] = {}
+
+    async def create(self, key: SigningKey) -> None:
+        if key.id in self.rows:
+            raise Conflict("The signing key could not be stored (duplicate id or no owner).")
+        self.rows[key.id] = key
+
+    async def get(self, key_id: str) -> SigningKey | None:
+        return self.rows.get(key_id)
+
+    async def list_for_user(self, user_id: str) -> list[SigningKey]:
+        keys = [k for k in self.rows.values() if k.user_id == user_id and k.revoked_at is None]
+        return sorted(keys, key=lambda k: (k.created_at, k.id), reverse=True)
+
+    async def revoke(
+        self, key_id: str, now: datetime, *, origin: str, user_id: str | None = None
+    ) -> SigningKey | None:
+        key = self.rows.get(key_id)
+        if key is None or key.revoked_at is not None:
+            return None
+        if user_id is not None and key.user_id != user_id:
+            return None
+        key = replace(key, revoked_at=now)
+        self.rows[key_id] = key
+        self._record([credential_revoked("signing_key", key.id, key.user_id)], now, origin)
+        return key
+
+    async def touch(self, last_used: Mapping[str, datetime]) -> None:
+        for key_id, used in last_used.items():
+            key = self.rows.get(key_id)
+            if key is not None and (key.last_used_at is None or key.last_used_at < used):
+                self.rows[key_id] = replace(key, last_used_at=used)
+
+
+class MemoryClientStore:
+    def __init__(self, record: Recorder, tokens: MemoryOpaqueTokenStore) -> None:
+        self._record = record
+        self._tokens = tokens
+        self.rows: dict[str, OAuthClient] = {}
+
+    async def create(self, client: OAuthClient) -> None:
+        if client.id in self.rows:
+            raise Conflict("A client with this id already exists.")
+        self.rows[client.id] = client
+
+    async def get(self, client_id: str) -> OAuthClient | None:
+        return self.rows.get(client_id)
+
+    async def page(self, *, limit: int = 100, offset: int = 0) -> list[OAuthClient]:
+        ordered = sorted(self.rows.values(), key=lambda c: (c.created_at, c.id))
+        return ordered[offset : offset + limit]
+
+    async def set_disabled(
+        self, client_id: str, disabled: bool, now: datetime, *, origin: str
+    ) -> OAuthClient | None:
+        client = self.rows.get(client_id)
+        if client is None:
+            return None
+        client = replace(client, disabled=disabled)
+        self.rows[client_id] = client
+        if disabled:
+            for token_id, token in list(self._tokens.rows.items()):
+                if token.client_id == client_id and token.revoked_at is None:
+                    self._tokens.rows[token_id] = replace(token, revoked_at=now)
+        self._record([credential_revoked("client", client_id, None)], now, origin)
+        return client
+
+
+class MemoryOpaqueTokenStore:
+    def __init__(self, record: Recorder) -> None:
+        self._record = record
+        self.rows: dict[str, OpaqueToken] = {}
+        self.clients: MemoryClientStore | None = None
+
+    async def create(self, token: OpaqueToken) -> None:
+        if self.clients is not None and token.client_id not in self.clients.rows:
+            raise NotFound("No such client.")
+        if token.id in self.rows:
+            raise Conflict("Duplicate token id.")
+        self.rows[token.id] = token
+
+    async def get_by_hash(self, token_hash: str) -> OpaqueToken | None:
+        return next((t for t in self.rows.values() if t.token_hash == token_hash), None)
+
+    async def revoke(self, token_id: str, now: datetime, *, origin: str) -> OpaqueToken | None:
+        token = self.rows.get(token_id)
+        if token is None or token.revoked_at is not None:
+            return None
+        token = replace(token, revoked_at=now)
+        self.rows[token_id] = token
+        self._record([credential_revoked("opaque_token", token.token_hash, None)], now, origin)
+        return token
+
+    async def clear_expired(self, now: datetime) -> int:
+        gone = [tid for tid, t in self.rows.items() if t.expires_at < now]
+        for tid in gone:
+            del self.rows[tid]
+        return len(gone)
+
+
+class MemoryMachineStores:
+    """``record`` appends to a control feed (``MemoryControlFeed.record``) when there is one."""
+
+    def __init__(self, record: Recorder | None = None) -> None:
+        rec = record or _ignore
+        self.api_keys = MemoryApiKeyStore(rec)
+        self.signing_keys = MemorySigningKeyStore(rec)
+        self.opaque_tokens = MemoryOpaqueTokenStore(rec)
+        self.clients = MemoryClientStore(rec, self.opaque_tokens)
+        self.opaque_tokens.clients = self.clients
+
+
+if TYPE_CHECKING:
+    _check: MachineStores = MemoryMachineStores()
