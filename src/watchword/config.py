@@ -75,6 +75,18 @@ class Settings(BaseSettings):
     # -- realtime gateway (issue 5) -------------------------------------------------------
 
     # -- cluster: Redis and failure handling (issue 6) ------------------------------------
+    # Every Redis key and bus channel starts with this prefix (several clusters, one Redis).
+    redis_prefix: str = Field(default="watchword", min_length=1, max_length=64)
+    # "none": a store check that needs Redis fails closed (503) while it is down;
+    # "database": session checks read PostgreSQL/SQLite directly instead.
+    redis_fallback: Literal["none", "database"] = "none"
+    redis_max_connections: int = Field(default=64, ge=2)
+    redis_socket_timeout: float = Field(default=2.0, gt=0)
+    redis_connect_timeout: float = Field(default=2.0, gt=0)
+    redis_health_check_interval: float = Field(default=10.0, ge=0)
+    # A session cached in Redis is re-read from the database at least this often.
+    redis_session_ttl: int = Field(default=30, ge=1, le=3600)
+    bus_reconnect_max_delay: float = Field(default=5.0, gt=0)
 
     @field_validator("allowed_origins", mode="before")
     @classmethod

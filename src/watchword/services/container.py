@@ -5,7 +5,6 @@ from __future__ import annotations
 from datetime import timedelta
 
 from watchword.bus.base import EventBus
-from watchword.bus.local import LocalBus
 from watchword.config import Settings
 from watchword.domain.clock import Clock, Randomness, SystemClock, SystemRandomness
 from watchword.domain.masterkey import MasterKey
@@ -14,6 +13,7 @@ from watchword.domain.scopes import ScopePolicy
 from watchword.domain.sessions import SessionPolicy
 from watchword.services.accounts import AccountService
 from watchword.services.audit import Auditor
+from watchword.services.cluster import Cluster, make_bus, rate_limit_storage
 from watchword.services.control import ControlPlane, RevokedSessions
 from watchword.services.ratelimit import LoginThrottle
 from watchword.services.secrets_file import resolve_secret_key
@@ -45,7 +45,11 @@ class Container:
         self.db: Database = db or SqlDatabase(
             settings.database_url, pool_size=settings.db_pool_size, timeout=settings.db_timeout
         )
-        self.bus: EventBus = bus or LocalBus()
+        # cluster (issue 6): with WATCHWORD_REDIS_URL, Redis in front of session lookups
+        self.cluster = Cluster(settings, now=lambda: self.clock.now().timestamp())
+        if db is None:
+            self.db = self.cluster.wrap_database(self.db)
+        self.bus: EventBus = bus or make_bus(settings)
         self.hasher = hasher or PasswordHasher(
             time_cost=settings.argon2_time_cost,
             memory_kib=settings.argon2_memory_kib,
@@ -79,9 +83,12 @@ class Container:
             max_per_user=settings.max_sessions_per_user,
             limit_policy=settings.session_limit_policy,
         )
+        limits_uri, limits_options = rate_limit_storage(settings)
         self.throttle = LoginThrottle(
             per_account=settings.login_rate_limit_account,
             per_ip=settings.login_rate_limit_ip,
+            storage_uri=limits_uri,
+            storage_options=limits_options,
         )
         self.accounts = AccountService(
             db=self.db,
@@ -102,12 +109,16 @@ class Container:
         # -- machines (issue 4) -----------------------------------------------------------
         # -- realtime (issue 5) -----------------------------------------------------------
         # -- cluster (issue 6) ------------------------------------------------------------
+        self.cluster.attach(
+            db=self.db, bus=self.bus, control=self.control, local_cache=self.session_cache
+        )
         self._started = False
 
     async def start(self) -> None:
         """Background work of a serving node: bus, control feed, touches, sweeping."""
         await self.bus.start()
         await self.control.start()
+        await self.cluster.start()
         self.sessions.start(sweep_interval=self.settings.sweep_interval)
         self._started = True
 
@@ -116,4 +127,5 @@ class Container:
             await self.sessions.stop()
             await self.control.stop()
             await self.bus.close()
+        await self.cluster.stop()
         await self.db.close()

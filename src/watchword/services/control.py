@@ -75,15 +75,37 @@ class ControlPlane:
         self._task: asyncio.Task[None] | None = None
         self.feed_healthy = True
         self.last_poll_at: float | None = None
+        # The feed position this node started from: it has applied every row after it.
+        self.start_cursor = 0
         bus.subscribe(CONTROL, self._dispatch)
+        bus.on_gap(self._on_gap)
 
     def on_event(self, handler: ControlHandler) -> None:
         self._handlers.append(handler)
 
+    @property
+    def cursor(self) -> int:
+        """The last control-feed row this node has applied."""
+        return self._cursor
+
     async def announce(self, payloads: Sequence[dict[str, Any]]) -> None:
-        """Publish control events that this node has already recorded in the feed."""
+        """Publish control events that this node has already recorded in the feed.
+
+        The feed is the truth: a bus that cannot take the message is logged, not raised (the
+        other nodes read the row at their next poll)."""
         for payload in payloads:
-            await self._bus.publish(CONTROL, {**payload, "origin": self.node_id})
+            try:
+                await self._bus.publish(CONTROL, {**payload, "origin": self.node_id})
+            except StoreUnavailable:
+                log.warning("bus unavailable: %s reaches other nodes by the feed", payload["type"])
+
+    async def _on_gap(self) -> None:
+        """The bus may have lost messages: drop every cache, then catch up from the feed."""
+        await self._dispatch({"type": events.CACHE_FLUSH, "origin": self.node_id})
+        try:
+            await self.poll_once()
+        except StoreUnavailable:
+            log.warning("control feed unreachable after a bus gap; the poller will catch up")
 
     async def _dispatch(self, message: dict[str, Any]) -> None:
         if message.get("type") == events.SESSION_REVOKED:
@@ -108,6 +130,7 @@ class ControlPlane:
     async def start(self) -> None:
         try:
             self._cursor = await self._feed.last_id()
+            self.start_cursor = self._cursor
         except StoreUnavailable:
             self.feed_healthy = False
             log.warning("control feed unreachable at start; will catch up when it returns")

@@ -4,18 +4,31 @@ from __future__ import annotations
 
 import math
 import time
+from typing import Any
 
 from limits import RateLimitItem, parse
 from limits.aio.storage import MemoryStorage, Storage
 from limits.aio.strategies import MovingWindowRateLimiter
+from limits.errors import StorageError
 from limits.storage import storage_from_string
 
 from watchword.domain.errors import RateLimited, StoreUnavailable
 
 
 class LoginThrottle:
-    def __init__(self, *, per_account: str, per_ip: str, storage_uri: str | None = None) -> None:
-        storage = storage_from_string(storage_uri) if storage_uri else MemoryStorage()
+    def __init__(
+        self,
+        *,
+        per_account: str,
+        per_ip: str,
+        storage_uri: str | None = None,
+        storage_options: dict[str, Any] | None = None,
+    ) -> None:
+        storage = (
+            storage_from_string(storage_uri, **(storage_options or {}))
+            if storage_uri
+            else MemoryStorage()
+        )
         if not isinstance(storage, Storage):
             raise ValueError("rate-limit storage must be an async+ URI")
         self._storage = storage
@@ -36,14 +49,14 @@ class LoginThrottle:
                 raise RateLimited(
                     await self._retry_after(self._per_account, "login-account", account)
                 )
-        except (ConnectionError, OSError, TimeoutError) as exc:
+        except (ConnectionError, OSError, TimeoutError, StorageError) as exc:
             raise StoreUnavailable("The rate-limit store is unavailable.") from exc
 
     async def failed(self, *, account: str) -> None:
         """Only failures spend the account's budget, so a user is not locked out by success."""
         try:
             await self._limiter.hit(self._per_account, "login-account", account)
-        except (ConnectionError, OSError, TimeoutError) as exc:
+        except (ConnectionError, OSError, TimeoutError, StorageError) as exc:
             raise StoreUnavailable("The rate-limit store is unavailable.") from exc
 
     async def reset(self) -> None:

@@ -1,0 +1,349 @@
+"""The node in its cluster: Redis wiring, dependency health, and the node's view of its peers.
+
+With ``WATCHWORD_REDIS_URL`` set, a node uses the Redis bus, the Redis session layer and Redis
+rate-limit counters; without it, the in-process bus and memory counters (one node). Every node
+writes a heartbeat to ``{prefix}:nodes`` so ``watchword cluster check`` and ``/readyz?verbose=1``
+can show which nodes are alive. Failure decisions are in docs/operations.md.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import socket
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+from prometheus_client import Gauge
+from redis.asyncio import Redis
+
+from watchword.bus.base import EventBus
+from watchword.bus.local import LocalBus
+from watchword.bus.redis import RedisBus
+from watchword.config import Settings
+from watchword.domain import events
+from watchword.domain.errors import StoreUnavailable
+from watchword.services.control import ControlPlane
+from watchword.services.session_cache import SessionCache
+from watchword.stores.base import Database
+from watchword.stores.redis.client import REDIS_FAILURES, RedisOptions, make_client, pool_in_use
+from watchword.stores.redis.sessions import (
+    RedisCachedDatabase,
+    RedisCachedSessionStore,
+    RedisSessionCache,
+)
+
+log = logging.getLogger("watchword.cluster")
+
+HEARTBEAT_INTERVAL = 5.0
+# A node not heard from for this long is shown as gone; after an hour it is forgotten.
+NODE_STALE_AFTER = 3 * HEARTBEAT_INTERVAL
+NODE_FORGET_AFTER = 3600.0
+
+REDIS_POOL_IN_USE = Gauge("watchword_redis_pool_in_use", "Redis connections checked out")
+REDIS_POOL_MAX = Gauge("watchword_redis_pool_max", "Redis connections allowed")
+DB_POOL_IN_USE = Gauge("watchword_db_pool_in_use", "Database connections checked out")
+DB_POOL_SIZE = Gauge("watchword_db_pool_size", "Database connections held by the pool")
+SESSION_CACHE_HIT_RATIO = Gauge(
+    "watchword_session_cache_hit_ratio", "In-process session cache hits / lookups since start"
+)
+BUS_UP = Gauge("watchword_bus_up", "1 when the event bus is connected")
+
+
+def redis_options(settings: Settings) -> RedisOptions | None:
+    if not settings.redis_url:
+        return None
+    return RedisOptions(
+        url=settings.redis_url,
+        prefix=settings.redis_prefix,
+        max_connections=settings.redis_max_connections,
+        socket_timeout=settings.redis_socket_timeout,
+        connect_timeout=settings.redis_connect_timeout,
+        health_check_interval=settings.redis_health_check_interval,
+    )
+
+
+def make_bus(settings: Settings) -> EventBus:
+    options = redis_options(settings)
+    if options is None:
+        return LocalBus()
+    return RedisBus(options, max_backoff=settings.bus_reconnect_max_delay)
+
+
+def rate_limit_storage(settings: Settings) -> tuple[str | None, dict[str, Any]]:
+    """The ``limits`` storage URI and options: Redis when configured, else memory."""
+    options = redis_options(settings)
+    if options is None:
+        return None, {}
+    parts = urlsplit(options.url)
+    uri = urlunsplit(("async+" + parts.scheme, parts.netloc, parts.path, parts.query, ""))
+    return uri, {
+        "implementation": "redispy",
+        "key_prefix": f"{options.prefix}:limits",
+        "wrap_exceptions": True,
+        "max_connections": max(2, options.max_connections // 4),
+        "socket_timeout": options.socket_timeout,
+        "socket_connect_timeout": options.connect_timeout,
+    }
+
+
+class Cluster:
+    """Redis resources of one node, and its health checks. Inert without Redis."""
+
+    def __init__(self, settings: Settings, *, now: Callable[[], float]) -> None:
+        self.settings = settings
+        self.options = redis_options(settings)
+        self.redis: Redis | None = make_client(self.options) if self.options else None
+        self.session_cache: RedisSessionCache | None = None
+        self._session_store: RedisCachedSessionStore | None = None
+        self._now = now
+        self._db: Database | None = None
+        self._bus: EventBus | None = None
+        self._control: ControlPlane | None = None
+        self._local_cache: SessionCache | None = None
+        self._task: asyncio.Task[None] | None = None
+        self.started_at = time.time()
+        self.address = f"{socket.gethostname()}:{settings.port}"
+
+    @property
+    def enabled(self) -> bool:
+        return self.redis is not None
+
+    def wrap_database(self, db: Database) -> Database:
+        """Put the Redis session layer in front of ``db`` (unchanged without Redis)."""
+        if self.redis is None or self.options is None:
+            return db
+        self.session_cache = RedisSessionCache(
+            self.redis, self.options, ttl=self.settings.redis_session_ttl
+        )
+        self._session_store = RedisCachedSessionStore(
+            db.sessions,
+            self.session_cache,
+            fallback=self.settings.redis_fallback,
+            now=self._now,
+        )
+        return RedisCachedDatabase(db, self._session_store)
+
+    def attach(
+        self, *, db: Database, bus: EventBus, control: ControlPlane, local_cache: SessionCache
+    ) -> None:
+        """Hook into the control plane and the bus once they exist."""
+        self._db = db
+        self._bus = bus
+        self._control = control
+        self._local_cache = local_cache
+        if isinstance(bus, RedisBus):
+            bus.node_id = control.node_id
+        if self._session_store is not None:
+            self._session_store.cursor = lambda: control.cursor
+            self._session_store.trusted_from = lambda: control.start_cursor
+        if self.session_cache is not None:
+            control.on_event(self._on_control)
+            bus.on_gap(self._on_gap)
+
+    async def _on_control(self, message: dict[str, Any]) -> None:
+        # Every node replays the invalidation: the CLI and the user store revoke without the
+        # Redis layer, and a node that revoked while Redis was down left it pending.
+        if message.get("type") != events.SESSION_REVOKED or self.session_cache is None:
+            return
+        expires_at = float(message.get("expires_at") or 0) or self._now() + 86_400
+        with contextlib.suppress(*REDIS_FAILURES):
+            await self.session_cache.revoke(str(message["session_id"]), expires_at, self._now())
+
+    async def _on_gap(self) -> None:
+        if self.session_cache is None or not self.session_cache.pending:
+            return
+        with contextlib.suppress(*REDIS_FAILURES):
+            done = await self.session_cache.retry_pending(self._now())
+            if done:
+                log.info("replayed %d deferred Redis invalidations", done)
+
+    # -- life cycle -------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        self._register_gauges()
+        if self.redis is not None:
+            self._task = asyncio.create_task(self._heartbeat(), name="watchword-heartbeat")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        if self.redis is not None:
+            with contextlib.suppress(*REDIS_FAILURES):
+                await self.redis.hdel(self._nodes_key, self.node_id)
+            await self.redis.aclose()
+
+    @property
+    def node_id(self) -> str:
+        return self._control.node_id if self._control else "unattached"
+
+    @property
+    def _nodes_key(self) -> str:
+        assert self.options is not None
+        return self.options.key("nodes")
+
+    def _node_record(self) -> str:
+        return json.dumps(
+            {
+                "address": self.address,
+                "pid": os.getpid(),
+                "started_at": self.started_at,
+                "seen_at": time.time(),
+                "bus": bool(self._bus and self._bus.healthy),
+            }
+        )
+
+    async def _heartbeat(self) -> None:
+        assert self.redis is not None
+        while True:
+            try:
+                await self.redis.hset(self._nodes_key, self.node_id, self._node_record())
+                if self.session_cache is not None and self.session_cache.pending:
+                    await self.session_cache.retry_pending(self._now())
+            except REDIS_FAILURES:
+                log.debug("heartbeat: Redis unavailable")
+            except Exception:
+                log.exception("heartbeat failed")
+            await asyncio.sleep(HEARTBEAT_INTERVAL)
+
+    def _register_gauges(self) -> None:
+        cluster = self
+
+        def redis_in_use() -> float:
+            return float(pool_in_use(cluster.redis)[0]) if cluster.redis is not None else 0.0
+
+        def redis_max() -> float:
+            return float(pool_in_use(cluster.redis)[1]) if cluster.redis is not None else 0.0
+
+        def hit_ratio() -> float:
+            cache = cluster._local_cache
+            if cache is None or cache.hits + cache.misses == 0:
+                return 0.0
+            return cache.hits / (cache.hits + cache.misses)
+
+        REDIS_POOL_IN_USE.set_function(redis_in_use)
+        REDIS_POOL_MAX.set_function(redis_max)
+        SESSION_CACHE_HIT_RATIO.set_function(hit_ratio)
+        BUS_UP.set_function(lambda: 1.0 if cluster._bus and cluster._bus.healthy else 0.0)
+        DB_POOL_IN_USE.set_function(lambda: float(cluster._db_pool()[0]))
+        DB_POOL_SIZE.set_function(lambda: float(cluster._db_pool()[1]))
+
+    def _db_pool(self) -> tuple[int, int]:
+        engine = getattr(self._db, "engine", None)
+        pool = getattr(getattr(engine, "sync_engine", None), "pool", None)
+        checked_out = getattr(pool, "checkedout", None)
+        size = getattr(pool, "size", None)
+        if not callable(checked_out) or not callable(size):
+            return 0, 0
+        return int(checked_out()), int(size())
+
+    # -- health -----------------------------------------------------------------------------
+
+    async def check(self) -> dict[str, Any]:
+        """Each dependency's state and this node's view of the cluster."""
+        deps: dict[str, dict[str, Any]] = {}
+        deps["database"] = await _probe(self._db.ping if self._db else None)
+        in_use, size = self._db_pool()
+        deps["database"]["pool"] = {"in_use": in_use, "size": size}
+        if self.redis is not None:
+            deps["redis"] = await _probe(self.redis.ping)
+            in_use, allowed = pool_in_use(self.redis)
+            deps["redis"]["pool"] = {"in_use": in_use, "max": allowed}
+            deps["redis"]["fallback"] = self.settings.redis_fallback
+        bus = self._bus
+        deps["bus"] = {"ok": bool(bus and bus.healthy), "kind": "local"}
+        if isinstance(bus, RedisBus):
+            deps["bus"].update(
+                kind="redis",
+                reconnects=bus.reconnects,
+                error=bus.last_error,
+                channels=bus.channels,
+            )
+        control = self._control
+        deps["control_feed"] = {
+            "ok": bool(control and control.feed_healthy),
+            "cursor": control.cursor if control else 0,
+        }
+        node: dict[str, Any] = {
+            "id": self.node_id,
+            "address": self.address,
+            "pid": os.getpid(),
+            "uptime_seconds": round(time.time() - self.started_at, 1),
+        }
+        if self._local_cache is not None:
+            node["session_cache"] = {
+                "entries": len(self._local_cache),
+                "hits": self._local_cache.hits,
+                "misses": self._local_cache.misses,
+            }
+        if control is not None:
+            node["revoked_sessions"] = len(control.revoked)
+        if self.session_cache is not None:
+            node["deferred_invalidations"] = len(self.session_cache.pending)
+        result: dict[str, Any] = {
+            "ok": all(bool(d["ok"]) for d in deps.values()),
+            "dependencies": deps,
+            "node": node,
+        }
+        if self.redis is not None and deps["redis"]["ok"]:
+            with contextlib.suppress(*REDIS_FAILURES):
+                result["nodes"] = await self.nodes()
+        return result
+
+    async def nodes(self) -> list[dict[str, Any]]:
+        """Nodes that sent a heartbeat recently (``alive``) or within the hour."""
+        if self.redis is None:
+            return []
+        raw = await self.redis.hgetall(self._nodes_key)
+        now = time.time()
+        found: list[dict[str, Any]] = []
+        forget: list[str] = []
+        for key, value in raw.items():
+            node_id = key.decode() if isinstance(key, bytes) else str(key)
+            try:
+                record = json.loads(value)
+                seen = float(record["seen_at"])
+            except (ValueError, KeyError, TypeError):
+                forget.append(node_id)
+                continue
+            if now - seen > NODE_FORGET_AFTER:
+                forget.append(node_id)
+                continue
+            found.append(
+                {
+                    "id": node_id,
+                    "address": record.get("address"),
+                    "pid": record.get("pid"),
+                    "alive": now - seen <= NODE_STALE_AFTER,
+                    "seen_seconds_ago": round(now - seen, 1),
+                    "bus": bool(record.get("bus")),
+                    "self": node_id == self.node_id,
+                }
+            )
+        if forget:
+            await self.redis.hdel(self._nodes_key, *forget)
+        return sorted(found, key=lambda n: str(n["id"]))
+
+
+async def _probe(ping: Callable[[], Awaitable[Any]] | None) -> dict[str, Any]:
+    if ping is None:
+        return {"ok": False, "error": "not configured"}
+    started = time.perf_counter()
+    try:
+        await ping()
+    except StoreUnavailable as exc:
+        return {"ok": False, "error": exc.message}
+    except REDIS_FAILURES as exc:
+        return {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
+    return {"ok": True, "latency_ms": round((time.perf_counter() - started) * 1000, 2)}
+
+
+__all__ = ["Cluster", "make_bus", "rate_limit_storage", "redis_options"]
