@@ -492,3 +492,53 @@ async def test_stored_rows_contain_no_usable_secret(db: Database) -> None:
     assert all(secret not in v for v in values)
     assert [r["secret_hash"] for r in rows["sessions"]] == [sha256_hex(secret)]
     assert [r["password_hash"] for r in rows["users"]] == [password_hash]
+
+
+# -- audit rows written with the change they describe ---------------------------------------
+
+
+async def test_user_create_writes_its_audit_rows_with_it_or_not_at_all(db: Database) -> None:
+    user = make_user()
+    await db.users.create(user, audit=[audit_event(1, user.id)])
+    assert [e.session_id for e in await db.audit.for_user(user.id)] == ["s1"]
+    clash = make_user(first_name="Mallory")
+    with pytest.raises(EmailTaken):
+        await db.users.create(clash, audit=[audit_event(2, clash.id)])
+    assert await db.audit.for_user(clash.id) == []
+
+
+async def test_session_create_writes_its_audit_rows_with_it_or_not_at_all(db: Database) -> None:
+    user = make_user()
+    await db.users.create(user)
+    session, _ = make_session(user)
+    signed_in = dataclasses.replace(audit_event(1, user.id), session_id=session.id)
+    await db.sessions.create(
+        session, limit=1, policy="reject", grace_seconds=60, origin=ORIGIN, audit=[signed_in]
+    )
+    assert [e.session_id for e in await db.audit.for_user(user.id)] == [session.id]
+    refused, _ = make_session(user)
+    with pytest.raises(SessionLimitReached):
+        await db.sessions.create(
+            refused,
+            limit=1,
+            policy="reject",
+            grace_seconds=60,
+            origin=ORIGIN,
+            audit=[dataclasses.replace(signed_in, session_id=refused.id)],
+        )
+    assert [e.session_id for e in await db.audit.for_user(user.id)] == [session.id]
+
+
+async def test_a_failing_audit_row_leaves_no_session_behind(db: Database) -> None:
+    if isinstance(db, MemoryDatabase):
+        pytest.skip("an in-memory audit append cannot fail")
+    user = make_user()
+    await db.users.create(user)
+    session, _ = make_session(user)
+    unwritable = dataclasses.replace(audit_event(1, user.id), details={"x": object()})
+    with pytest.raises(Exception):  # noqa: B017 - the driver's refusal, whatever its class
+        await db.sessions.create(
+            session, limit=0, policy="reject", grace_seconds=60, origin=ORIGIN, audit=[unwritable]
+        )
+    assert await db.sessions.get(session.id) is None
+    assert await db.audit.for_user(user.id) == []
