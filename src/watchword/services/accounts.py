@@ -108,10 +108,10 @@ class AccountService:
             created_at=now,
             updated_at=now,
         )
-        await self._db.users.create(user)
-        await self._auditor.record(
+        registered = self._auditor.event(
             AuditType.USER_REGISTERED, ctx, user_id=user.id, self_service=self_service
         )
+        await self._db.users.create(user, audit=[registered])
         return user
 
     # -- sign-in --------------------------------------------------------------------------
@@ -171,6 +171,11 @@ class AccountService:
         if device_name is not None and len(device_name) > MAX_DEVICE_NAME:
             raise InvalidInput(f"device_name is at most {MAX_DEVICE_NAME} characters.")
         user = await self.check_password(email, password, ctx)
+        session_id = session_id or self._random.new_id()
+        # The session and its sign-in row are written in one transaction.
+        succeeded = self._auditor.event(
+            AuditType.LOGIN_SUCCEEDED, ctx, user_id=user.id, session_id=session_id, kind=kind
+        )
         new = await self._sessions.create(
             user,
             ctx,
@@ -178,9 +183,7 @@ class AccountService:
             device_name=device_name,
             with_secret=with_secret,
             session_id=session_id,
-        )
-        await self._auditor.record(
-            AuditType.LOGIN_SUCCEEDED, ctx, user_id=user.id, session_id=new.session.id, kind=kind
+            audit=[succeeded],
         )
         return SignIn(user=user, new=new)
 

@@ -26,14 +26,34 @@ class Auditor:
         **details: Any,
     ) -> None:
         await self._store.append(
-            AuditEvent(
-                type=event_type,
-                at=self._clock.now(),
+            self.event(
+                event_type,
+                ctx,
                 user_id=user_id,
                 session_id=session_id,
-                ip=ctx.ip,
-                user_agent=ctx.user_agent,
                 actor_id=actor_id,
-                details=details,
+                **details,
             )
+        )
+
+    def event(
+        self,
+        event_type: str,
+        ctx: RequestContext,
+        *,
+        user_id: str | None = None,
+        session_id: str | None = None,
+        actor_id: str | None = None,
+        **details: Any,
+    ) -> AuditEvent:
+        """The event without writing it: for a store that writes it with its own change."""
+        return AuditEvent(
+            type=event_type,
+            at=self._clock.now(),
+            user_id=user_id,
+            session_id=session_id,
+            ip=ctx.ip,
+            user_agent=ctx.user_agent,
+            actor_id=actor_id,
+            details=details,
         )

@@ -5,11 +5,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from watchword.domain import events
-from watchword.domain.audit import AuditType
+from watchword.domain.audit import AuditEvent, AuditType
 from watchword.domain.clock import Clock, Randomness, monotonic, sha256_hex
 from watchword.domain.errors import InvalidCredential, NotFound, StoreUnavailable
 from watchword.domain.principal import AuthMethod, Principal
@@ -81,6 +82,7 @@ class SessionService:
         device_name: str | None = None,
         with_secret: bool = True,
         session_id: str | None = None,
+        audit: Sequence[AuditEvent] = (),
     ) -> NewSession:
         """A new session with a new secret (never a reused one: no fixation)."""
         now = self._clock.now()
@@ -104,6 +106,7 @@ class SessionService:
             policy=self._limit_policy,
             grace_seconds=int(self.policy.touch_interval.total_seconds()),
             origin=self._control.node_id,
+            audit=audit,
         )
         if evicted:
             await self.after_revoke(evicted)
@@ -254,6 +257,8 @@ class SessionService:
             except_session_id=except_session_id,
         )
         await self.after_revoke(revoked)
+        if not revoked and reason != RevokeReason.ADMIN:
+            return revoked  # nothing happened: no audit row claiming a revocation
         await self._auditor.record(
             AuditType.SESSIONS_REVOKED,
             ctx,

@@ -27,8 +27,9 @@ class ControlRecord:
 
 
 class UserStore(Protocol):
-    async def create(self, user: User) -> User:
-        """Insert a new user; raise ``EmailTaken`` if the email is in use."""
+    async def create(self, user: User, *, audit: Sequence[AuditEvent] = ()) -> User:
+        """Insert a new user and the ``audit`` rows, in one transaction; raise ``EmailTaken``
+        if the email is in use (then nothing is written)."""
         ...
 
     async def get(self, user_id: str) -> User | None: ...
@@ -71,11 +72,13 @@ class SessionStore(Protocol):
         policy: str,
         grace_seconds: int,
         origin: str,
+        audit: Sequence[AuditEvent] = (),
     ) -> list[Session]:
         """Insert ``session`` unless the user would exceed ``limit`` live sessions (0 = no
         limit). Policy ``reject`` raises ``SessionLimitReached``; ``evict-oldest`` revokes the
         oldest and returns them. Atomic under concurrent logins of the same user, on every
-        node: never more than ``limit`` live sessions."""
+        node: never more than ``limit`` live sessions. The ``audit`` rows (the sign-in) are
+        written in the same transaction: no session without its audit row, nor the reverse."""
         ...
 
     async def get(self, session_id: str) -> Session | None: ...

@@ -54,13 +54,15 @@ class MemoryUserStore:
     def __init__(self, db: MemoryDatabase) -> None:
         self._db = db
 
-    async def create(self, user: User) -> User:
+    async def create(self, user: User, *, audit: Sequence[AuditEvent] = ()) -> User:
         async with self._db._lock:
             if user.id in self._db.user_rows:
                 raise Conflict("user id collision")  # insert-only, as the SQL primary key
             if any(u.email == user.email for u in self._db.user_rows.values()):
                 raise EmailTaken()
             self._db.user_rows[user.id] = user
+            for event in audit:
+                await self._db.audit.append(event)
         return user
 
     async def get(self, user_id: str) -> User | None:
@@ -131,7 +133,14 @@ class MemorySessionStore:
         self._db = db
 
     async def create(
-        self, session: Session, *, limit: int, policy: str, grace_seconds: int, origin: str
+        self,
+        session: Session,
+        *,
+        limit: int,
+        policy: str,
+        grace_seconds: int,
+        origin: str,
+        audit: Sequence[AuditEvent] = (),
     ) -> list[Session]:
         now = session.created_at
         async with self._db._lock:
@@ -162,6 +171,8 @@ class MemorySessionStore:
                         lambda s: s.id in victims, RevokeReason.EVICTED, now, origin
                     )
             self._db.session_rows[session.id] = session
+            for event in audit:
+                await self._db.audit.append(event)
         return evicted
 
     async def get(self, session_id: str) -> Session | None:

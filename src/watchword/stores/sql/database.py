@@ -93,6 +93,23 @@ def revoked_payloads(sessions: Sequence[Session]) -> list[dict[str, Any]]:
     ]
 
 
+async def insert_audit(conn: AsyncConnection, audit: Sequence[AuditEvent]) -> None:
+    """Write audit rows inside the caller's transaction."""
+    for event in audit:
+        await conn.execute(
+            insert(t.audit_events).values(
+                type=event.type,
+                at=event.at,
+                user_id=event.user_id,
+                session_id=event.session_id,
+                actor_id=event.actor_id,
+                ip=event.ip,
+                user_agent=event.user_agent,
+                details=event.details,
+            )
+        )
+
+
 async def revoke_where(
     conn: AsyncConnection, condition: Any, reason: str, now: datetime, origin: str
 ) -> list[Session]:
@@ -114,7 +131,7 @@ class SqlUserStore:
         self._engine = engine
 
     @guarded
-    async def create(self, user: User) -> User:
+    async def create(self, user: User, *, audit: Sequence[AuditEvent] = ()) -> User:
         try:
             async with write_transaction(self._engine) as conn:
                 await conn.execute(
@@ -130,6 +147,7 @@ class SqlUserStore:
                         updated_at=user.updated_at,
                     )
                 )
+                await insert_audit(conn, audit)
         except IntegrityError as exc:
             raise EmailTaken() from exc
         return user
@@ -239,6 +257,7 @@ class SqlSessionStore:
         policy: str,
         grace_seconds: int,
         origin: str,
+        audit: Sequence[AuditEvent] = (),
     ) -> list[Session]:
         now = session.created_at
         async with write_transaction(self._engine) as conn:
@@ -271,6 +290,7 @@ class SqlSessionStore:
                         conn, t.sessions.c.id.in_(victims), RevokeReason.EVICTED, now, origin
                     )
             await conn.execute(insert(t.sessions).values(**_session_values(session)))
+            await insert_audit(conn, audit)
         return evicted
 
     @guarded
@@ -364,18 +384,7 @@ class SqlAuditStore:
     @guarded
     async def append(self, event: AuditEvent) -> None:
         async with write_transaction(self._engine) as conn:
-            await conn.execute(
-                insert(t.audit_events).values(
-                    type=event.type,
-                    at=event.at,
-                    user_id=event.user_id,
-                    session_id=event.session_id,
-                    actor_id=event.actor_id,
-                    ip=event.ip,
-                    user_agent=event.user_agent,
-                    details=event.details,
-                )
-            )
+            await insert_audit(conn, [event])
 
     @staticmethod
     def _event(row: Row[Any]) -> AuditEvent:
