@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -83,10 +84,25 @@ class SessionService:
         with_secret: bool = True,
         session_id: str | None = None,
         audit: Sequence[AuditEvent] = (),
+        secret: str | None = None,
+        lifetime: timedelta | None = None,
     ) -> NewSession:
-        """A new session with a new secret (never a reused one: no fixation)."""
+        """A new session with a new secret (never a reused one: no fixation).
+
+        ``secret`` and ``lifetime`` serve the /api/v1 compat surface: its session ids are
+        fresh uuid4 strings it makes itself, and its expiry follows ``SESSION_DURATION``. A
+        session with its own ``lifetime`` has no separate idle timeout.
+        """
         now = self._clock.now()
-        secret, secret_hash = new_session_secret(self._random) if with_secret else (None, None)
+        if secret is not None:
+            secret_hash: str | None = sha256_hex(secret)
+        else:
+            secret, secret_hash = new_session_secret(self._random) if with_secret else (None, None)
+        idle_seconds = (
+            int(self.policy.idle_timeout.total_seconds())
+            if lifetime is None
+            else math.ceil(lifetime.total_seconds())
+        )
         session = Session(
             id=session_id or self._random.new_id(),
             user_id=user.id,
@@ -94,8 +110,8 @@ class SessionService:
             kind=kind,
             created_at=now,
             last_seen_at=now,
-            expires_at=now + self.policy.lifetime,
-            idle_timeout_seconds=int(self.policy.idle_timeout.total_seconds()),
+            expires_at=now + (lifetime if lifetime is not None else self.policy.lifetime),
+            idle_timeout_seconds=idle_seconds,
             device_name=device_name,
             user_agent=ctx.user_agent,
             ip=ctx.ip,

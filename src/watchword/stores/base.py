@@ -113,6 +113,13 @@ class SessionStore(Protocol):
         """Revoke every live session of the user but one; return those revoked."""
         ...
 
+    async def revoke_kind(
+        self, kind: str, reason: str, now: datetime, *, origin: str
+    ) -> list[Session]:
+        """Revoke every live session of one ``kind`` (the /api/v1 surface's in-memory sessions,
+        which a restart ends); return those revoked, recorded in the control feed."""
+        ...
+
     async def clear_expired(self, now: datetime, *, keep_revoked_for: int) -> int:
         """Delete sessions past their absolute expiry, and revoked ones older than
         ``keep_revoked_for`` seconds. Return how many."""

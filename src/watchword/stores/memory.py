@@ -221,6 +221,14 @@ class MemorySessionStore:
                 origin,
             )
 
+    async def revoke_kind(
+        self, kind: str, reason: str, now: datetime, *, origin: str
+    ) -> list[Session]:
+        async with self._db._lock:
+            return self._db.revoke_matching(
+                lambda s: s.kind == kind and s.expires_at > now, reason, now, origin
+            )
+
     async def clear_expired(self, now: datetime, *, keep_revoked_for: int) -> int:
         cutoff = now - timedelta(seconds=keep_revoked_for)
         doomed = [

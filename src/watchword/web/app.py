@@ -58,6 +58,10 @@ def create_app(settings: Settings | None = None, *, container: Container | None 
     for module in (system, me, sessions, auth, users, admin):
         app.include_router(module.router)
     # -- routers of later surfaces (tokens, machines, realtime, compat) go here ----------
+    # compat (issue 7): /api/v1, the exercise's surface with its own before_request chain.
+    from watchword.web import compat_v1
+
+    compat_mounted = compat_v1.install(app, container)
 
     # The one chain for the Watchword API. Explicit credentials (bearer, API key, signature)
     # come before the cookie, which the browser attaches by itself.
@@ -71,6 +75,8 @@ def create_app(settings: Settings | None = None, *, container: Container | None 
     # (path prefix, chain): a surface with its own rules (the /api/v1 compat surface) adds
     # its prefix here; ``None`` leaves authentication to that surface's own chain.
     chains: list[tuple[str, AuthChain | None]] = [("", chain)]
+    if compat_mounted:
+        chains.append((compat_v1.PREFIX, None))
     app.add_middleware(AuthenticationMiddleware, chains=chains)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     return app

@@ -14,7 +14,7 @@ from typing import Protocol
 from starlette.requests import HTTPConnection
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from watchword.domain.errors import WatchwordError
+from watchword.domain.errors import InvalidCredential, WatchwordError
 from watchword.domain.principal import ANONYMOUS, Principal
 from watchword.services.sessions import SessionService
 
@@ -48,7 +48,12 @@ class CookieAuthenticator:
         secret = cookie_value(conn.scope, self._cookie_name)
         if not secret:
             return None
-        return await self._sessions.authenticate_secret(secret)
+        principal = await self._sessions.authenticate_secret(secret)
+        if principal.session is not None and principal.session.kind.startswith("compat"):
+            # An /api/v1 session id travels in a plain cookie (no HttpOnly, no Secure, as the
+            # exercise sets it): it must not open the Watchword API.
+            raise InvalidCredential("The session cookie is not valid here.", code="invalid_session")
+        return principal
 
 
 def cookie_value(scope: Scope, name: str) -> str | None:

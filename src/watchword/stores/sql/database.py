@@ -366,6 +366,14 @@ class SqlSessionStore:
             return await revoke_where(conn, condition, reason, now, origin)
 
     @guarded
+    async def revoke_kind(
+        self, kind: str, reason: str, now: datetime, *, origin: str
+    ) -> list[Session]:
+        condition = and_(t.sessions.c.kind == kind, t.sessions.c.expires_at > now)
+        async with write_transaction(self._engine) as conn:
+            return await revoke_where(conn, condition, reason, now, origin)
+
+    @guarded
     async def clear_expired(self, now: datetime, *, keep_revoked_for: int) -> int:
         cutoff = now - timedelta(seconds=keep_revoked_for)
         async with write_transaction(self._engine) as conn:

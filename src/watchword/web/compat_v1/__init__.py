@@ -1,0 +1,98 @@
+"""The /api/v1 surface of seed 004, the Basic and Session authentication exercise.
+
+A thin adapter: the exercise's routes, status codes, error bodies and strategy classes
+(``Auth``, ``BasicAuth``, ``SessionAuth``, ``SessionExpAuth``, ``SessionDBAuth``) over
+Watchword's users (argon2id, unique emails) and sessions (visible and revocable everywhere).
+``AUTH_TYPE`` picks the strategy; see docs/compat-v1.md.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING, Any
+
+from watchword.web.compat_v1.app import PREFIX, CompatApp
+from watchword.web.compat_v1.auth import Auth
+from watchword.web.compat_v1.basic_auth import BasicAuth
+from watchword.web.compat_v1.session_auth import MEMORY_KIND, SessionAuth
+from watchword.web.compat_v1.session_db_auth import SessionDBAuth
+from watchword.web.compat_v1.session_exp_auth import SessionExpAuth
+from watchword.web.compat_v1.settings import CompatSettings
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
+
+    from watchword.services.container import Container
+
+log = logging.getLogger("watchword.compat_v1")
+
+RESTART_REASON = "server_restart"
+
+STRATEGIES: dict[str, type[Auth]] = {
+    "basic_auth": BasicAuth,
+    "session_auth": SessionAuth,
+    "session_exp_auth": SessionExpAuth,
+    "session_db_auth": SessionDBAuth,
+}
+
+
+def strategy_for(container: Container, settings: CompatSettings) -> Auth | None:
+    """The exercise's switch: unset is no authentication, an unknown value is ``Auth``."""
+    if settings.auth_type is None:
+        return None
+    return STRATEGIES.get(settings.auth_type, Auth)(container, settings)
+
+
+async def forget_memory_sessions(container: Container) -> int:
+    """A new process knows none of the previous one's in-memory session ids: end their
+    Watchword sessions so they are not listed as live."""
+    revoked = await container.db.sessions.revoke_kind(
+        MEMORY_KIND, RESTART_REASON, container.clock.now(), origin=container.sessions.node_id
+    )
+    if revoked:
+        await container.sessions.after_revoke(revoked)
+        log.info("revoked %d in-memory /api/v1 sessions of a previous process", len(revoked))
+    return len(revoked)
+
+
+def install(app: FastAPI, container: Container, settings: CompatSettings | None = None) -> bool:
+    """Mount /api/v1 when configured; return whether it is mounted. Always arranges for the
+    start-up step that ends the previous process's in-memory sessions."""
+    settings = settings or CompatSettings()
+    previous = app.router.lifespan_context
+
+    @asynccontextmanager
+    async def lifespan(application: Any) -> AsyncIterator[Any]:
+        async with previous(application) as state:
+            await forget_memory_sessions(container)
+            yield state
+
+    app.router.lifespan_context = lifespan
+    if settings.auth_type is None and not settings.open_mode_allowed:
+        return False
+    if settings.auth_type is None:
+        log.warning(
+            "AUTH_TYPE is unset and WATCHWORD_COMPAT_V1=open: /api/v1 is served WITHOUT "
+            "AUTHENTICATION; anyone can list, change and delete every user"
+        )
+    auth = strategy_for(container, settings)
+    app.mount(PREFIX, CompatApp(container, auth))
+    log.info("/api/v1 compat surface mounted (AUTH_TYPE=%s)", settings.auth_type or "unset")
+    return True
+
+
+__all__ = [
+    "PREFIX",
+    "Auth",
+    "BasicAuth",
+    "CompatApp",
+    "CompatSettings",
+    "SessionAuth",
+    "SessionDBAuth",
+    "SessionExpAuth",
+    "forget_memory_sessions",
+    "install",
+    "strategy_for",
+]
