@@ -21,6 +21,10 @@ from urllib.parse import urlsplit, urlunsplit
 
 from prometheus_client import Gauge
 from redis.asyncio import Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialWithJitterBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from watchword.bus.base import EventBus
 from watchword.bus.local import LocalBus
@@ -89,6 +93,10 @@ def rate_limit_storage(settings: Settings) -> tuple[str | None, dict[str, Any]]:
         "max_connections": max(2, options.max_connections // 4),
         "socket_timeout": options.socket_timeout,
         "socket_connect_timeout": options.connect_timeout,
+        "health_check_interval": int(options.health_check_interval),
+        # A pooled connection that died with a Redis restart is replaced, not reported.
+        "retry": Retry(ExponentialWithJitterBackoff(base=0.01, cap=0.2), 2),
+        "retry_on_error": [RedisConnectionError, RedisTimeoutError],
     }
 
 
