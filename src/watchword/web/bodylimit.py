@@ -28,17 +28,37 @@ class BodyLimitMiddleware:
                     return
                 break
         received = 0
+        refused = False
+        started = False
 
         async def limited_receive() -> Message:
-            nonlocal received
+            nonlocal received, refused
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > self.max_bytes:
+                    refused = True
                     raise PayloadTooLarge(self._message())
             return message
 
-        await self.app(scope, limited_receive, send)
+        async def guarded_send(message: Message) -> None:
+            nonlocal started
+            if refused and not started:
+                # A body read that failed here surfaces in the app as some other error (FastAPI
+                # turns it into a 400): drop that answer, the 413 below replaces it.
+                return
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, limited_receive, guarded_send)
+        except Exception:
+            if not refused or started:
+                raise
+        if refused and not started:
+            response = watchword_error_response(PayloadTooLarge(self._message()))
+            await response(scope, receive, send)
 
     def _message(self) -> str:
         return f"The request body is larger than {self.max_bytes} bytes."
