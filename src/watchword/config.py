@@ -73,6 +73,25 @@ class Settings(BaseSettings):
     # -- machines: API keys, clients, signatures (issue 4) ------------------------------
 
     # -- realtime gateway (issue 5) -------------------------------------------------------
+    realtime_max_connections_per_user: int = Field(default=100, ge=1)
+    realtime_max_message_bytes: int = Field(default=65_536, ge=256, le=4_194_304)
+    realtime_max_event_bytes: int = Field(default=65_536, ge=256, le=4_194_304)
+    realtime_rate_limit: float = Field(default=20.0, gt=0)  # client messages per second
+    realtime_rate_burst: int = Field(default=40, ge=1)
+    realtime_send_queue: int = Field(default=256, ge=1)  # messages per connection
+    realtime_max_subscriptions: int = Field(default=100, ge=1)
+    realtime_ping_interval: float = Field(default=25.0, gt=0)
+    realtime_pong_timeout: float = Field(default=10.0, gt=0)
+    realtime_auth_timeout: float = Field(default=5.0, gt=0)
+    realtime_ticket_ttl: int = Field(default=30, ge=1, le=600)
+    realtime_max_tickets: int = Field(default=100_000, ge=1)
+    realtime_refresh_window: float = Field(default=60.0, gt=0)
+    # A connection must present a fresh credential at least this often (0: the credential's
+    # own expiry is the only limit).
+    realtime_credential_max_age: float = Field(default=0.0, ge=0)
+    realtime_sweep_interval: float = Field(default=1.0, gt=0)
+    realtime_history_size: int = Field(default=10_000, ge=0)
+    realtime_close_timeout: float = Field(default=5.0, gt=0)
 
     # -- cluster: Redis and failure handling (issue 6) ------------------------------------
     # Every Redis key and bus channel starts with this prefix (several clusters, one Redis).

@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import logging
 import math
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -71,6 +71,7 @@ class SessionService:
         self._pending_touches: dict[str, datetime] = {}
         self._tasks: list[asyncio.Task[None]] = []
         control.on_event(self._on_control)
+        self._created_hooks: list[Callable[[Session], Awaitable[None]]] = []
 
     # -- creation -------------------------------------------------------------------------
 
@@ -130,7 +131,16 @@ class SessionService:
                 await self._auditor.record(
                     AuditType.SESSION_EVICTED, ctx, user_id=user.id, session_id=old.id
                 )
+        for hook in self._created_hooks:
+            try:
+                await hook(session)
+            except Exception:
+                log.exception("session-created hook failed")
         return NewSession(session=session, secret=secret, evicted=evicted)
+
+    def on_created(self, hook: Callable[[Session], Awaitable[None]]) -> None:
+        """Call ``hook`` after every new session (the realtime gateway's sign-in event)."""
+        self._created_hooks.append(hook)
 
     # -- the hot path ---------------------------------------------------------------------
 

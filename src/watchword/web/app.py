@@ -15,6 +15,7 @@ from watchword.web import errors
 from watchword.web.authn import AuthChain, AuthenticationMiddleware, CookieAuthenticator
 from watchword.web.bodylimit import BodyLimitMiddleware
 from watchword.web.cookies import SessionCookie
+from watchword.web.realtime import routes as realtime
 from watchword.web.routes import admin, auth, me, sessions, system, users
 
 log = logging.getLogger("watchword")
@@ -58,6 +59,7 @@ def create_app(settings: Settings | None = None, *, container: Container | None 
     for module in (system, me, sessions, auth, users, admin):
         app.include_router(module.router)
     # -- routers of later surfaces (tokens, machines, realtime, compat) go here ----------
+    realtime.install(app, container)  # issue 5: /v1/realtime socket, tickets, publish
     # compat (issue 7): /api/v1, the exercise's surface with its own before_request chain.
     from watchword.web import compat_v1
 

@@ -1,0 +1,305 @@
+"""The cluster-facing side of the gateway: fan-out through the bus, revocation, upkeep.
+
+Every event goes out on the bus channel ``REALTIME``, even on one node, and every node
+(this one included) delivers it to its own sockets: publishing never depends on where the
+recipients are connected. Revocations arrive as control events (from this node, other nodes
+or the CLI through the control feed); each node closes its own sockets of the session.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from watchword.bus.base import REALTIME, EventBus
+from watchword.domain import events
+from watchword.domain.clock import Clock, Randomness, monotonic
+from watchword.domain.errors import StoreUnavailable
+from watchword.domain.principal import Principal
+from watchword.domain.sessions import Session
+from watchword.web.realtime import closecodes, protocol
+from watchword.web.realtime.closecodes import CloseCode
+from watchword.web.realtime.history import History
+from watchword.web.realtime.hub import Hub
+from watchword.web.realtime.presence import Presence, PresenceEntry
+from watchword.web.realtime.transport.connection import Connection
+
+log = logging.getLogger("watchword.realtime")
+
+PRESENCE_TOUCH_INTERVAL = 30.0
+SIGN_IN_EVENT = "security.sign_in"
+REVOKED_EVENT = "security.session_revoked"
+PRESENCE_JOINED = "presence.joined"
+PRESENCE_LEFT = "presence.left"
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    max_per_user: int
+    max_message_bytes: int
+    max_event_bytes: int
+    max_subscriptions: int
+    send_queue: int
+    rate: float
+    burst: int
+    ping_interval: float
+    pong_timeout: float
+    auth_timeout: float
+    refresh_window: float
+    credential_max_age: float
+    sweep_interval: float
+    close_timeout: float
+    touch_interval: float
+
+
+class RealtimeNode:
+    def __init__(
+        self,
+        *,
+        node_id: str,
+        bus: EventBus,
+        clock: Clock,
+        randomness: Randomness,
+        presence: Presence,
+        limits: Limits,
+        history_size: int,
+        touch_session: Callable[[str], None] | None = None,
+    ) -> None:
+        self.node_id = node_id
+        self._bus = bus
+        self._clock = clock
+        self._random = randomness
+        self.presence = presence
+        self.limits = limits
+        self.hub: Hub[Connection] = Hub()
+        self.history = History(history_size)
+        self._entries: dict[str, PresenceEntry] = {}
+        self._touch_session = touch_session
+        self._task: asyncio.Task[None] | None = None
+        self._last_presence_touch = monotonic()
+        self.stopping = False
+        bus.subscribe(REALTIME, self._on_bus)
+
+    # -- publishing -------------------------------------------------------------------------
+
+    async def publish(self, channel: str, event: str, data: Any) -> str:
+        """Send ``event`` to ``channel`` (``user:<id>``, ``presence:<id>`` or a name) on
+        every node; returns the event id."""
+        event_id = self._random.token(9)
+        await self._bus.publish(
+            REALTIME,
+            {
+                "id": event_id,
+                "channel": channel,
+                "event": event,
+                "data": data,
+                "published_at": protocol.iso(self._clock.now()),
+                "origin": self.node_id,
+            },
+        )
+        return event_id
+
+    async def _on_bus(self, message: dict[str, Any]) -> None:
+        channel = message.get("channel")
+        event_id = message.get("id")
+        if not isinstance(channel, str) or not isinstance(event_id, str):
+            log.warning("realtime bus message without channel or id dropped")
+            return
+        text = protocol.event(
+            event_id,
+            channel,
+            str(message.get("event")),
+            message.get("data"),
+            str(message.get("published_at")),
+        )
+        self._deliver(channel, event_id, text)
+
+    def _deliver(self, channel: str, event_id: str, text: str) -> int:
+        self.history.append(event_id, channel, text)
+        if channel.startswith(protocol.USER_PREFIX):
+            targets = self.hub.of_user(channel[len(protocol.USER_PREFIX) :])
+        else:
+            targets = self.hub.of_channel(channel)
+        sent = 0
+        for conn in targets:
+            if conn.deliver(text):
+                sent += 1
+        return sent
+
+    def deliver_local(self, user_id: str, event: str, data: Any) -> int:
+        """An event for a user's sockets on this node only (each node gets the control
+        event that causes it, so publishing it on the bus would repeat it per node)."""
+        event_id = self._random.token(9)
+        channel = protocol.USER_PREFIX + user_id
+        text = protocol.event(event_id, channel, event, data, protocol.iso(self._clock.now()))
+        return self._deliver(channel, event_id, text)
+
+    # -- security events --------------------------------------------------------------------
+
+    async def on_session_created(self, session: Session) -> None:
+        await self.publish(
+            protocol.USER_PREFIX + session.user_id,
+            SIGN_IN_EVENT,
+            {
+                "session_id": session.id,
+                "kind": session.kind,
+                "device_name": session.device_name,
+                "user_agent": session.user_agent,
+                "ip": session.ip,
+                "created_at": protocol.iso(session.created_at),
+            },
+        )
+
+    async def on_control(self, message: dict[str, Any]) -> None:
+        kind = message.get("type")
+        if kind == events.SESSION_REVOKED:
+            session_id = str(message.get("session_id"))
+            user_id = str(message.get("user_id"))
+            reason = str(message.get("reason") or "revoked")
+            doomed = self.hub.of_session(session_id)
+            for conn in doomed:
+                conn.close(closecodes.SESSION_REVOKED, reason)
+            self.deliver_local(user_id, REVOKED_EVENT, {"session_id": session_id, "reason": reason})
+        elif kind == events.USER_CHANGED and message.get("disabled"):
+            for conn in self.hub.of_user(str(message.get("user_id"))):
+                conn.close(closecodes.ACCOUNT_DISABLED)
+
+    # -- membership ---------------------------------------------------------------------------
+
+    async def admit(self, conn: Connection, welcome: str) -> CloseCode | None:
+        """Add ``conn`` (sending ``welcome`` first), or the close code refusing it."""
+        try:
+            shared = await self.presence.count(conn.user_id)
+        except StoreUnavailable:
+            return closecodes.UNAVAILABLE
+        if max(shared, self.hub.count_user(conn.user_id)) >= self.limits.max_per_user:
+            return closecodes.CONNECTION_LIMIT
+        # No await between the welcome and joining the hub: the welcome comes first.
+        conn.deliver(welcome)
+        self.hub.add(conn)
+        entry = PresenceEntry(
+            connection_id=conn.id,
+            user_id=conn.user_id,
+            session_id=conn.session_id,
+            device=conn.device,
+            node=self.node_id,
+            connected_at=protocol.iso(conn.connected_at),
+        )
+        self._entries[conn.id] = entry
+        try:
+            await self.presence.add(entry)
+        except StoreUnavailable:
+            log.warning("presence store unavailable: connection %s not listed", conn.id)
+        await self.publish(protocol.PRESENCE_PREFIX + conn.user_id, PRESENCE_JOINED, entry.public())
+        return None
+
+    async def leave(self, conn: Connection) -> None:
+        if not self.hub.remove(conn):
+            return
+        entry = self._entries.pop(conn.id, None)
+        if entry is None:
+            return
+        try:
+            await self.presence.remove(entry)
+        except StoreUnavailable:
+            log.warning("presence store unavailable: connection %s not unlisted", conn.id)
+        if not self.stopping:
+            await self.publish(
+                protocol.PRESENCE_PREFIX + conn.user_id, PRESENCE_LEFT, entry.public()
+            )
+
+    def expiry_for(self, principal: Principal) -> datetime | None:
+        """When a connection on ``principal`` must have refreshed: the credential's own
+        expiry, capped by ``realtime_credential_max_age``."""
+        expires_at = principal.expires_at
+        if self.limits.credential_max_age > 0:
+            cap = self._clock.now() + timedelta(seconds=self.limits.credential_max_age)
+            expires_at = cap if expires_at is None else min(expires_at, cap)
+        return expires_at
+
+    # -- upkeep -----------------------------------------------------------------------------
+
+    def sweep(self, now_mono: float | None = None) -> None:
+        """Pings, dead connections, refresh reminders and deadlines, session touches."""
+        limits = self.limits
+        mono = monotonic() if now_mono is None else now_mono
+        now = self._clock.now()
+        window = timedelta(seconds=limits.refresh_window)
+        for conn in self.hub:
+            if conn.closing:
+                continue
+            if conn.awaiting_pong_since is not None:
+                if mono - conn.awaiting_pong_since >= limits.pong_timeout:
+                    conn.close(closecodes.NO_PONG)
+                    continue
+            elif mono - conn.last_received >= limits.ping_interval:
+                conn.awaiting_pong_since = mono
+                conn.deliver(protocol.PING)
+            expires_at = conn.expires_at
+            if expires_at is not None:
+                if now >= expires_at:
+                    conn.close(closecodes.CREDENTIAL_EXPIRED)
+                    continue
+                if not conn.refresh_sent and now >= expires_at - window:
+                    conn.refresh_sent = True
+                    conn.deliver(
+                        protocol.reply(
+                            "refresh_required",
+                            None,
+                            deadline=protocol.iso(expires_at),
+                            expires_in=max(0.0, round((expires_at - now).total_seconds(), 3)),
+                        )
+                    )
+            if (
+                conn.session_id is not None
+                and self._touch_session is not None
+                and mono - conn.last_touch >= limits.touch_interval
+            ):
+                conn.last_touch = mono
+                self._touch_session(conn.session_id)
+
+    async def _sweep_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self.limits.sweep_interval)
+            try:
+                self.sweep()
+                mono = monotonic()
+                if mono - self._last_presence_touch >= PRESENCE_TOUCH_INTERVAL:
+                    self._last_presence_touch = mono
+                    await self.presence.touch(list(self._entries.values()))
+            except StoreUnavailable:
+                log.warning("realtime upkeep: presence store unavailable")
+            except Exception:
+                log.exception("realtime upkeep failed")
+
+    async def start(self) -> None:
+        self.stopping = False
+        self._task = asyncio.create_task(self._sweep_forever(), name="watchword-realtime-sweep")
+
+    async def stop(self) -> None:
+        """Tell every client to reconnect elsewhere, then wait (bounded) for the frames."""
+        self.stopping = True
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        conns = list(self.hub)
+        for conn in conns:
+            conn.close(closecodes.GOING_AWAY)
+        if conns:
+            await asyncio.wait(
+                [asyncio.ensure_future(conn.wait_closed()) for conn in conns],
+                timeout=self.limits.close_timeout,
+            )
+
+    def stats(self) -> dict[str, Any]:
+        return {"node": self.node_id, **self.hub.stats(), "history": len(self.history)}
+
+
+__all__ = ["Limits", "RealtimeNode"]

@@ -1,0 +1,258 @@
+"""The gateway's HTTP surface: the socket, tickets, publishing and presence."""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import timedelta
+from typing import Any, cast
+
+from fastapi import APIRouter, Depends, FastAPI, Query, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field
+from starlette.requests import HTTPConnection
+from starlette.websockets import WebSocket
+
+from watchword.domain.errors import Forbidden, InsufficientScope, InvalidInput
+from watchword.domain.principal import Principal
+from watchword.services.container import Container
+from watchword.web.authn import AuthChain
+from watchword.web.deps import require
+from watchword.web.errors import PayloadTooLarge
+from watchword.web.realtime import protocol
+from watchword.web.realtime.client import Gateway
+from watchword.web.realtime.credentials import (
+    BearerVerifier,
+    QueryTokenAuthenticator,
+    RealtimeCredentials,
+    SubprotocolBearerAuthenticator,
+    TicketAuthenticator,
+)
+from watchword.web.realtime.node import Limits, RealtimeNode
+from watchword.web.realtime.presence import MemoryPresence, Presence
+from watchword.web.realtime.tickets import MemoryTicketStore, Tickets, TicketStore
+
+PATH = "/v1/realtime"
+NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
+_SECRET_PARAMS = re.compile(r"((?:^|[?&;\s])(?:ticket|access_token)=)[^&\s\"']*")
+
+
+class RedactCredentials(logging.Filter):
+    """uvicorn logs a socket's path with its query string: hide tickets and tokens in it."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple) and record.args:
+            record.args = tuple(
+                _SECRET_PARAMS.sub(r"\1[redacted]", a) if isinstance(a, str) else a
+                for a in record.args
+            )
+        if isinstance(record.msg, str) and ("ticket=" in record.msg or "token=" in record.msg):
+            record.msg = _SECRET_PARAMS.sub(r"\1[redacted]", record.msg)
+        return True
+
+
+_REDACTOR = RedactCredentials()
+
+
+def install_log_redaction() -> None:
+    for name in ("uvicorn.error", "uvicorn.access", "uvicorn"):
+        logger = logging.getLogger(name)
+        if _REDACTOR not in logger.filters:
+            logger.addFilter(_REDACTOR)
+
+
+class Realtime:
+    """Everything the gateway needs on one node, built from the container."""
+
+    def __init__(
+        self,
+        container: Container,
+        *,
+        presence: Presence | None = None,
+        ticket_store: TicketStore | None = None,
+    ) -> None:
+        settings = container.settings
+        self.limits = Limits(
+            max_per_user=settings.realtime_max_connections_per_user,
+            max_message_bytes=settings.realtime_max_message_bytes,
+            max_event_bytes=settings.realtime_max_event_bytes,
+            max_subscriptions=settings.realtime_max_subscriptions,
+            send_queue=settings.realtime_send_queue,
+            rate=settings.realtime_rate_limit,
+            burst=settings.realtime_rate_burst,
+            ping_interval=settings.realtime_ping_interval,
+            pong_timeout=settings.realtime_pong_timeout,
+            auth_timeout=settings.realtime_auth_timeout,
+            refresh_window=settings.realtime_refresh_window,
+            credential_max_age=settings.realtime_credential_max_age,
+            sweep_interval=settings.realtime_sweep_interval,
+            close_timeout=settings.realtime_close_timeout,
+            touch_interval=float(settings.session_touch_interval),
+        )
+        self.node = RealtimeNode(
+            node_id=container.control.node_id,
+            bus=container.bus,
+            clock=container.clock,
+            randomness=container.randomness,
+            presence=presence or MemoryPresence(),
+            limits=self.limits,
+            history_size=settings.realtime_history_size,
+            touch_session=container.sessions.touch,
+        )
+        self.tickets = Tickets(
+            store=ticket_store
+            or MemoryTicketStore(clock=container.clock, max_tickets=settings.realtime_max_tickets),
+            clock=container.clock,
+            randomness=container.randomness,
+            ttl=settings.realtime_ticket_ttl,
+        )
+        bearer = cast("BearerVerifier | None", getattr(container, "tokens", None))
+        self.credentials = RealtimeCredentials(
+            tickets=self.tickets,
+            sessions=container.db.sessions,
+            revoked=container.control.revoked,
+            clock=container.clock,
+            bearer=bearer,
+        )
+        self.gateway = Gateway(
+            node=self.node,
+            credentials=self.credentials,
+            handshake=AuthChain(
+                [
+                    TicketAuthenticator(self.credentials),
+                    SubprotocolBearerAuthenticator(self.credentials),
+                    QueryTokenAuthenticator(self.credentials),
+                ]
+            ),
+            clock=container.clock,
+            randomness=container.randomness,
+        )
+        container.control.on_event(self.node.on_control)
+        on_created = getattr(container.sessions, "on_created", None)
+        if on_created is not None:
+            on_created(self.node.on_session_created)
+
+
+def realtime_of(conn: HTTPConnection) -> Realtime:
+    return cast(Realtime, conn.app.state.realtime)
+
+
+# -- HTTP ----------------------------------------------------------------------------------
+
+
+class PublishBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    user_id: str | None = Field(default=None, min_length=1, max_length=100)
+    channel: str | None = Field(default=None, min_length=1, max_length=100)
+    event: str = Field(min_length=1, max_length=64)
+    data: Any = None
+
+
+def build_router() -> APIRouter:
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        realtime: Realtime = app.state.realtime
+        install_log_redaction()
+        await realtime.node.start()
+        try:
+            yield
+        finally:
+            await realtime.node.stop()
+
+    router = APIRouter(prefix=PATH, tags=["realtime"], lifespan=lifespan)
+
+    @router.websocket("")
+    async def realtime_socket(websocket: WebSocket) -> None:
+        await realtime_of(websocket).gateway.serve(websocket)
+
+    @router.post("/ticket", summary="A single-use ticket to open a socket with ?ticket=")
+    async def issue_ticket(
+        request: Request, principal: Principal = Depends(require("realtime"))
+    ) -> JSONResponse:
+        if principal.user_id is None:
+            raise Forbidden("Only users open realtime connections.")
+        realtime = realtime_of(request)
+        ticket, grant = await realtime.tickets.issue(
+            user_id=principal.user_id,
+            session_id=principal.session_id,
+            scopes=principal.scopes,
+            method=principal.method.value,
+            credential_expires_at=principal.expires_at,
+        )
+        return JSONResponse(
+            {
+                "ticket": ticket,
+                "expires_at": protocol.iso(grant.expires_at),
+                "expires_in": max(
+                    0, int((grant.expires_at - grant.issued_at) / timedelta(seconds=1))
+                ),
+            },
+            status_code=201,
+            headers=NO_STORE,
+        )
+
+    @router.post(
+        "/publish",
+        status_code=202,
+        summary="Send an event to all of a user's connections or to a channel's subscribers",
+    )
+    async def publish(
+        body: PublishBody,
+        request: Request,
+        principal: Principal = Depends(require("realtime:publish")),
+    ) -> dict[str, Any]:
+        if (body.user_id is None) == (body.channel is None):
+            raise InvalidInput("Give exactly one of 'user_id' and 'channel'.")
+        if not protocol.valid_event_name(body.event):
+            raise InvalidInput("'event' is 1-64 letters, digits, '_', '.', ':' or '-'.")
+        if body.user_id is not None:
+            if not protocol.valid_id(body.user_id):
+                raise InvalidInput("'user_id' is not a valid id.")
+            channel = protocol.USER_PREFIX + body.user_id
+        else:
+            assert body.channel is not None
+            if not protocol.valid_channel_name(body.channel):
+                raise InvalidInput(
+                    "'channel' is 1-100 letters, digits, '_', '.' or '-' "
+                    "(use user_id for a user's connections)."
+                )
+            channel = body.channel
+        realtime = realtime_of(request)
+        size = len(json.dumps(body.data, separators=(",", ":")).encode())
+        if size > realtime.limits.max_event_bytes:
+            raise PayloadTooLarge(
+                f"'data' is {size} bytes; the limit is {realtime.limits.max_event_bytes}."
+            )
+        event_id = await realtime.node.publish(channel, body.event, body.data)
+        return {"status": "published", "id": event_id, "channel": channel}
+
+    @router.get("/presence", summary="A user's live connections, with device and session")
+    async def presence(
+        request: Request,
+        user_id: str | None = Query(default=None, min_length=1, max_length=100),
+        principal: Principal = Depends(require()),
+    ) -> dict[str, Any]:
+        target = user_id or principal.user_id
+        if target is None:
+            raise InvalidInput("Give user_id.")
+        if target != principal.user_id and "realtime:presence" not in principal.scopes:
+            raise InsufficientScope(frozenset({"realtime:presence"}))
+        entries = await realtime_of(request).node.presence.list(target)
+        return {"user_id": target, "connections": [e.public() for e in entries]}
+
+    return router
+
+
+def install(app: FastAPI, container: Container) -> Realtime:
+    """Mount the gateway on ``app``: its routes, and its start and stop in the lifespan."""
+    realtime = Realtime(container)
+    app.state.realtime = realtime
+    app.include_router(build_router())
+    return realtime
+
+
+__all__ = ["PATH", "Realtime", "RedactCredentials", "install", "realtime_of"]

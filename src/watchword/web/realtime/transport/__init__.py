@@ -1,0 +1,1 @@
+"""One socket's sending side: a bounded queue, the limits, and the close handshake."""
