@@ -10,6 +10,7 @@ from fastapi import FastAPI
 
 from watchword import __version__
 from watchword.config import Settings
+from watchword.domain.errors import StoreUnavailable
 from watchword.services.container import Container
 from watchword.web import errors
 from watchword.web.authn import AuthChain, AuthenticationMiddleware, CookieAuthenticator
@@ -31,11 +32,17 @@ def create_app(settings: Settings | None = None, *, container: Container | None 
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        pending = (
-            await container.db.pending_migrations()
-            if hasattr(container.db, "pending_migrations")
-            else set()
-        )
+        try:
+            pending = (
+                await container.db.pending_migrations()
+                if hasattr(container.db, "pending_migrations")
+                else set()
+            )
+        except StoreUnavailable:
+            # Start anyway: every request that needs the database answers 503 (fail closed)
+            # and /readyz says so, until the database returns.
+            log.warning("database unreachable at start; answering 503 until it returns")
+            pending = set()
         if pending:
             raise SchemaNotCurrent(
                 "The database schema is not current: run `watchword db upgrade` first."

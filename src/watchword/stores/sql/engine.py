@@ -14,6 +14,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 
 from watchword.domain.errors import StoreUnavailable
 
+UNAVAILABLE_SQLSTATE_CLASSES = frozenset({"08", "53", "55", "57"})
+
 P = ParamSpec("P")
 T = TypeVar("T")
 
@@ -67,7 +69,13 @@ def is_unavailable(exc: BaseException) -> bool:
         return False
     if isinstance(exc, (OperationalError, InterfaceError, PoolTimeout, OSError, TimeoutError)):
         return True
-    return isinstance(exc, DBAPIError) and exc.connection_invalidated
+    if not isinstance(exc, DBAPIError):
+        return False
+    # asyncpg's errors reach SQLAlchemy as plain DBAPIError: tell the server-side states that
+    # mean "cannot serve now" by SQLSTATE class (connection exception, insufficient resources,
+    # operator intervention such as a shutdown, a database not accepting connections).
+    sqlstate = str(getattr(exc.orig, "sqlstate", None) or "")
+    return exc.connection_invalidated or sqlstate[:2] in UNAVAILABLE_SQLSTATE_CLASSES
 
 
 def guarded(fn: Callable[P, Coroutine[Any, Any, T]]) -> Callable[P, Coroutine[Any, Any, T]]:
