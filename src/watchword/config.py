@@ -6,7 +6,7 @@ import ipaddress
 from functools import cached_property
 from typing import Annotated, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./watchword.db"
@@ -16,6 +16,34 @@ DEFAULT_ROLE_SCOPES: dict[str, list[str]] = {
     "user": ["profile", "sessions", "api-keys", "signing-keys", "realtime"],
     "admin": ["admin", "realtime:publish", "realtime:presence"],
 }
+
+
+def load_roles_file(path: str) -> dict[str, list[str]]:
+    """``[roles]`` of a TOML file: ``admin = ["admin", "realtime:publish"]`` (issue 4)."""
+    import tomllib
+
+    from watchword.domain.errors import InvalidInput
+    from watchword.domain.scopes import parse_scope
+    from watchword.domain.users import validate_roles
+
+    try:
+        with open(path, "rb") as handle:
+            data = tomllib.load(handle)
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise ValueError(f"cannot read roles file {path}: {exc}") from exc
+    roles = data.get("roles")
+    if not isinstance(roles, dict) or not roles:
+        raise ValueError(f"roles file {path} needs a non-empty [roles] table")
+    result: dict[str, list[str]] = {}
+    for role, scopes in roles.items():
+        if not isinstance(scopes, list) or not all(isinstance(s, str) for s in scopes):
+            raise ValueError(f"role {role!r}: scopes must be a list of strings")
+        try:
+            validate_roles([role])
+            result[role] = sorted(parse_scope(scopes))
+        except InvalidInput as exc:
+            raise ValueError(f"roles file {path}: {exc.message}") from exc
+    return result
 
 
 def _split_list(value: object) -> object:
@@ -71,6 +99,25 @@ class Settings(BaseSettings):
     # -- tokens (issue 3) ---------------------------------------------------------------
 
     # -- machines: API keys, clients, signatures (issue 4) ------------------------------
+    # API keys, signing keys and opaque tokens: hot-path cache and coalesced last-used writes.
+    machine_cache_size: int = Field(default=100_000, ge=1)
+    machine_cache_ttl: float = Field(default=30.0, gt=0)
+    credential_touch_interval: int = Field(default=60, ge=1)
+    # Lifetime of client-credentials access tokens (JWT and opaque).
+    client_token_ttl: int = Field(default=900, ge=30, le=86_400)
+    # RFC 9421: accepted distance of ``created`` from now, in both directions (seconds).
+    signature_window: int = Field(default=300, ge=1, le=3600)
+    # Failed machine-credential attempts per client address, and per key or client id.
+    credential_fail_limit_ip: str = "60/minute"
+    credential_fail_limit_credential: str = "20/minute"
+    # A TOML file with a [roles] table (role = ["scope", ...]) replacing role_scopes.
+    roles_file: str | None = None
+
+    @model_validator(mode="after")
+    def _load_roles_file(self) -> Settings:
+        if self.roles_file:
+            self.role_scopes = load_roles_file(self.roles_file)
+        return self
 
     # -- realtime gateway (issue 5) -------------------------------------------------------
     realtime_max_connections_per_user: int = Field(default=100, ge=1)

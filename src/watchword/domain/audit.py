@@ -24,6 +24,10 @@ class AuditType:
     TOKEN_REFRESHED = "token.refreshed"
     CREDENTIAL_USED = "credential.used"
     CREDENTIAL_REJECTED = "credential.rejected"
+    # -- machines (issue 4)
+    CREDENTIAL_CREATED = "credential.created"
+    CREDENTIAL_REVOKED = "credential.revoked"
+    CREDENTIAL_RATE_LIMITED = "credential.rate_limited"
 
 
 @dataclass(frozen=True, slots=True)

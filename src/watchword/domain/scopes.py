@@ -30,3 +30,24 @@ class ScopePolicy:
         for role in roles:
             granted |= self._role_scopes.get(role, frozenset())
         return frozenset(granted)
+
+    # -- machines (issue 4) ---------------------------------------------------------------
+
+    def effective(self, carried: frozenset[str], roles: Iterable[str]) -> frozenset[str]:
+        """What a credential may do now: what it carries, within what its owner holds."""
+        return carried & self.scopes_for_roles(roles)
+
+
+class InvalidScope(InvalidInput):
+    """A requested scope is malformed or beyond what the credential (or owner) may grant."""
+
+    code = "invalid_scope"
+    default_message = "The requested scope is not allowed."
+
+
+def require_subset(requested: frozenset[str], allowed: frozenset[str]) -> frozenset[str]:
+    """``requested`` when it is within ``allowed``; ``InvalidScope`` naming the excess."""
+    excess = requested - allowed
+    if excess:
+        raise InvalidScope("Scope not allowed: " + " ".join(sorted(excess)) + ".")
+    return requested

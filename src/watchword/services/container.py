@@ -11,15 +11,22 @@ from watchword.domain.masterkey import MasterKey
 from watchword.domain.passwords import PasswordHasher, PasswordPolicy
 from watchword.domain.scopes import ScopePolicy
 from watchword.domain.sessions import SessionPolicy
+from watchword.domain.signatures import SignaturePolicy
 from watchword.services.accounts import AccountService
+from watchword.services.apikeys import ApiKeyService
 from watchword.services.audit import Auditor
+from watchword.services.clients import ClientService
 from watchword.services.cluster import Cluster, make_bus, rate_limit_storage
 from watchword.services.control import ControlPlane, RevokedSessions
+from watchword.services.credential_guard import CredentialThrottle
 from watchword.services.ratelimit import LoginThrottle
 from watchword.services.secrets_file import resolve_secret_key
 from watchword.services.session_cache import SessionCache
 from watchword.services.sessions import SessionService
+from watchword.services.signing import SigningService
 from watchword.stores.base import Database
+from watchword.stores.machines import machine_stores_for
+from watchword.stores.nonces import MemoryNonceStore, NonceStore
 from watchword.stores.sql import SqlDatabase
 
 # A revoked session id stays in the in-memory set this long at most; tokens issued for the
@@ -107,6 +114,60 @@ class Container:
         self.csrf_key = self.master_key.derive("csrf")
         # -- tokens (issue 3) -------------------------------------------------------------
         # -- machines (issue 4) -----------------------------------------------------------
+        self.machines = machine_stores_for(self.db)
+        self.credential_throttle = CredentialThrottle(
+            per_ip=settings.credential_fail_limit_ip,
+            per_credential=settings.credential_fail_limit_credential,
+            storage_uri=limits_uri,
+            storage_options=limits_options,
+        )
+        if self.cluster.redis is not None and self.cluster.options is not None:
+            from watchword.stores.redis.nonces import RedisNonceStore
+
+            self.nonces: NonceStore = RedisNonceStore(self.cluster.redis, self.cluster.options)
+        else:
+            self.nonces = MemoryNonceStore()
+        self.api_keys = ApiKeyService(
+            db=self.db,
+            store=self.machines.api_keys,
+            scope_policy=self.scope_policy,
+            cache_size=settings.machine_cache_size,
+            cache_ttl=settings.machine_cache_ttl,
+            touch_interval=settings.credential_touch_interval,
+            clock=self.clock,
+            randomness=self.randomness,
+            control=self.control,
+            auditor=self.auditor,
+            throttle=self.credential_throttle,
+        )
+        self.signing = SigningService(
+            db=self.db,
+            store=self.machines.signing_keys,
+            nonces=self.nonces,
+            master_key=self.master_key,
+            scope_policy=self.scope_policy,
+            policy=SignaturePolicy(window_seconds=settings.signature_window),
+            cache_size=settings.machine_cache_size,
+            cache_ttl=settings.machine_cache_ttl,
+            touch_interval=settings.credential_touch_interval,
+            clock=self.clock,
+            randomness=self.randomness,
+            control=self.control,
+            auditor=self.auditor,
+            throttle=self.credential_throttle,
+        )
+        self.clients = ClientService(
+            clients=self.machines.clients,
+            tokens=self.machines.opaque_tokens,
+            token_ttl=settings.client_token_ttl,
+            cache_size=settings.machine_cache_size,
+            cache_ttl=settings.machine_cache_ttl,
+            clock=self.clock,
+            randomness=self.randomness,
+            control=self.control,
+            auditor=self.auditor,
+            throttle=self.credential_throttle,
+        )
         # -- realtime (issue 5) -----------------------------------------------------------
         # -- cluster (issue 6) ------------------------------------------------------------
         self.cluster.attach(
@@ -120,11 +181,15 @@ class Container:
         await self.control.start()
         await self.cluster.start()
         self.sessions.start(sweep_interval=self.settings.sweep_interval)
+        self.api_keys.start()  # machines (issue 4): coalesced last-used writes
+        self.signing.start()
         self._started = True
 
     async def stop(self) -> None:
         if self._started:
             await self.sessions.stop()
+            await self.api_keys.stop()
+            await self.signing.stop()
             await self.control.stop()
             await self.bus.close()
         await self.cluster.stop()

@@ -92,3 +92,19 @@ class MachineStores(Protocol):
 
     @property
     def opaque_tokens(self) -> OpaqueTokenStore: ...
+
+
+def machine_stores_for(db: object) -> MachineStores:
+    """The machine-credential stores on the same backend as ``db``."""
+    from watchword.stores.memory import MemoryDatabase
+
+    if isinstance(db, MemoryDatabase):
+        from watchword.stores.memory_machines import MemoryMachineStores
+
+        return MemoryMachineStores(db.control.record)
+    engine = getattr(db, "engine", None)  # SqlDatabase, or a cache layer in front of it
+    if engine is not None:
+        from watchword.stores.sql.machines import SqlMachineStores
+
+        return SqlMachineStores(engine)
+    raise TypeError(f"no machine-credential stores for {type(db).__name__}")

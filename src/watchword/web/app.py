@@ -67,6 +67,12 @@ def create_app(settings: Settings | None = None, *, container: Container | None 
         app.include_router(module.router)
     # -- routers of later surfaces (tokens, machines, realtime, compat) go here ----------
     realtime.install(app, container)  # issue 5: /v1/realtime socket, tickets, publish
+    # machines (issue 4): API keys, signing keys, OAuth2 token / introspection / revocation
+    from watchword.web import authn_machines
+    from watchword.web.routes import apikeys, signing_keys
+
+    for module in (apikeys, signing_keys):
+        app.include_router(module.router)
     # compat (issue 7): /api/v1, the exercise's surface with its own before_request chain.
     from watchword.web import compat_v1
 
@@ -77,6 +83,9 @@ def create_app(settings: Settings | None = None, *, container: Container | None 
     chain = AuthChain(
         [
             # bearer JWT (issue 3), API key / opaque token and HTTP signature (issue 4)
+            authn_machines.ApiKeyAuthenticator(container.api_keys),
+            authn_machines.OpaqueTokenAuthenticator(container.clients),
+            authn_machines.SignatureAuthenticator(container.signing, settings.public_url),
             CookieAuthenticator(container.sessions, settings.effective_cookie_name),
         ]
     )
@@ -87,6 +96,7 @@ def create_app(settings: Settings | None = None, *, container: Container | None 
     if compat_mounted:
         chains.append((compat_v1.PREFIX, None))
     app.add_middleware(AuthenticationMiddleware, chains=chains)
+    app.add_middleware(authn_machines.SignedBodyMiddleware)  # issue 4: signed bodies, replayed
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     return app
 

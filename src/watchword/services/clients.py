@@ -1,0 +1,400 @@
+"""OAuth2 confidential clients: registration, client authentication (RFC 6749 section 2.3),
+the client-credentials grant (section 4.4) and the opaque access tokens some clients get."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, Protocol
+
+from watchword.domain import events
+from watchword.domain.apikeys import CREDENTIAL_REVOKED, credential_revoked
+from watchword.domain.audit import AuditType
+from watchword.domain.clients import (
+    MAX_NAME_LENGTH,
+    OAuthClient,
+    OpaqueToken,
+    TokenFormat,
+    new_client_credentials,
+    new_opaque_token,
+    plausible_client_id,
+    plausible_client_secret,
+    plausible_opaque_token,
+)
+from watchword.domain.clock import Clock, Randomness, sha256_hex
+from watchword.domain.errors import (
+    InvalidCredential,
+    InvalidInput,
+    NotFound,
+    RateLimited,
+    StoreUnavailable,
+)
+from watchword.domain.principal import AuthMethod, Principal
+from watchword.domain.scopes import parse_scope, require_subset
+from watchword.services.audit import Auditor
+from watchword.services.context import RequestContext
+from watchword.services.control import ControlPlane
+from watchword.services.credential_guard import BoundedCache, CredentialThrottle
+from watchword.stores.machines import ClientStore, OpaqueTokenStore
+
+log = logging.getLogger("watchword.clients")
+
+
+class InvalidClient(InvalidCredential):
+    """RFC 6749 section 5.2 ``invalid_client``: unknown client, wrong secret, or no or
+    unsupported client authentication."""
+
+    code = "invalid_client"
+    default_message = "Client authentication failed."
+
+    def __init__(self, message: str | None = None) -> None:
+        super().__init__(message)
+
+
+class IssuedAccessToken(Protocol):
+    @property
+    def token(self) -> str: ...
+
+    @property
+    def expires_in(self) -> int: ...
+
+
+class AccessTokenIssuer(Protocol):
+    """What the tokens service offers for RFC 9068 access tokens."""
+
+    async def issue_client_token(
+        self, *, client_id: str, scopes: frozenset[str], ttl: int | None
+    ) -> IssuedAccessToken: ...
+
+
+@dataclass(frozen=True, slots=True)
+class NewClient:
+    client: OAuthClient
+    secret: str  # shown once
+
+
+@dataclass(frozen=True, slots=True)
+class TokenResponse:
+    access_token: str
+    expires_in: int
+    scope: frozenset[str]
+
+    def body(self) -> dict[str, Any]:
+        return {
+            "access_token": self.access_token,
+            "token_type": "Bearer",
+            "expires_in": self.expires_in,
+            "scope": " ".join(sorted(self.scope)),
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class CachedOpaque:
+    token: OpaqueToken
+    client: OAuthClient
+    principal: Principal
+
+
+class ClientService:
+    def __init__(
+        self,
+        *,
+        clients: ClientStore,
+        tokens: OpaqueTokenStore,
+        clock: Clock,
+        randomness: Randomness,
+        control: ControlPlane,
+        auditor: Auditor,
+        throttle: CredentialThrottle,
+        token_ttl: int,
+        cache_size: int,
+        cache_ttl: float,
+    ) -> None:
+        self._clients = clients
+        self._tokens = tokens
+        self._clock = clock
+        self._random = randomness
+        self._control = control
+        self._auditor = auditor
+        self._throttle = throttle
+        self.token_ttl = token_ttl
+        self.access_tokens: AccessTokenIssuer | None = None
+        self.cache: BoundedCache[CachedOpaque] = BoundedCache(max_size=cache_size, ttl=cache_ttl)
+        control.on_event(self._on_control)
+
+    # -- registration ---------------------------------------------------------------------
+
+    async def create(
+        self,
+        *,
+        name: str,
+        scopes: str | list[str],
+        token_format: str,
+        ctx: RequestContext,
+        actor_id: str | None = None,
+    ) -> NewClient:
+        name = name.strip()
+        if not name or len(name) > MAX_NAME_LENGTH or not name.isprintable():
+            raise InvalidInput(f"The name must be 1 to {MAX_NAME_LENGTH} printable characters.")
+        granted = parse_scope(scopes)
+        if not granted:
+            raise InvalidInput("Give the client at least one scope.")
+        try:
+            fmt = TokenFormat(token_format)
+        except ValueError as exc:
+            raise InvalidInput("token_format must be 'jwt' or 'opaque'.") from exc
+        client_id, secret, secret_hash = new_client_credentials(self._random)
+        client = OAuthClient(
+            id=client_id,
+            name=name,
+            secret_hash=secret_hash,
+            scopes=granted,
+            token_format=fmt,
+            created_at=self._clock.now(),
+        )
+        await self._clients.create(client)
+        await self._auditor.record(
+            AuditType.CREDENTIAL_CREATED,
+            ctx,
+            actor_id=actor_id,
+            kind="client",
+            credential_id=client.id,
+            scopes=sorted(granted),
+            token_format=fmt.value,
+        )
+        return NewClient(client=client, secret=secret)
+
+    async def list_clients(self, *, limit: int = 100, offset: int = 0) -> list[OAuthClient]:
+        return await self._clients.page(limit=limit, offset=offset)
+
+    async def set_disabled(
+        self, client_id: str, disabled: bool, ctx: RequestContext, *, actor_id: str | None = None
+    ) -> OAuthClient:
+        client = await self._clients.set_disabled(
+            client_id, disabled, self._clock.now(), origin=self._control.node_id
+        )
+        if client is None:
+            raise NotFound("No such client.")
+        self.cache.drop_where(lambda entry: entry.client.id == client_id)
+        await self._control.announce([credential_revoked("client", client_id, None)])
+        await self._auditor.record(
+            AuditType.CREDENTIAL_REVOKED if disabled else AuditType.CREDENTIAL_CREATED,
+            ctx,
+            actor_id=actor_id,
+            kind="client",
+            credential_id=client_id,
+            disabled=disabled,
+        )
+        return client
+
+    # -- client authentication (RFC 6749 section 2.3.1) -----------------------------------
+
+    async def authenticate_client(
+        self, client_id: str, secret: str, ctx: RequestContext
+    ) -> OAuthClient:
+        if not plausible_client_id(client_id):
+            await self._reject_client(ctx, "malformed", None)
+        await self._throttle.check_address(
+            ctx.ip,
+            lambda: self._auditor.record(
+                AuditType.CREDENTIAL_RATE_LIMITED, ctx, kind="client", reason="address"
+            ),
+        )
+        client = await self._clients.get(client_id)
+        # Compare even for an unknown client, so timing does not tell which ids exist.
+        known = client is not None
+        reference = client or _UNKNOWN_CLIENT
+        secret_ok = plausible_client_secret(secret) and reference.secret_matches(secret)
+        if not known:
+            await self._reject_client(ctx, "unknown", client_id)
+        assert client is not None
+        if not secret_ok:
+            await self._reject_client(ctx, "wrong_secret", client_id)
+        if client.disabled:
+            await self._reject_client(ctx, "disabled", client_id, count=False)
+        return client
+
+    async def _reject_client(
+        self, ctx: RequestContext, reason: str, client_id: str | None, *, count: bool = True
+    ) -> None:
+        await self._auditor.record(
+            AuditType.CREDENTIAL_REJECTED,
+            ctx,
+            kind="client",
+            reason=reason,
+            credential_id=client_id,
+        )
+        if count:
+            try:
+                await self._throttle.failed(kind="client", credential=client_id, ip=ctx.ip)
+            except RateLimited:
+                await self._auditor.record(
+                    AuditType.CREDENTIAL_RATE_LIMITED, ctx, kind="client", reason=reason
+                )
+                raise
+        raise InvalidClient()
+
+    # -- the client-credentials grant (RFC 6749 section 4.4) ------------------------------
+
+    async def issue_token(
+        self, client: OAuthClient, scope: str | None, ctx: RequestContext
+    ) -> TokenResponse:
+        """Scope narrowing (section 3.3): no ``scope`` means all the client's scopes."""
+        requested = parse_scope(scope) if scope is not None else client.scopes
+        if not requested:
+            requested = client.scopes
+        require_subset(requested, client.scopes)
+        if client.token_format is TokenFormat.OPAQUE:
+            response = await self._issue_opaque(client, requested)
+        else:
+            if self.access_tokens is None:
+                raise StoreUnavailable("JWT access tokens are not available on this server.")
+            issued = await self.access_tokens.issue_client_token(
+                client_id=client.id, scopes=requested, ttl=self.token_ttl
+            )
+            response = TokenResponse(issued.token, issued.expires_in, requested)
+        await self._auditor.record(
+            AuditType.CREDENTIAL_USED,
+            ctx,
+            kind="client",
+            credential_id=client.id,
+            grant="client_credentials",
+            scopes=sorted(requested),
+            token_format=client.token_format.value,
+        )
+        return response
+
+    async def _issue_opaque(self, client: OAuthClient, scopes: frozenset[str]) -> TokenResponse:
+        token, token_hash = new_opaque_token(self._random)
+        now = self._clock.now()
+        await self._tokens.create(
+            OpaqueToken(
+                id=self._random.new_id(),
+                token_hash=token_hash,
+                client_id=client.id,
+                scopes=scopes,
+                created_at=now,
+                expires_at=now + timedelta(seconds=self.token_ttl),
+            )
+        )
+        return TokenResponse(token, self.token_ttl, scopes)
+
+    # -- opaque access tokens ---------------------------------------------------------------
+
+    async def authenticate_opaque(self, token: str, ctx: RequestContext) -> Principal:
+        if not plausible_opaque_token(token):
+            await self._reject_token(ctx, "malformed")
+        token_hash = sha256_hex(token)
+        entry = self.cache.get(token_hash)
+        if entry is None:
+            await self._throttle.check_address(
+                ctx.ip,
+                lambda: self._auditor.record(
+                    AuditType.CREDENTIAL_RATE_LIMITED, ctx, kind="opaque_token", reason="address"
+                ),
+            )
+            entry = await self._load_opaque(token_hash)
+            if entry is None:
+                await self._reject_token(ctx, "unknown")
+        assert entry is not None
+        now = self._clock.now()
+        if entry.token.revoked_at is not None:
+            await self._reject_token(ctx, "revoked", count=False)
+        if now >= entry.token.expires_at:
+            await self._reject_token(ctx, "expired", count=False)
+        if entry.client.disabled:
+            await self._reject_token(ctx, "client_disabled", count=False)
+        return entry.principal
+
+    async def find_opaque(self, token: str) -> tuple[OpaqueToken, OAuthClient] | None:
+        """For introspection and revocation: no side effects."""
+        if not plausible_opaque_token(token):
+            return None
+        row = await self._tokens.get_by_hash(sha256_hex(token))
+        if row is None:
+            return None
+        client = await self._clients.get(row.client_id)
+        return (row, client) if client is not None else None
+
+    async def revoke_opaque(
+        self, row: OpaqueToken, ctx: RequestContext, actor_id: str | None
+    ) -> None:
+        revoked = await self._tokens.revoke(row.id, self._clock.now(), origin=self._control.node_id)
+        self.cache.pop(row.token_hash)
+        if revoked is not None:
+            await self._control.announce([credential_revoked("opaque_token", row.token_hash, None)])
+            await self._auditor.record(
+                AuditType.CREDENTIAL_REVOKED,
+                ctx,
+                actor_id=actor_id,
+                kind="opaque_token",
+                credential_id=row.id,
+                client_id=row.client_id,
+            )
+
+    def principal_for(self, token: OpaqueToken, client: OAuthClient) -> Principal:
+        return Principal(
+            kind="client",
+            method=AuthMethod.BEARER_OPAQUE,
+            client_id=client.id,
+            scopes=token.scopes & client.scopes,
+            expires_at=token.expires_at,
+            credential_id=token.id,
+        )
+
+    async def _load_opaque(self, token_hash: str) -> CachedOpaque | None:
+        row = await self._tokens.get_by_hash(token_hash)
+        if row is None:
+            return None
+        client = await self._clients.get(row.client_id)
+        if client is None:
+            return None
+        entry = CachedOpaque(token=row, client=client, principal=self.principal_for(row, client))
+        self.cache.put(token_hash, entry)
+        return entry
+
+    async def _reject_token(self, ctx: RequestContext, reason: str, *, count: bool = True) -> None:
+        await self._auditor.record(
+            AuditType.CREDENTIAL_REJECTED, ctx, kind="opaque_token", reason=reason
+        )
+        if count:
+            try:
+                await self._throttle.failed(kind="opaque_token", credential=None, ip=ctx.ip)
+            except RateLimited:
+                await self._auditor.record(
+                    AuditType.CREDENTIAL_RATE_LIMITED, ctx, kind="opaque_token", reason=reason
+                )
+                raise
+        messages = {
+            "revoked": "The access token has been revoked.",
+            "expired": "The access token has expired.",
+        }
+        raise InvalidCredential(
+            messages.get(reason, "The access token is not valid."), code="invalid_token"
+        )
+
+    async def sweep(self) -> int:
+        return await self._tokens.clear_expired(self._clock.now() - timedelta(days=1))
+
+    async def _on_control(self, message: dict[str, Any]) -> None:
+        kind = message.get("type")
+        if kind == CREDENTIAL_REVOKED:
+            if message.get("kind") == "opaque_token":
+                self.cache.pop(str(message.get("credential_id")))
+            elif message.get("kind") == "client":
+                client_id = str(message.get("credential_id"))
+                self.cache.drop_where(lambda entry: entry.client.id == client_id)
+        elif kind == events.CACHE_FLUSH:
+            self.cache.clear()
+
+
+# Compared against when the client id is unknown, so both paths do the same work.
+_UNKNOWN_CLIENT = OAuthClient(
+    id="wwc_unknown",
+    name="unknown",
+    secret_hash=sha256_hex("unknown client"),
+    scopes=frozenset(),
+    token_format=TokenFormat.OPAQUE,
+    created_at=datetime(2000, 1, 1, tzinfo=UTC),
+)

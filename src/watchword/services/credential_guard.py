@@ -1,0 +1,161 @@
+"""What every machine credential shares: a bounded cache for the hot path, coalesced
+last-used tracking, and a brute-force throttle on failures (``limits``, like sign-in)."""
+
+from __future__ import annotations
+
+import math
+import time
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+from typing import Any, Generic, TypeVar
+
+from limits import RateLimitItem, parse
+from limits.aio.storage import MemoryStorage, Storage
+from limits.aio.strategies import MovingWindowRateLimiter
+from limits.errors import StorageError
+from limits.storage import storage_from_string
+
+from watchword.domain.clock import monotonic
+from watchword.domain.errors import RateLimited, StoreUnavailable
+
+V = TypeVar("V")
+
+
+class BoundedCache(Generic[V]):
+    """LRU with a time-to-live: a stale entry is re-read from the store, so a missed
+    invalidation event cannot keep a revoked credential alive for longer than ``ttl``."""
+
+    def __init__(self, *, max_size: int, ttl: float) -> None:
+        self._max = max_size
+        self._ttl = ttl
+        self._entries: OrderedDict[str, tuple[float, V]] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def get(self, key: str) -> V | None:
+        item = self._entries.get(key)
+        if item is None:
+            return None
+        if monotonic() - item[0] >= self._ttl:
+            del self._entries[key]
+            return None
+        return item[1]
+
+    def put(self, key: str, value: V) -> None:
+        self._entries[key] = (monotonic(), value)
+        self._entries.move_to_end(key)
+        while len(self._entries) > self._max:
+            self._entries.popitem(last=False)
+
+    def pop(self, key: str) -> None:
+        self._entries.pop(key, None)
+
+    def drop_where(self, predicate: Callable[[V], bool]) -> None:
+        for key in [k for k, (_, v) in self._entries.items() if predicate(v)]:
+            del self._entries[key]
+
+    def clear(self) -> None:
+        self._entries.clear()
+
+
+class UsageLog:
+    """Coalesced last-used times: at most one write per credential per ``interval``."""
+
+    def __init__(self, *, interval: float) -> None:
+        self._interval = interval
+        self._persisted: dict[str, datetime] = {}
+        self.pending: dict[str, datetime] = {}
+        self.uses: dict[str, int] = {}
+        self.owners: dict[str, str | None] = {}
+
+    def note(self, credential_id: str, now: datetime, owner: str | None = None) -> None:
+        self.uses[credential_id] = self.uses.get(credential_id, 0) + 1
+        self.owners[credential_id] = owner
+        last = self._persisted.get(credential_id)
+        if last is None or (now - last).total_seconds() >= self._interval:
+            self._persisted[credential_id] = now
+            self.pending[credential_id] = now
+            if len(self._persisted) > 100_000:
+                self._persisted.clear()
+                self.owners.clear()
+
+    def last_used(self, credential_id: str) -> datetime | None:
+        return self.pending.get(credential_id) or self._persisted.get(credential_id)
+
+    def take(self) -> tuple[dict[str, datetime], dict[str, int]]:
+        batch, uses = self.pending, self.uses
+        self.pending, self.uses = {}, {}
+        return batch, uses
+
+    def give_back(self, batch: dict[str, datetime], uses: dict[str, int]) -> None:
+        for key, seen in batch.items():
+            self.pending[key] = max(seen, self.pending.get(key, seen))
+        for key, count in uses.items():
+            self.uses[key] = self.uses.get(key, 0) + count
+
+
+class CredentialThrottle:
+    """Failed attempts spend a budget per client address and per credential id (key id,
+    client id). Past either budget, failures answer 429 and unknown credentials are not
+    looked up at all; a correct credential still works, so nobody is locked out by others."""
+
+    def __init__(
+        self,
+        *,
+        per_ip: str,
+        per_credential: str,
+        storage_uri: str | None = None,
+        storage_options: dict[str, Any] | None = None,
+    ) -> None:
+        storage = (
+            storage_from_string(storage_uri, **(storage_options or {}))
+            if storage_uri
+            else MemoryStorage()
+        )
+        if not isinstance(storage, Storage):
+            raise ValueError("rate-limit storage must be an async+ URI")
+        self._storage = storage
+        self._limiter = MovingWindowRateLimiter(storage)
+        self._per_ip: RateLimitItem = parse(per_ip)
+        self._per_credential: RateLimitItem = parse(per_credential)
+
+    async def _retry_after(self, item: RateLimitItem, *keys: str) -> int:
+        stats = await self._limiter.get_window_stats(item, *keys)
+        return max(1, math.ceil(stats.reset_time - time.time()))
+
+    async def check_address(
+        self, ip: str | None, on_refusal: Callable[[], Awaitable[None]]
+    ) -> None:
+        """Before a store lookup: refuse an address that has spent its failure budget
+        (``on_refusal`` runs first, to audit it)."""
+        if not ip:
+            return
+        try:
+            allowed = await self._limiter.test(self._per_ip, "machine-fail-ip", ip)
+            retry_after = (
+                0 if allowed else await self._retry_after(self._per_ip, "machine-fail-ip", ip)
+            )
+        except (ConnectionError, OSError, TimeoutError, StorageError) as exc:
+            raise StoreUnavailable("The rate-limit store is unavailable.") from exc
+        if not allowed:
+            await on_refusal()
+            raise RateLimited(retry_after)
+
+    async def failed(self, *, kind: str, credential: str | None, ip: str | None) -> None:
+        """Count a failure; raise ``RateLimited`` when a budget is now spent."""
+        try:
+            if ip and not await self._limiter.hit(self._per_ip, "machine-fail-ip", ip):
+                raise RateLimited(await self._retry_after(self._per_ip, "machine-fail-ip", ip))
+            if credential and not await self._limiter.hit(
+                self._per_credential, "machine-fail", kind, credential
+            ):
+                raise RateLimited(
+                    await self._retry_after(self._per_credential, "machine-fail", kind, credential)
+                )
+        except (ConnectionError, OSError, TimeoutError, StorageError) as exc:
+            raise StoreUnavailable("The rate-limit store is unavailable.") from exc
+
+    async def reset(self) -> None:
+        await self._storage.reset()
