@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
 
-from watchword.web.compat_v1.app import PREFIX, CompatApp
+from watchword.web.compat_v1.app import PREFIX, CompatApp, MountAt
 from watchword.web.compat_v1.auth import Auth
 from watchword.web.compat_v1.basic_auth import BasicAuth
 from watchword.web.compat_v1.session_auth import MEMORY_KIND, SessionAuth
@@ -78,7 +78,7 @@ def install(app: FastAPI, container: Container, settings: CompatSettings | None 
             "AUTHENTICATION; anyone can list, change and delete every user"
         )
     auth = strategy_for(container, settings)
-    app.mount(PREFIX, CompatApp(container, auth))
+    app.add_middleware(MountAt, prefix=PREFIX, surface=CompatApp(container, auth))
     log.info("/api/v1 compat surface mounted (AUTH_TYPE=%s)", settings.auth_type or "unset")
     return True
 

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.types import Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from watchword.domain.errors import RateLimited, StoreUnavailable
 from watchword.web.compat_v1 import views
@@ -142,3 +142,23 @@ class CompatApp:
             return werkzeug_page(405, allow)
         response: Response = await view(views.Call(request, self.container, auth, user, params))
         return response
+
+
+class MountAt:
+    """Hands every path under ``prefix`` (and ``prefix`` itself) to ``surface``, whatever its
+    characters: a Starlette ``Mount`` would miss a path with a newline in it."""
+
+    def __init__(self, app: ASGIApp, *, prefix: str, surface: ASGIApp) -> None:
+        self.app = app
+        self.prefix = prefix
+        self.surface = surface
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] in ("http", "websocket"):
+            root_path: str = scope.get("root_path", "")
+            path: str = scope["path"].removeprefix(root_path)
+            if path == self.prefix or path.startswith(self.prefix + "/"):
+                child = {**scope, "root_path": root_path + self.prefix}
+                await self.surface(child, receive, send)
+                return
+        await self.app(scope, receive, send)
