@@ -14,7 +14,9 @@ DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./watchword.db"
 # Roles grant scopes. Every user holds the implicit role "user".
 DEFAULT_ROLE_SCOPES: dict[str, list[str]] = {
     "user": ["profile", "sessions", "api-keys", "signing-keys", "realtime"],
-    "admin": ["admin", "realtime:publish", "realtime:presence"],
+    "admin": ["admin", "realtime:publish", "realtime:presence", "revocations:read"],
+    # Services that verify Watchword tokens themselves follow the revocation feed.
+    "service": ["revocations:read"],
 }
 
 
@@ -97,6 +99,18 @@ class Settings(BaseSettings):
     role_scopes: dict[str, list[str]] = Field(default_factory=lambda: dict(DEFAULT_ROLE_SCOPES))
 
     # -- tokens (issue 3) ---------------------------------------------------------------
+    access_token_ttl: int = Field(default=600, ge=30, le=86_400)
+    # Upper bound for tokens issued with their own ``ttl`` (client credentials).
+    access_token_max_ttl: int = Field(default=3600, ge=30, le=86_400)
+    access_token_audience: str = Field(default="watchword", min_length=1, max_length=200)
+    jwt_algorithm: Literal["EdDSA", "ES256", "RS256"] = "EdDSA"
+    jwt_leeway: int = Field(default=10, ge=0, le=300)
+    max_token_bytes: int = Field(default=8192, ge=1024, le=65_536)
+    refresh_reuse_grace: int = Field(default=10, ge=0, le=300)
+    # Automatic signing-key rotation period in seconds; 0 leaves rotation to the CLI.
+    signing_key_rotation: int = Field(default=30 * 86_400, ge=0)
+    token_cache_size: int = Field(default=100_000, ge=1)
+    revocation_stream_ping: float = Field(default=15.0, gt=0)
 
     # -- machines: API keys, clients, signatures (issue 4) ------------------------------
     # API keys, signing keys and opaque tokens: hot-path cache and coalesced last-used writes.

@@ -19,15 +19,18 @@ from watchword.services.clients import ClientService
 from watchword.services.cluster import Cluster, make_bus, rate_limit_storage
 from watchword.services.control import ControlPlane, RevokedSessions
 from watchword.services.credential_guard import CredentialThrottle
+from watchword.services.keys import KeyService
 from watchword.services.ratelimit import LoginThrottle
 from watchword.services.secrets_file import resolve_secret_key
 from watchword.services.session_cache import SessionCache
 from watchword.services.sessions import SessionService
 from watchword.services.signing import SigningService
+from watchword.services.tokens import TokenService
 from watchword.stores.base import Database
 from watchword.stores.machines import machine_stores_for
 from watchword.stores.nonces import MemoryNonceStore, NonceStore
 from watchword.stores.sql import SqlDatabase
+from watchword.stores.tokens import token_stores_for
 
 # A revoked session id stays in the in-memory set this long at most; tokens issued for the
 # session cannot outlive it (later: the access-token lifetime plus leeway).
@@ -69,7 +72,10 @@ class Container:
             feed=self.db.control,
             clock=self.clock,
             poll_interval=settings.control_poll_interval,
-            revoked=RevokedSessions(retention=DEFAULT_REVOCATION_RETENTION),
+            # issue 3: no access token of a session outlives its lifetime plus the leeway.
+            revoked=RevokedSessions(
+                retention=float(settings.access_token_ttl + settings.jwt_leeway)
+            ),
         )
         self.session_cache = SessionCache(
             max_size=settings.session_cache_size, ttl=settings.session_cache_ttl
@@ -113,6 +119,43 @@ class Container:
         )
         self.csrf_key = self.master_key.derive("csrf")
         # -- tokens (issue 3) -------------------------------------------------------------
+        self.token_stores = token_stores_for(self.db)
+        self.keys = KeyService(
+            store=self.token_stores.keys,
+            master_key=self.master_key,
+            clock=self.clock,
+            randomness=self.randomness,
+            control=self.control,
+            algorithm=settings.jwt_algorithm,
+            max_token_lifetime=timedelta(
+                seconds=max(settings.access_token_ttl, settings.access_token_max_ttl)
+                + settings.jwt_leeway
+            ),
+            rotation_interval=settings.signing_key_rotation,
+        )
+        self.tokens = TokenService(
+            db=self.db,
+            stores=self.token_stores,
+            keys=self.keys,
+            sessions=self.sessions,
+            control=self.control,
+            auditor=self.auditor,
+            scope_policy=self.scope_policy,
+            master_key=self.master_key,
+            clock=self.clock,
+            randomness=self.randomness,
+            issuer=settings.issuer,
+            audience=settings.access_token_audience,
+            ttl=settings.access_token_ttl,
+            max_ttl=settings.access_token_max_ttl,
+            leeway=settings.jwt_leeway,
+            max_token_bytes=settings.max_token_bytes,
+            reuse_grace=settings.refresh_reuse_grace,
+            cache_size=settings.token_cache_size,
+            user_cache_ttl=settings.session_cache_ttl,
+            touch_interval=float(settings.session_touch_interval),
+            poll_interval=settings.control_poll_interval,
+        )
         # -- machines (issue 4) -----------------------------------------------------------
         self.machines = machine_stores_for(self.db)
         self.credential_throttle = CredentialThrottle(
@@ -179,6 +222,8 @@ class Container:
         """Background work of a serving node: bus, control feed, touches, sweeping."""
         await self.bus.start()
         await self.control.start()
+        await self.keys.start()  # tokens (issue 3): a signing key exists before serving
+        await self.tokens.start()
         await self.cluster.start()
         self.sessions.start(sweep_interval=self.settings.sweep_interval)
         self.api_keys.start()  # machines (issue 4): coalesced last-used writes
@@ -187,6 +232,8 @@ class Container:
 
     async def stop(self) -> None:
         if self._started:
+            await self.tokens.stop()  # tokens (issue 3): ends revocation streams first
+            await self.keys.stop()
             await self.sessions.stop()
             await self.api_keys.stop()
             await self.signing.stop()

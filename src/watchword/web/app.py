@@ -14,10 +14,12 @@ from watchword.domain.errors import StoreUnavailable
 from watchword.services.container import Container
 from watchword.web import errors
 from watchword.web.authn import AuthChain, AuthenticationMiddleware, CookieAuthenticator
+from watchword.web.authn_bearer import BearerTokenAuthenticator
 from watchword.web.bodylimit import BodyLimitMiddleware
 from watchword.web.cookies import SessionCookie
 from watchword.web.realtime import routes as realtime
-from watchword.web.routes import admin, auth, me, sessions, system, users
+from watchword.web.routes import admin, auth, me, sessions, system, users, wellknown
+from watchword.web.routes import tokens as token_routes
 
 log = logging.getLogger("watchword")
 
@@ -48,9 +50,12 @@ def create_app(settings: Settings | None = None, *, container: Container | None 
                 "The database schema is not current: run `watchword db upgrade` first."
             )
         await container.start()
+        # tokens (issue 3): a stop signal ends the revocation streams before uvicorn waits
+        restore_signals = token_routes.end_streams_on_exit_signal(container.tokens.revocations)
         try:
             yield
         finally:
+            restore_signals()
             await container.stop()
 
     app = FastAPI(
@@ -66,6 +71,9 @@ def create_app(settings: Settings | None = None, *, container: Container | None 
     for module in (system, me, sessions, auth, users, admin):
         app.include_router(module.router)
     # -- routers of later surfaces (tokens, machines, realtime, compat) go here ----------
+    # tokens (issue 3): refresh, revocation stream, JWKS and authorization server metadata
+    for module in (token_routes, wellknown):
+        app.include_router(module.router)
     realtime.install(app, container)  # issue 5: /v1/realtime socket, tickets, publish
     # machines (issue 4): API keys, signing keys, OAuth2 token / introspection / revocation
     from watchword.web import authn_machines
@@ -83,6 +91,7 @@ def create_app(settings: Settings | None = None, *, container: Container | None 
     chain = AuthChain(
         [
             # bearer JWT (issue 3), API key / opaque token and HTTP signature (issue 4)
+            BearerTokenAuthenticator(container.tokens),
             authn_machines.ApiKeyAuthenticator(container.api_keys),
             authn_machines.OpaqueTokenAuthenticator(container.clients),
             authn_machines.SignatureAuthenticator(container.signing, settings.public_url),

@@ -12,6 +12,7 @@ from sqlalchemy import (
     MetaData,
     String,
     Table,
+    Text,
 )
 
 from watchword.stores.sql.types import BigIntId, UTCDateTime
@@ -141,3 +142,46 @@ opaque_tokens = Table(
     Column("revoked_at", UTCDateTime),
     Index("ix_opaque_tokens_expires_at", "expires_at"),
 )
+
+
+# -- tokens: JWT signing keys, refresh tokens, revoked access tokens (issue 3) ----------------
+
+token_keys = Table(
+    "token_keys",
+    metadata,
+    Column("kid", String(64), primary_key=True),
+    # The newest generation signs; unique, so concurrent first starts create one key.
+    Column("generation", Integer, nullable=False, unique=True),
+    Column("algorithm", String(16), nullable=False),
+    Column("private_sealed", Text, nullable=False),
+    Column("public_jwk", JSON, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("retired_at", UTCDateTime),
+)
+
+refresh_tokens = Table(
+    "refresh_tokens",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column(
+        "session_id", String(36), ForeignKey("sessions.id", ondelete="CASCADE"), nullable=False
+    ),
+    Column("token_hash", String(64), nullable=False, unique=True),
+    Column("state", String(16), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("rotated_at", UTCDateTime),
+    Column("successor_sealed", Text),
+    Index("ix_refresh_tokens_session", "session_id"),
+)
+
+revoked_tokens = Table(
+    "revoked_tokens",
+    metadata,
+    Column("jti", String(128), primary_key=True),
+    Column("expires_at", UTCDateTime, nullable=False),
+    Column("revoked_at", UTCDateTime, nullable=False),
+    Index("ix_revoked_tokens_expires_at", "expires_at"),
+)
+
+# A starting node reads the sessions revoked within the last access-token lifetime.
+Index("ix_sessions_revoked_at", sessions.c.revoked_at)

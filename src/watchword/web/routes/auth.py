@@ -10,6 +10,7 @@ from watchword.domain.sessions import RevokeReason, csrf_token_for
 from watchword.services.context import RequestContext
 from watchword.web.deps import check_origin, container_of, context, require
 from watchword.web.routes.schemas import Login
+from watchword.web.routes.tokens import token_login
 from watchword.web.views import session_view
 
 router = APIRouter(prefix="/v1/auth", tags=["auth"])
@@ -21,6 +22,8 @@ NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 async def login(
     body: Login, request: Request, ctx: RequestContext = Depends(context)
 ) -> JSONResponse:
+    if body.mode == "token":  # issue 3: a token session, no cookie
+        return await token_login(body, request, ctx)
     container = container_of(request)
     check_origin(request)  # login CSRF: a foreign page must not sign the browser in
     signin = await container.accounts.login(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import BaseModel, ConfigDict, Field
 
 
@@ -20,6 +22,8 @@ class Login(Body):
     email: str = Field(max_length=320)
     password: str = Field(max_length=4096)
     device_name: str | None = Field(default=None, max_length=100)
+    # "token" (issue 3): access and refresh tokens in the body instead of a cookie.
+    mode: Literal["cookie", "token"] = "cookie"
 
 
 class PasswordChange(Body):

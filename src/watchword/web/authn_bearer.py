@@ -1,0 +1,42 @@
+"""The bearer access-token authenticator (RFC 6750 section 2.1, RFC 9068 tokens).
+
+It claims only ``Authorization: Bearer <JWS>`` values (two dots) and Watchword refresh
+tokens presented as bearers (refused: they are not access tokens). Any other bearer value is
+left to the authenticators after it (API keys, opaque tokens).
+"""
+
+from __future__ import annotations
+
+from starlette.requests import HTTPConnection
+
+from watchword.domain.principal import Principal
+from watchword.domain.tokens import REFRESH_PREFIX, invalid_token, looks_like_jws
+from watchword.services.tokens import TokenService
+
+SCHEME = "bearer"
+
+
+def bearer_value(conn: HTTPConnection) -> str | None:
+    """The credential of an ``Authorization: Bearer`` header, or None."""
+    header = conn.headers.get("authorization")
+    if not header or len(header) < 8 or header[:6].lower() != SCHEME or header[6] != " ":
+        return None
+    value = header[7:].strip()
+    return value or None
+
+
+class BearerTokenAuthenticator:
+    def __init__(self, tokens: TokenService) -> None:
+        self._tokens = tokens
+
+    async def authenticate(self, conn: HTTPConnection) -> Principal | None:
+        value = bearer_value(conn)
+        if value is None:
+            return None
+        if value.startswith(REFRESH_PREFIX):
+            raise invalid_token(
+                "A refresh token is not an access token: use it at /v1/auth/refresh."
+            )
+        if not looks_like_jws(value):
+            return None
+        return await self._tokens.authenticate_bearer(value)

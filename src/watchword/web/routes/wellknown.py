@@ -1,0 +1,49 @@
+"""Discovery: the JWKS (RFC 7517) and the authorization server metadata (RFC 8414)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+
+from watchword.services.keys import JWKS_MAX_AGE
+from watchword.web.deps import container_of
+
+router = APIRouter(tags=["discovery"])
+
+
+@router.get("/.well-known/jwks.json", summary="Public keys that verify access tokens")
+async def jwks(request: Request) -> JSONResponse:
+    keys = container_of(request).keys
+    return JSONResponse(
+        keys.jwks(),
+        headers={"Cache-Control": f"public, max-age={JWKS_MAX_AGE}"},
+        media_type="application/jwk-set+json",
+    )
+
+
+@router.get(
+    "/.well-known/oauth-authorization-server",
+    summary="Authorization server metadata (RFC 8414)",
+)
+async def metadata(request: Request) -> JSONResponse:
+    container = container_of(request)
+    issuer = container.settings.issuer
+    body = {
+        "issuer": issuer,
+        "token_endpoint": f"{issuer}/oauth2/token",
+        "introspection_endpoint": f"{issuer}/oauth2/introspect",
+        "revocation_endpoint": f"{issuer}/oauth2/revoke",
+        "jwks_uri": f"{issuer}/.well-known/jwks.json",
+        "grant_types_supported": ["client_credentials"],
+        "response_types_supported": [],
+        "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
+        "introspection_endpoint_auth_methods_supported": ["client_secret_basic"],
+        "revocation_endpoint_auth_methods_supported": ["client_secret_basic"],
+        "scopes_supported": sorted(
+            {scope for scopes in container.settings.role_scopes.values() for scope in scopes}
+        ),
+        "access_token_signing_alg_values_supported": [container.keys.algorithm],
+        "revocation_stream_endpoint": f"{issuer}/v1/revocations/stream",
+        "refresh_endpoint": f"{issuer}/v1/auth/refresh",
+    }
+    return JSONResponse(body, headers={"Cache-Control": f"public, max-age={JWKS_MAX_AGE}"})
