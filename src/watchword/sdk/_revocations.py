@@ -122,6 +122,11 @@ class RevocationList:
         return None
 
     @property
+    def healthy(self) -> bool:
+        """True while the feed is connected and in sync."""
+        return self._healthy
+
+    @property
     def staleness(self) -> float:
         """0 while the feed is up; seconds since its last sign of life when down; ``inf``
         before it was ever in sync."""
@@ -149,6 +154,10 @@ class RevocationList:
 
 class FeedError(Exception):
     """The stream said something this source cannot trust; reconnect for a new snapshot."""
+
+
+class FeedRefused(Exception):
+    """The server did not open a stream (status or content type); resume later as before."""
 
 
 class SSERevocationSource:
@@ -190,6 +199,7 @@ class SSERevocationSource:
         self._rng = rng
         self.last_event_id: str | None = None
         self.connections = 0
+        self.failures = 0  # in a row; back to 0 once a stream is in sync
         self.last_error: str | None = None
         self._server_retry: float | None = None
         self._response: httpx.Response | None = None
@@ -208,8 +218,12 @@ class SSERevocationSource:
                 except httpx.ReadTimeout:
                     self._lost(sink, "no data within the read timeout", self._read_timeout)
                 except Exception as exc:  # a feed must outlive any single failure
+                    if stop.is_set():
+                        break
                     self._lost(sink, self._describe(exc), 0.0, exc)
                 else:
+                    if stop.is_set():
+                        break
                     self._lost(sink, "the server closed the stream", 0.0)
                 delay = self._backoff_initial if synced else min(self._backoff_max, delay * 2)
                 if stop.wait(self._jittered(delay)):
@@ -294,12 +308,13 @@ class SSERevocationSource:
         """Checks the answer; True when it resumes a stream we were in sync with."""
         self.connections += 1
         if response.status_code != 200:
-            raise FeedError(f"the revocation stream answered HTTP {response.status_code}")
+            raise FeedRefused(f"the revocation stream answered HTTP {response.status_code}")
         content_type = response.headers.get("content-type", "").partition(";")[0].strip()
         if content_type != "text/event-stream":
-            raise FeedError(f"the revocation stream answered {content_type or 'no'} content")
+            raise FeedRefused(f"the revocation stream answered {content_type or 'no'} content")
         if self.last_event_id is not None:
             sink.feed_up()
+            self.failures = 0
             return True
         return False
 
@@ -315,6 +330,7 @@ class SSERevocationSource:
             if cursor is not None and (not isinstance(cursor, int) or isinstance(cursor, bool)):
                 raise FeedError("the snapshot's cursor is not an integer")
             sink.apply_snapshot(sessions, jtis)
+            self.failures = 0
             event_id = sse.id or (str(cursor) if cursor is not None else None)
             self.last_event_id = event_id or None
             sink.feed_up()
@@ -344,13 +360,15 @@ class SSERevocationSource:
     ) -> None:
         sink.feed_down(silent_for)
         self.last_error = why
-        if isinstance(exc, (FeedError, SSEError, ValueError)):
+        self.failures += 1
+        if isinstance(exc, FeedError):
             # We may have missed a revocation we cannot name: start over from a snapshot.
             self.last_event_id = None
-        logger.warning("revocation feed %s: %s; reconnecting", self.url, why)
+        level = logging.WARNING if self.failures % 10 == 1 else logging.DEBUG
+        logger.log(level, "revocation feed %s: %s; reconnecting", self.url, why)
 
     def _describe(self, exc: BaseException) -> str:
-        if isinstance(exc, FeedError | SSEError):
+        if isinstance(exc, FeedError | FeedRefused | SSEError):
             return str(exc)
         return f"{type(exc).__name__}: {exc}"
 

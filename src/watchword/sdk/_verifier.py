@@ -22,6 +22,7 @@ from typing import Any, Self
 
 import httpx
 import jwt
+from jwt.exceptions import InvalidJTIError, InvalidSubjectError
 
 from watchword.sdk._errors import (
     InsufficientScope,
@@ -47,6 +48,8 @@ SUPPORTED_ALGORITHMS = frozenset({"EdDSA", "ES256", "ES384", "RS256", "RS384", "
 ACCESS_TOKEN_TYPES = frozenset({"at+jwt", "application/at+jwt"})
 FORBIDDEN_HEADERS = ("jku", "x5u", "jwk", "x5c")
 REQUIRED_CLAIMS = ["iss", "sub", "aud", "exp", "iat", "jti"]
+CRIT_REFUSED = "The token has critical header extensions that are not understood."
+KID_REFUSED = "The token has no usable key id (kid)."
 _KID = re.compile(r"[\x21-\x7e]{1,128}")
 
 
@@ -244,8 +247,15 @@ class Verifier:
             raise InvalidToken("The token is not a signed JWT (three dot-separated parts).")
         try:
             header = jwt.get_unverified_header(token)
+        except jwt.DecodeError as exc:
+            raise InvalidToken("The token is not valid base64url JSON.") from exc
         except jwt.InvalidTokenError as exc:
-            raise InvalidToken("The token's header is not valid base64url JSON.") from exc
+            # PyJWT already refuses unknown ``crit`` extensions and non-string ``kid`` values.
+            if "crit" in str(exc):
+                raise InvalidToken(CRIT_REFUSED) from exc
+            if "Key ID" in str(exc):
+                raise InvalidToken(KID_REFUSED) from exc
+            raise InvalidToken("The token's header is invalid.") from exc
         alg = header.get("alg")
         if not isinstance(alg, str) or alg.lower() == "none":
             raise InvalidToken("The token is not signed (alg none is refused).")
@@ -258,10 +268,10 @@ class Verifier:
             if name in header:
                 raise InvalidToken(f"The token carries a {name} header, which is refused.")
         if "crit" in header:
-            raise InvalidToken("The token has critical header extensions that are not understood.")
+            raise InvalidToken(CRIT_REFUSED)
         kid = header.get("kid")
         if not isinstance(kid, str) or _KID.fullmatch(kid) is None:
-            raise InvalidToken("The token has no usable key id (kid).")
+            raise InvalidToken(KID_REFUSED)
         return header, kid
 
     def _finish(self, token: str, header: Mapping[str, Any], key: SigningKey) -> VerifiedToken:
@@ -287,6 +297,10 @@ class Verifier:
             raise InvalidToken("The token is not meant for this audience.") from exc
         except jwt.InvalidIssuerError as exc:
             raise InvalidToken("The token was not issued by the expected issuer.") from exc
+        except InvalidSubjectError as exc:
+            raise InvalidToken("The token's sub claim is not a non-empty string.") from exc
+        except InvalidJTIError as exc:
+            raise InvalidToken("The token's jti claim is not a non-empty string.") from exc
         except jwt.MissingRequiredClaimError as exc:
             raise InvalidToken(f"The token has no {_safe(exc.claim)} claim.") from exc
         except jwt.InvalidTokenError as exc:
