@@ -25,7 +25,7 @@ from watchword.services.container import Container
 from watchword.services.context import CLI
 from watchword.services.secrets_file import MasterKeyMissing
 
-COMMAND_MODULES: tuple[str, ...] = ()
+COMMAND_MODULES: tuple[str, ...] = ("watchword.commands.cluster",)
 
 Handler = Callable[[argparse.Namespace, Container], Awaitable[Any]]
 
@@ -309,6 +309,7 @@ async def _run(handler: Handler, args: argparse.Namespace) -> None:
     try:
         await handler(args, container)
     finally:
+        await container.cluster.close()
         await container.db.close()
 
 

@@ -187,6 +187,11 @@ class Cluster:
         if self.redis is not None:
             with contextlib.suppress(*REDIS_FAILURES):
                 await self.redis.hdel(self._nodes_key, self.node_id)
+        await self.close()
+
+    async def close(self) -> None:
+        """Release the Redis pool (a CLI run has nothing else to stop)."""
+        if self.redis is not None:
             await self.redis.aclose()
 
     @property
@@ -255,31 +260,31 @@ class Cluster:
 
     # -- health -----------------------------------------------------------------------------
 
-    async def check(self) -> dict[str, Any]:
-        """Each dependency's state and this node's view of the cluster."""
-        deps: dict[str, dict[str, Any]] = {}
-        deps["database"] = await _probe(self._db.ping if self._db else None)
-        in_use, size = self._db_pool()
-        deps["database"]["pool"] = {"in_use": in_use, "size": size}
-        if self.redis is not None:
-            deps["redis"] = await _probe(self.redis.ping)
-            in_use, allowed = pool_in_use(self.redis)
-            deps["redis"]["pool"] = {"in_use": in_use, "max": allowed}
-            deps["redis"]["fallback"] = self.settings.redis_fallback
+    async def probe_redis(self) -> dict[str, Any]:
+        """Redis reachability and pool use; ``required`` is false when sessions fall back."""
+        if self.redis is None:
+            return {"ok": True, "configured": False, "required": False}
+        state = await _probe(self.redis.ping)
+        in_use, allowed = pool_in_use(self.redis)
+        state["pool"] = {"in_use": in_use, "max": allowed}
+        state["fallback"] = self.settings.redis_fallback
+        state["required"] = self.settings.redis_fallback == "none"
+        return state
+
+    def bus_state(self) -> dict[str, Any]:
         bus = self._bus
-        deps["bus"] = {"ok": bool(bus and bus.healthy), "kind": "local"}
+        state: dict[str, Any] = {"ok": bool(bus and bus.healthy), "kind": "local"}
         if isinstance(bus, RedisBus):
-            deps["bus"].update(
+            state.update(
                 kind="redis",
                 reconnects=bus.reconnects,
                 error=bus.last_error,
                 channels=bus.channels,
+                required=self.settings.redis_fallback == "none",
             )
-        control = self._control
-        deps["control_feed"] = {
-            "ok": bool(control and control.feed_healthy),
-            "cursor": control.cursor if control else 0,
-        }
+        return state
+
+    def node_view(self) -> dict[str, Any]:
         node: dict[str, Any] = {
             "id": self.node_id,
             "address": self.address,
@@ -287,24 +292,43 @@ class Cluster:
             "uptime_seconds": round(time.time() - self.started_at, 1),
         }
         if self._local_cache is not None:
+            lookups = self._local_cache.hits + self._local_cache.misses
             node["session_cache"] = {
                 "entries": len(self._local_cache),
-                "hits": self._local_cache.hits,
-                "misses": self._local_cache.misses,
+                "hit_ratio": round(self._local_cache.hits / lookups, 4) if lookups else None,
             }
-        if control is not None:
-            node["revoked_sessions"] = len(control.revoked)
+        if self._control is not None:
+            node["revoked_sessions"] = len(self._control.revoked)
+            node["control_cursor"] = self._control.cursor
         if self.session_cache is not None:
             node["deferred_invalidations"] = len(self.session_cache.pending)
-        result: dict[str, Any] = {
-            "ok": all(bool(d["ok"]) for d in deps.values()),
-            "dependencies": deps,
-            "node": node,
-        }
-        if self.redis is not None and deps["redis"]["ok"]:
-            with contextlib.suppress(*REDIS_FAILURES):
+        in_use, size = self._db_pool()
+        node["database_pool"] = {"in_use": in_use, "size": size}
+        return node
+
+    async def view(self) -> dict[str, Any]:
+        """This node, and the nodes it can see through Redis."""
+        result: dict[str, Any] = {"node": self.node_view(), "nodes": []}
+        if self.redis is not None:
+            try:
                 result["nodes"] = await self.nodes()
+            except REDIS_FAILURES as exc:
+                result["nodes_error"] = f"{type(exc).__name__}: {exc}"
         return result
+
+    async def check(self) -> dict[str, Any]:
+        """Each dependency's state and this node's view of the cluster."""
+        deps: dict[str, dict[str, Any]] = {
+            "database": await _probe(self._db.ping if self._db else None),
+            "redis": await self.probe_redis(),
+        }
+        control = self._control
+        deps["control_feed"] = {
+            "ok": bool(control and control.feed_healthy),
+            "cursor": control.cursor if control else 0,
+        }
+        ok = all(bool(d["ok"]) or not d.get("required", True) for d in deps.values())
+        return {"ok": ok, "dependencies": deps, **(await self.view())}
 
     async def nodes(self) -> list[dict[str, Any]]:
         """Nodes that sent a heartbeat recently (``alive``) or within the hour."""

@@ -29,7 +29,12 @@ async def readyz(request: Request, verbose: int = 0) -> JSONResponse:
         checks["database"] = {"ok": False, "error": exc.message}
     checks["bus"] = {"ok": container.bus.healthy}
     checks["control_feed"] = {"ok": container.control.feed_healthy}
-    ready = all(bool(check["ok"]) for check in checks.values())
+    # -- cluster (issue 6): Redis, and the bus in detail ----------------------------------
+    if container.cluster.enabled:
+        checks["redis"] = await container.cluster.probe_redis()
+        checks["bus"] = container.cluster.bus_state()
+    # Without "required" a check must pass; Redis with the database fallback need not.
+    ready = all(bool(c["ok"]) or not c.get("required", True) for c in checks.values())
     body: dict[str, object] = {"status": "ready" if ready else "unavailable"}
     if verbose:
         body["checks"] = checks
@@ -38,6 +43,7 @@ async def readyz(request: Request, verbose: int = 0) -> JSONResponse:
             "session_cache_entries": len(container.session_cache),
             "revoked_sessions": len(container.control.revoked),
         }
+        body["cluster"] = await container.cluster.view()
     return JSONResponse(body, status_code=200 if ready else 503)
 
 

@@ -1,0 +1,201 @@
+"""Three `watchword serve` processes on the real PostgreSQL and Redis behave as one service."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.cluster.conftest import eventually
+from tests.cluster.nodes import Browser, Node, cli, cluster_env
+from tests.helpers import PASSWORD
+
+pytestmark = [pytest.mark.postgres, pytest.mark.redis, pytest.mark.e2e]
+
+SESSION_LIMIT = 3
+
+
+class Cluster:
+    def __init__(self, nodes: list[Node], env: dict[str, str], workdir: Path) -> None:
+        self.nodes = nodes
+        self.env = env
+        self.workdir = workdir
+
+    async def create_user(self, http: httpx.AsyncClient) -> str:
+        email = f"node-user-{uuid.uuid4().hex[:12]}@example.com"
+        body = {"email": email, "password": PASSWORD}
+        created = await http.post(self.nodes[0].url + "/v1/users", json=body)
+        assert created.status_code == 201, created.text
+        return email
+
+
+@pytest.fixture(scope="module")
+def cluster(
+    postgres_url: str, redis_url: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Cluster]:
+    workdir = tmp_path_factory.mktemp("cluster")
+    env = cluster_env(
+        workdir,
+        postgres_url,
+        redis_url,
+        f"wwnodes-{uuid.uuid4().hex[:8]}",
+        max_sessions_per_user=str(SESSION_LIMIT),
+        session_limit_policy="reject",
+    )
+    cli(env, workdir, "db", "upgrade")
+    nodes = [Node(f"node{i}", env, workdir) for i in (1, 2, 3)]
+    try:
+        for node in nodes:
+            node.spawn()
+        for node in nodes:
+            node.wait_ready()
+        yield Cluster(nodes, env, workdir)
+    finally:
+        for node in nodes:
+            node.stop()
+
+
+@pytest.fixture
+async def http() -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(timeout=30) as client:
+        yield client
+
+
+async def test_a_session_from_node_one_works_everywhere_and_a_revocation_on_three_ends_it(
+    cluster: Cluster, http: httpx.AsyncClient
+) -> None:
+    one, two, three = cluster.nodes
+    email = await cluster.create_user(http)
+    laptop, phone = Browser(http), Browser(http)
+    assert (await laptop.login(one, email)).status_code == 200
+    assert (await phone.login(three, email)).status_code == 200
+    for node in cluster.nodes:
+        me = await laptop.request("GET", node, "/v1/me")
+        assert me.status_code == 200 and me.json()["session"]["id"] == laptop.session_id
+    # The phone, on node three, signs the laptop out.
+    revoked = await phone.request("DELETE", three, f"/v1/sessions/{laptop.session_id}")
+    assert revoked.status_code == 200, revoked.text
+    for node in (one, two):
+
+        async def refused(node: Node = node) -> bool:
+            response = await laptop.request("GET", node, "/v1/me")
+            return response.status_code == 401
+
+        await eventually(refused)
+        body = (await laptop.request("GET", node, "/v1/me")).json()
+        assert body["error"] == "session_revoked"
+    # The phone is untouched on every node.
+    for node in cluster.nodes:
+        assert (await phone.request("GET", node, "/v1/me")).status_code == 200
+
+
+async def test_a_revocation_from_the_command_line_reaches_every_running_node(
+    cluster: Cluster, http: httpx.AsyncClient
+) -> None:
+    email = await cluster.create_user(http)
+    browser = Browser(http)
+    assert (await browser.login(cluster.nodes[1], email)).status_code == 200
+    for node in cluster.nodes:
+        assert (await browser.request("GET", node, "/v1/me")).status_code == 200
+    assert browser.session_id is not None
+    cli(cluster.env, cluster.workdir, "sessions", "revoke", browser.session_id)
+    for node in cluster.nodes:
+
+        async def refused(node: Node = node) -> bool:
+            return (await browser.request("GET", node, "/v1/me")).status_code == 401
+
+        await eventually(refused)
+
+
+async def test_the_session_limit_holds_under_concurrent_logins_on_all_three_nodes(
+    cluster: Cluster, http: httpx.AsyncClient
+) -> None:
+    email = await cluster.create_user(http)
+    browsers = [Browser(http) for _ in range(12)]
+    results = await asyncio.gather(
+        *(b.login(cluster.nodes[i % 3], email) for i, b in enumerate(browsers))
+    )
+    statuses = sorted(r.status_code for r in results)
+    assert statuses == [200] * SESSION_LIMIT + [409] * (12 - SESSION_LIMIT)
+    winners = [b for b, r in zip(browsers, results, strict=True) if r.status_code == 200]
+    listed = await winners[0].request("GET", cluster.nodes[2], "/v1/sessions")
+    assert listed.status_code == 200
+    assert sorted(s["id"] for s in listed.json()["sessions"]) == sorted(
+        str(b.session_id) for b in winners
+    )
+
+
+async def test_cluster_check_and_verbose_readiness_show_every_node(
+    cluster: Cluster, http: httpx.AsyncClient
+) -> None:
+    ready = await http.get(cluster.nodes[0].url + "/readyz", params={"verbose": 1})
+    assert ready.status_code == 200
+    body = ready.json()
+    assert body["checks"]["redis"]["ok"] and body["checks"]["bus"]["ok"]
+
+    async def three_alive() -> bool:
+        view = (await http.get(cluster.nodes[0].url + "/readyz", params={"verbose": 1})).json()
+        return sum(1 for n in view["cluster"]["nodes"] if n["alive"]) >= 3
+
+    await eventually(three_alive, attempts=150, interval=0.1)
+    report = json.loads(cli(cluster.env, cluster.workdir, "cluster", "check", "--json"))
+    assert report["ok"] is True
+    assert report["dependencies"]["database"]["ok"] and report["dependencies"]["redis"]["ok"]
+    alive = [n for n in report["nodes"] if n["alive"] and n["bus"]]
+    assert len(alive) >= 3
+
+
+async def test_a_node_killed_under_load_loses_no_acknowledged_session(
+    cluster: Cluster, http: httpx.AsyncClient
+) -> None:
+    one, two, three = cluster.nodes
+    survivor = Browser(http)
+    assert (await survivor.login(two, await cluster.create_user(http))).status_code == 200
+    emails = []
+    for _ in range(6):
+        email = f"load-{uuid.uuid4().hex[:12]}@example.com"
+        body = {"email": email, "password": PASSWORD}
+        created = await http.post(one.url + "/v1/users", json=body)
+        assert created.status_code == 201, created.text
+        emails.append(email)
+    acknowledged: list[Browser] = []
+    failed = 0
+
+    async def sign_in(email: str) -> None:
+        nonlocal failed
+        for _ in range(SESSION_LIMIT):
+            browser = Browser(http)
+            try:
+                response = await browser.login(two, email)
+            except httpx.TransportError:
+                failed += 1
+                return
+            if response.status_code == 200:
+                acknowledged.append(browser)
+
+    tasks = [asyncio.create_task(sign_in(e)) for e in emails]
+    await eventually(lambda: _true(len(acknowledged) >= 3), attempts=400)
+    two.kill()
+    await asyncio.gather(*tasks)
+    try:
+        assert acknowledged
+        # Every session node two acknowledged works on the others, with the same cookie.
+        for browser in [survivor, *acknowledged]:
+            for node in (one, three):
+                response = await browser.request("GET", node, "/v1/me")
+                assert response.status_code == 200, response.text
+                assert response.json()["session"]["id"] == browser.session_id
+    finally:
+        two.spawn()
+        two.wait_ready()
+    # Back in the cluster, the restarted node serves them too.
+    assert (await survivor.request("GET", two, "/v1/me")).status_code == 200
+
+
+async def _true(value: bool) -> bool:
+    return value
