@@ -25,7 +25,13 @@ from watchword.services.container import Container
 from watchword.services.context import CLI
 from watchword.services.secrets_file import MasterKeyMissing
 
-COMMAND_MODULES: tuple[str, ...] = ("watchword.commands.cluster",)
+COMMAND_MODULES: tuple[str, ...] = (
+    "watchword.commands.cluster",
+    # machines (issue 4)
+    "watchword.commands.apikeys",
+    "watchword.commands.clients",
+    "watchword.commands.signing_keys",
+)
 
 Handler = Callable[[argparse.Namespace, Container], Awaitable[Any]]
 

@@ -63,8 +63,13 @@ class IssuedAccessToken(Protocol):
 class AccessTokenIssuer(Protocol):
     """What the tokens service offers for RFC 9068 access tokens."""
 
-    async def issue_client_token(
-        self, *, client_id: str, scopes: frozenset[str], ttl: int | None
+    async def issue_access_token(
+        self,
+        *,
+        subject: str,
+        scopes: frozenset[str],
+        client_id: str | None = None,
+        ttl: int | None = None,
     ) -> IssuedAccessToken: ...
 
 
@@ -250,8 +255,9 @@ class ClientService:
         else:
             if self.access_tokens is None:
                 raise StoreUnavailable("JWT access tokens are not available on this server.")
-            issued = await self.access_tokens.issue_client_token(
-                client_id=client.id, scopes=requested, ttl=self.token_ttl
+            # RFC 9068 for a client: sub = client_id, no sid, no roles.
+            issued = await self.access_tokens.issue_access_token(
+                subject=client.id, scopes=requested, client_id=client.id, ttl=self.token_ttl
             )
             response = TokenResponse(issued.token, issued.expires_in, requested)
         await self._auditor.record(

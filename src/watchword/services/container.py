@@ -19,6 +19,7 @@ from watchword.services.clients import ClientService
 from watchword.services.cluster import Cluster, make_bus, rate_limit_storage
 from watchword.services.control import ControlPlane, RevokedSessions
 from watchword.services.credential_guard import CredentialThrottle
+from watchword.services.introspection import TokenIntrospection
 from watchword.services.keys import KeyService
 from watchword.services.ratelimit import LoginThrottle
 from watchword.services.secrets_file import resolve_secret_key
@@ -210,6 +211,19 @@ class Container:
             control=self.control,
             auditor=self.auditor,
             throttle=self.credential_throttle,
+        )
+        self.clients.access_tokens = self.tokens  # RFC 9068 tokens for clients that want JWTs
+        self.introspection = TokenIntrospection(
+            db=self.db,
+            clock=self.clock,
+            tokens=self.tokens,
+            refresh_tokens=self.token_stores.refresh,
+            sessions=self.sessions,
+            api_keys=self.api_keys,
+            clients=self.clients,
+            auditor=self.auditor,
+            issuer=settings.issuer,
+            audience=settings.access_token_audience,
         )
         # -- realtime (issue 5) -----------------------------------------------------------
         # -- cluster (issue 6) ------------------------------------------------------------

@@ -77,9 +77,9 @@ def create_app(settings: Settings | None = None, *, container: Container | None 
     realtime.install(app, container)  # issue 5: /v1/realtime socket, tickets, publish
     # machines (issue 4): API keys, signing keys, OAuth2 token / introspection / revocation
     from watchword.web import authn_machines
-    from watchword.web.routes import apikeys, signing_keys
+    from watchword.web.routes import apikeys, oauth2, signing_keys
 
-    for module in (apikeys, signing_keys):
+    for module in (apikeys, signing_keys, oauth2):
         app.include_router(module.router)
     # compat (issue 7): /api/v1, the exercise's surface with its own before_request chain.
     from watchword.web import compat_v1
