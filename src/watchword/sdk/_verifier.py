@@ -50,6 +50,7 @@ FORBIDDEN_HEADERS = ("jku", "x5u", "jwk", "x5c")
 REQUIRED_CLAIMS = ["iss", "sub", "aud", "exp", "iat", "jti"]
 CRIT_REFUSED = "The token has critical header extensions that are not understood."
 KID_REFUSED = "The token has no usable key id (kid)."
+HEADER_CACHE_SIZE = 256
 _KID = re.compile(r"[\x21-\x7e]{1,128}")
 
 
@@ -167,6 +168,7 @@ class Verifier:
         self._owned_ahttp: httpx.AsyncClient | None = None
         self._decoder = jwt.PyJWT()
         self._cache: dict[str, VerifiedToken] = {}
+        self._headers: dict[str, tuple[dict[str, Any], str]] = {}
         self._cache_size = cache_size
         self.keys = KeySet(
             jwks_url or f"{base}/.well-known/jwks.json",
@@ -245,6 +247,12 @@ class Verifier:
             raise InvalidToken(f"The token is longer than {self.max_token_bytes} bytes.")
         if token.count(".") != 2:
             raise InvalidToken("The token is not a signed JWT (three dot-separated parts).")
+        # Every token of one signing key carries the same header segment: parse and vet it
+        # once. PyJWT decodes the whole token again, signature included, in ``_finish``.
+        segment = token[: token.index(".")]
+        known = self._headers.get(segment)
+        if known is not None:
+            return known
         try:
             header = jwt.get_unverified_header(token)
         except jwt.DecodeError as exc:
@@ -272,6 +280,9 @@ class Verifier:
         kid = header.get("kid")
         if not isinstance(kid, str) or _KID.fullmatch(kid) is None:
             raise InvalidToken(KID_REFUSED)
+        if len(self._headers) >= HEADER_CACHE_SIZE:
+            self._headers.clear()
+        self._headers[segment] = (header, kid)
         return header, kid
 
     def _finish(self, token: str, header: Mapping[str, Any], key: SigningKey) -> VerifiedToken:
