@@ -150,7 +150,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         realtime_rate_limit=20,
         realtime_rate_burst=30,
         realtime_send_queue=16,
-        realtime_close_timeout=5,
+        realtime_close_timeout=60,
     )
     srv.create_user("admin@example.com", "admin")
     srv.create_user("carol@example.com")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
 import uuid
 from dataclasses import dataclass
 from typing import Any
@@ -11,6 +12,10 @@ from typing import Any
 import httpx
 import websockets
 from websockets.asyncio.client import ClientConnection
+from websockets.client import ClientProtocol
+from websockets.frames import Frame, Opcode
+from websockets.typing import Subprotocol
+from websockets.uri import parse_uri
 
 from tests.helpers import PASSWORD
 from tests.realtime.conftest import Server
@@ -114,3 +119,65 @@ async def admin(server: Server) -> Device:
 
 async def publish(admin_device: Device, **body: Any) -> httpx.Response:
     return await admin_device.http.post("/v1/realtime/publish", json=body)
+
+
+class StalledReader:
+    """A socket client that stops reading after the welcome, with a tiny receive buffer: the
+    server's writes back up at once (a real slow consumer, not one the library hides)."""
+
+    def __init__(self, url: str) -> None:
+        self._protocol = ClientProtocol(
+            parse_uri(url), subprotocols=[Subprotocol("watchword.v1")], max_size=None
+        )
+        self._reader: asyncio.StreamReader | None = None
+        self._writer: asyncio.StreamWriter | None = None
+
+    async def open(self, port: int) -> dict[str, Any]:
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.setblocking(False)
+        await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", port))
+        self._reader, self._writer = await asyncio.open_connection(sock=sock, limit=4096)
+        self._protocol.send_request(self._protocol.connect())
+        await self._flush()
+        messages = await self.read_messages(until=lambda m: m.get("type") == "welcome")
+        return messages[-1]
+
+    async def _flush(self) -> None:
+        assert self._writer is not None
+        for chunk in self._protocol.data_to_send():
+            if chunk:
+                self._writer.write(chunk)
+        await self._writer.drain()
+
+    async def read_messages(self, until: Any = None, limit: int = 100_000) -> list[dict[str, Any]]:
+        """Read (bounded in time and count) until ``until(message)`` or the close frame."""
+        assert self._reader is not None
+        got: list[dict[str, Any]] = []
+        while len(got) < limit:
+            data = await asyncio.wait_for(self._reader.read(65536), WAIT)
+            if not data:
+                self._protocol.receive_eof()
+            else:
+                self._protocol.receive_data(data)
+            for event in self._protocol.events_received():
+                if isinstance(event, Frame) and event.opcode is Opcode.TEXT:
+                    got.append(json.loads(event.data))
+                    if until is not None and until(got[-1]):
+                        return got
+            await self._flush()
+            if self._protocol.close_code is not None or not data:
+                return got
+        return got
+
+    @property
+    def close_code(self) -> int | None:
+        return self._protocol.close_code
+
+    @property
+    def close_reason(self) -> str | None:
+        return self._protocol.close_reason
+
+    def close(self) -> None:
+        if self._writer is not None:
+            self._writer.close()

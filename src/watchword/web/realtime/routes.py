@@ -31,9 +31,9 @@ from watchword.web.realtime.credentials import (
     SubprotocolBearerAuthenticator,
     TicketAuthenticator,
 )
-from watchword.web.realtime.node import Limits, RealtimeNode
-from watchword.web.realtime.presence import MemoryPresence, Presence
-from watchword.web.realtime.tickets import MemoryTicketStore, Tickets, TicketStore
+from watchword.web.realtime.node import PRESENCE_TOUCH_INTERVAL, Limits, RealtimeNode
+from watchword.web.realtime.presence import MemoryPresence, Presence, PresenceEntry
+from watchword.web.realtime.tickets import MemoryTicketStore, TicketGrant, Tickets, TicketStore
 
 PATH = "/v1/realtime"
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
@@ -249,7 +249,11 @@ def build_router() -> APIRouter:
 
 def install(app: FastAPI, container: Container) -> Realtime:
     """Mount the gateway on ``app``: its routes, and its start and stop in the lifespan."""
-    realtime = Realtime(container)
+    # cluster (issue 6): with Redis, presence and tickets are shared by every node
+    presence, tickets = container.cluster.realtime_stores(
+        PresenceEntry, TicketGrant, presence_ttl=3 * PRESENCE_TOUCH_INTERVAL
+    )
+    realtime = Realtime(container, presence=presence, ticket_store=tickets)
     app.state.realtime = realtime
     app.include_router(build_router())
     return realtime
