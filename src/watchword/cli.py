@@ -26,6 +26,7 @@ from watchword.services.context import CLI
 from watchword.services.secrets_file import MasterKeyMissing
 
 COMMAND_MODULES: tuple[str, ...] = (
+    "watchword.commands.keys",  # tokens (issue 3)
     "watchword.commands.cluster",
     # machines (issue 4)
     "watchword.commands.apikeys",

@@ -16,7 +16,11 @@ async def test_token_login_answers_a_pair_and_sets_no_cookie(client: Client) -> 
     await client.register()
     response = await client.post(
         "/v1/auth/login",
-        json={"email": "alice@example.com", "password": "correct horse battery staple", "mode": "token"},
+        json={
+            "email": "alice@example.com",
+            "password": "correct horse battery staple",
+            "mode": "token",
+        },
     )
     assert response.status_code == 200
     assert "set-cookie" not in response.headers
@@ -180,7 +184,10 @@ async def test_disabled_user_cannot_refresh_nor_use_tokens(client: Client) -> No
     pair = await token_login(client)
     assert (await me(client, pair["access_token"])).status_code == 200
     await client.container.accounts.set_disabled(
-        user["id"], True, __import__("watchword.services.context", fromlist=["CLI"]).CLI, actor_id="t"
+        user["id"],
+        True,
+        __import__("watchword.services.context", fromlist=["CLI"]).CLI,
+        actor_id="t",
     )
     response = await me(client, pair["access_token"])
     assert response.status_code == 401

@@ -495,7 +495,7 @@ class TokenService:
         try:
             header = jwt.get_unverified_header(token)
         except jwt.InvalidTokenError as exc:
-            raise invalid_token("The access token is malformed (its header is not JSON).") from exc
+            raise invalid_token(f"The access token header is malformed: {exc}.") from exc
         alg, kid = check_header(header, ACCEPTED_ALGORITHMS)
         key = self.keys.verifying_key(kid, now)
         if key is None and await self.keys.reload_for_unknown_kid():
