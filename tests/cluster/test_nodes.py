@@ -7,9 +7,11 @@ import json
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
+import websockets
 
 from tests.cluster.conftest import eventually
 from tests.cluster.nodes import Browser, Node, cli, cluster_env
@@ -148,6 +150,97 @@ async def test_cluster_check_and_verbose_readiness_show_every_node(
     assert report["dependencies"]["database"]["ok"] and report["dependencies"]["redis"]["ok"]
     alive = [n for n in report["nodes"] if n["alive"] and n["bus"]]
     assert len(alive) >= 3
+
+
+async def _socket(node: Node, ticket: str) -> websockets.ClientConnection:
+    ws = await websockets.connect(
+        f"ws://127.0.0.1:{node.port}/v1/realtime?ticket={ticket}",
+        subprotocols=[websockets.Subprotocol("watchword.v1")],
+        open_timeout=10,
+    )
+    welcome = await _next(ws)
+    assert welcome["type"] == "welcome", welcome
+    return ws
+
+
+async def _next(ws: websockets.ClientConnection) -> dict[str, Any]:
+    while True:
+        message: dict[str, Any] = json.loads(await asyncio.wait_for(ws.recv(), 10))
+        if message.get("type") == "ping":
+            await ws.send(json.dumps({"type": "pong"}))
+            continue
+        return message
+
+
+async def _event(ws: websockets.ClientConnection, name: str) -> dict[str, Any]:
+    while True:
+        message = await _next(ws)
+        if message.get("type") == "event" and message.get("event") == name:
+            return message
+
+
+async def test_realtime_fans_out_across_nodes_and_a_revocation_closes_a_socket_elsewhere(
+    cluster: Cluster, http: httpx.AsyncClient
+) -> None:
+    one, two, three = cluster.nodes
+    boss_email = await cluster.create_user(http)
+    cli(cluster.env, cluster.workdir, "users", "set-roles", boss_email, "admin")
+    boss = Browser(http)
+    assert (await boss.login(one, boss_email)).status_code == 200
+    email = await cluster.create_user(http)
+    laptop, phone = Browser(http), Browser(http)
+    assert (await laptop.login(one, email)).status_code == 200
+    assert (await phone.login(one, email)).status_code == 200
+    # Tickets issued on node one are redeemed on nodes two and three (shared, single use).
+    ticket = (await laptop.request("POST", one, "/v1/realtime/ticket")).json()["ticket"]
+    ws_laptop = await _socket(two, ticket)
+    ws_phone = await _socket(
+        three, (await phone.request("POST", one, "/v1/realtime/ticket")).json()["ticket"]
+    )
+    # A ticket works once across the cluster: the reuse is refused (close 4002).
+    with pytest.raises(websockets.ConnectionClosed) as reused:
+        await _socket(three, ticket)
+    assert reused.value.rcvd is not None and reused.value.rcvd.code == 4002
+    try:
+        user_id = (await laptop.request("GET", one, "/v1/me")).json()["user"]["id"]
+        # Presence is cluster-wide: node one sees the sockets held by two and three.
+        listed = await boss.request(
+            "GET", one, "/v1/realtime/presence", params={"user_id": user_id}
+        )
+        assert listed.status_code == 200
+        assert {c["session_id"] for c in listed.json()["connections"]} == {
+            laptop.session_id,
+            phone.session_id,
+        }
+        for n in range(3):
+            sent = await boss.request(
+                "POST",
+                one,
+                "/v1/realtime/publish",
+                json={"user_id": user_id, "event": "order.updated", "data": {"n": n}},
+            )
+            assert sent.status_code == 202, sent.text
+        for ws in (ws_laptop, ws_phone):
+            got = [await _event(ws, "order.updated") for _ in range(3)]
+            assert [e["data"]["n"] for e in got] == [0, 1, 2]
+        # The phone, through node three, revokes the laptop: its socket on node two closes.
+        revoked = await phone.request("DELETE", three, f"/v1/sessions/{laptop.session_id}")
+        assert revoked.status_code == 200
+        with pytest.raises(websockets.ConnectionClosed):
+            while True:
+                await _next(ws_laptop)
+        assert ws_laptop.close_code == 4003
+        # The phone's socket is untouched.
+        await boss.request(
+            "POST",
+            one,
+            "/v1/realtime/publish",
+            json={"user_id": user_id, "event": "still.here", "data": None},
+        )
+        assert (await _event(ws_phone, "still.here"))["data"] is None
+    finally:
+        await ws_laptop.close()
+        await ws_phone.close()
 
 
 async def test_a_node_killed_under_load_loses_no_acknowledged_session(

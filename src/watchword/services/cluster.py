@@ -16,7 +16,7 @@ import os
 import socket
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 from prometheus_client import Gauge
@@ -36,6 +36,7 @@ from watchword.services.control import ControlPlane
 from watchword.services.session_cache import SessionCache
 from watchword.stores.base import Database
 from watchword.stores.redis.client import REDIS_FAILURES, RedisOptions, make_client, pool_in_use
+from watchword.stores.redis.realtime import RedisPresence, RedisTicketStore
 from watchword.stores.redis.sessions import (
     RedisCachedDatabase,
     RedisCachedSessionStore,
@@ -43,6 +44,9 @@ from watchword.stores.redis.sessions import (
 )
 
 log = logging.getLogger("watchword.cluster")
+
+E = TypeVar("E")
+G = TypeVar("G")
 
 HEARTBEAT_INTERVAL = 5.0
 # A node not heard from for this long is shown as gone; after an hour it is forgotten.
@@ -170,6 +174,17 @@ class Cluster:
             done = await self.session_cache.retry_pending(self._now())
             if done:
                 log.info("replayed %d deferred Redis invalidations", done)
+
+    def realtime_stores(
+        self, entry_type: Callable[..., E], grant_type: type[G], *, presence_ttl: float
+    ) -> tuple[RedisPresence[E] | None, RedisTicketStore[G] | None]:
+        """Presence and connection tickets shared by every node (``None``: one node)."""
+        if self.redis is None or self.options is None:
+            return None, None
+        return (
+            RedisPresence(self.redis, self.options, entry_type=entry_type, ttl=presence_ttl),
+            RedisTicketStore(self.redis, self.options, grant_type=grant_type),
+        )
 
     # -- life cycle -------------------------------------------------------------------------
 

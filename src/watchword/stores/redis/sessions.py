@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from importlib import resources
 from typing import TYPE_CHECKING, Any, Literal
@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from prometheus_client import Counter
 from redis.asyncio import Redis
 
+from watchword.domain.audit import AuditEvent
 from watchword.domain.errors import StoreUnavailable
 from watchword.domain.sessions import Session
 from watchword.stores.base import AuditStore, ControlFeed, Database, SessionStore, UserStore
@@ -225,10 +226,22 @@ class RedisCachedSessionStore:
     # -- writes: SQL first, then Redis ------------------------------------------------------
 
     async def create(
-        self, session: Session, *, limit: int, policy: str, grace_seconds: int, origin: str
+        self,
+        session: Session,
+        *,
+        limit: int,
+        policy: str,
+        grace_seconds: int,
+        origin: str,
+        audit: Sequence[AuditEvent] = (),
     ) -> list[Session]:
         evicted = await self._inner.create(
-            session, limit=limit, policy=policy, grace_seconds=grace_seconds, origin=origin
+            session,
+            limit=limit,
+            policy=policy,
+            grace_seconds=grace_seconds,
+            origin=origin,
+            audit=audit,
         )
         await self._invalidate(evicted)
         return evicted
