@@ -46,6 +46,7 @@ if TYPE_CHECKING:
     )
     from watchword.sdk._starlette import BearerAuthMiddleware, token_of
     from watchword.sdk._verifier import VerifiedToken, Verifier
+    from watchword.sdk.signing import HttpSignatureAuth
 
 _EXPORTS: dict[str, str] = {
     "APIError": "watchword.sdk._errors",
@@ -79,13 +80,16 @@ _EXPORTS: dict[str, str] = {
 # -- sdk/signing.py and sdk/realtime.py (other owners) ------------------------------------------
 # Their public names go here as "Name": "watchword.sdk.signing" (or ".realtime") entries, and in
 # __all__ below; tests/sdk/test_exports.py checks the two stay the same list.
-_PEER_EXPORTS: dict[str, str] = {}
+_PEER_EXPORTS: dict[str, str] = {
+    "HttpSignatureAuth": "watchword.sdk.signing",
+}
 # -- end of the peers' spot ---------------------------------------------------------------------
 
 __all__ = [
     "APIError",
     "AsyncWatchwordClient",
     "BearerAuthMiddleware",
+    "HttpSignatureAuth",
     "InsufficientScope",
     "InvalidRequest",
     "InvalidToken",
