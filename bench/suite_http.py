@@ -10,6 +10,7 @@ import argparse
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from bench import machines
 from bench.common import POSTGRES_URL, LoadResult, Server, postgres_database, print_table, wrk
 
 EMAIL = "bench@example.com"
@@ -36,6 +37,7 @@ def cookie(server: Server) -> tuple[str, dict[str, str]]:
 SCENARIOS: list[Scenario] = [
     Scenario("unauthenticated GET /healthz", unauthenticated),
     Scenario("cookie session GET /v1/me", cookie),
+    Scenario("API key GET /v1/me", machines.api_key),  # issue 4
 ]
 
 
@@ -61,6 +63,8 @@ def run_backend(label: str, env: dict[str, str], duration: float) -> list[list[o
                     result.errors,
                 ]
             )
+        # issue 4: a signed request needs a fresh nonce each time, which wrk cannot sign.
+        rows += machines.python_loop_rows(label, server, duration)
     return rows
 
 

@@ -38,7 +38,12 @@ from watchword.domain.users import User
 from watchword.services.audit import Auditor
 from watchword.services.context import RequestContext
 from watchword.services.control import ControlPlane
-from watchword.services.credential_guard import BoundedCache, CredentialThrottle, UsageLog
+from watchword.services.credential_guard import (
+    BoundedCache,
+    ContextSource,
+    CredentialThrottle,
+    UsageLog,
+)
 from watchword.stores.base import Database
 from watchword.stores.machines import ApiKeyStore
 
@@ -184,34 +189,34 @@ class ApiKeyService:
 
     # -- the hot path ---------------------------------------------------------------------
 
-    async def authenticate(self, presented: str, ctx: RequestContext) -> Principal:
+    async def authenticate(self, presented: str, ctx: ContextSource) -> Principal:
         public_id = parse_api_key(presented)
         if public_id is None:
-            await self._reject(ctx, "malformed", None, "The API key is malformed.")
+            await self._reject(ctx(), "malformed", None, "The API key is malformed.")
         assert public_id is not None
         key_hash = sha256_hex(presented)
         entry = self.cache.get(public_id)
         if entry is None:
             await self._throttle.check_address(
-                ctx.ip,
+                ctx().ip,
                 lambda: self._auditor.record(
-                    AuditType.CREDENTIAL_RATE_LIMITED, ctx, kind="api_key", reason="address"
+                    AuditType.CREDENTIAL_RATE_LIMITED, ctx(), kind="api_key", reason="address"
                 ),
             )
             entry = await self._load(public_id)
             if entry is None:
-                await self._reject(ctx, "unknown", public_id, "The API key is not valid.")
+                await self._reject(ctx(), "unknown", public_id, "The API key is not valid.")
         assert entry is not None
         key = entry.key
         if not key.matches(key_hash):
-            await self._reject(ctx, "wrong_secret", public_id, "The API key is not valid.")
+            await self._reject(ctx(), "wrong_secret", public_id, "The API key is not valid.")
         if key.revoked_at is not None:
-            await self._reject(ctx, "revoked", public_id, "The API key has been revoked.")
+            await self._reject(ctx(), "revoked", public_id, "The API key has been revoked.")
         now = self._clock.now()
         if key.is_expired(now):
-            await self._reject(ctx, "expired", public_id, "The API key has expired.")
+            await self._reject(ctx(), "expired", public_id, "The API key has expired.")
         if entry.user.disabled:
-            await self._reject(ctx, "account_disabled", public_id, "The account is disabled.")
+            await self._reject(ctx(), "account_disabled", public_id, "The account is disabled.")
         self.usage.note(key.id, now, key.user_id)
         return entry.principal
 

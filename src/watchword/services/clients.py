@@ -35,7 +35,11 @@ from watchword.domain.scopes import parse_scope, require_subset
 from watchword.services.audit import Auditor
 from watchword.services.context import RequestContext
 from watchword.services.control import ControlPlane
-from watchword.services.credential_guard import BoundedCache, CredentialThrottle
+from watchword.services.credential_guard import (
+    BoundedCache,
+    ContextSource,
+    CredentialThrottle,
+)
 from watchword.stores.machines import ClientStore, OpaqueTokenStore
 
 log = logging.getLogger("watchword.clients")
@@ -288,29 +292,29 @@ class ClientService:
 
     # -- opaque access tokens ---------------------------------------------------------------
 
-    async def authenticate_opaque(self, token: str, ctx: RequestContext) -> Principal:
+    async def authenticate_opaque(self, token: str, ctx: ContextSource) -> Principal:
         if not plausible_opaque_token(token):
-            await self._reject_token(ctx, "malformed")
+            await self._reject_token(ctx(), "malformed")
         token_hash = sha256_hex(token)
         entry = self.cache.get(token_hash)
         if entry is None:
             await self._throttle.check_address(
-                ctx.ip,
+                ctx().ip,
                 lambda: self._auditor.record(
-                    AuditType.CREDENTIAL_RATE_LIMITED, ctx, kind="opaque_token", reason="address"
+                    AuditType.CREDENTIAL_RATE_LIMITED, ctx(), kind="opaque_token", reason="address"
                 ),
             )
             entry = await self._load_opaque(token_hash)
             if entry is None:
-                await self._reject_token(ctx, "unknown")
+                await self._reject_token(ctx(), "unknown")
         assert entry is not None
         now = self._clock.now()
         if entry.token.revoked_at is not None:
-            await self._reject_token(ctx, "revoked", count=False)
+            await self._reject_token(ctx(), "revoked", count=False)
         if now >= entry.token.expires_at:
-            await self._reject_token(ctx, "expired", count=False)
+            await self._reject_token(ctx(), "expired", count=False)
         if entry.client.disabled:
-            await self._reject_token(ctx, "client_disabled", count=False)
+            await self._reject_token(ctx(), "client_disabled", count=False)
         return entry.principal
 
     async def find_opaque(self, token: str) -> tuple[OpaqueToken, OAuthClient] | None:

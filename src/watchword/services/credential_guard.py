@@ -18,8 +18,13 @@ from limits.storage import storage_from_string
 
 from watchword.domain.clock import monotonic
 from watchword.domain.errors import RateLimited, StoreUnavailable
+from watchword.services.context import RequestContext
 
 V = TypeVar("V")
+
+# The request context, built only when needed (a failure to audit, a store lookup): the hot
+# path of a cached, valid credential never pays for it.
+ContextSource = Callable[[], RequestContext]
 
 
 class BoundedCache(Generic[V]):

@@ -22,6 +22,7 @@ from watchword.domain.principal import Principal
 from watchword.services.apikeys import ApiKeyService
 from watchword.services.clients import ClientService, InvalidClient
 from watchword.services.context import RequestContext
+from watchword.services.credential_guard import ContextSource
 from watchword.services.signing import SigningService
 from watchword.web.deps import client_ip
 from watchword.web.errors import PayloadTooLarge, watchword_error_response
@@ -31,6 +32,17 @@ SIGNED_BODY = "watchword.signed_body"
 
 def _ctx(conn: HTTPConnection) -> RequestContext:
     return RequestContext.of(client_ip(conn), conn.headers.get("user-agent"))
+
+
+def _context_source(conn: HTTPConnection) -> ContextSource:
+    made: list[RequestContext] = []
+
+    def source() -> RequestContext:
+        if not made:
+            made.append(_ctx(conn))
+        return made[0]
+
+    return source
 
 
 def bearer_token(conn: HTTPConnection) -> str | None:
@@ -56,7 +68,7 @@ class ApiKeyAuthenticator:
             if token is None or not looks_like_api_key(token):
                 return None
             key = token
-        return await self._api_keys.authenticate(key.strip(), _ctx(conn))
+        return await self._api_keys.authenticate(key.strip(), _context_source(conn))
 
 
 class OpaqueTokenAuthenticator:
@@ -69,7 +81,7 @@ class OpaqueTokenAuthenticator:
         token = bearer_token(conn)
         if token is None or not looks_like_opaque_token(token):
             return None
-        return await self._clients.authenticate_opaque(token, _ctx(conn))
+        return await self._clients.authenticate_opaque(token, _context_source(conn))
 
 
 class SignatureAuthenticator:
