@@ -292,3 +292,27 @@ async def test_revocation_of_every_kind(user_client: Client) -> None:
         assert bad.status_code == 401 and bad.json()["error"] == "invalid_client"
         missing = await anon.post("/oauth2/revoke", data={}, headers=basic(*owner))
         assert missing.status_code == 400 and missing.json()["error"] == "invalid_request"
+
+
+async def test_expired_opaque_tokens_are_swept(client: Client, clock: Any) -> None:
+    client_id, secret = await register(client, opaque=True)
+    async with bare(client) as anon:
+        issued = (await token(anon, client_id, secret)).json()["access_token"]
+    assert await client.container.clients.sweep() == 0  # live tokens stay
+    clock.advance(client.container.settings.client_token_ttl + 86_400 + 1)
+    assert await client.container.clients.sweep() == 1
+    assert await client.container.clients.find_opaque(issued) is None
+
+
+async def test_endpoints_are_in_the_openapi_document(client: Client) -> None:
+    paths = (await client.get("/openapi.json")).json()["paths"]
+    for path in (
+        "/oauth2/token",
+        "/oauth2/introspect",
+        "/oauth2/revoke",
+        "/v1/api-keys",
+        "/v1/api-keys/{key_id}",
+        "/v1/signing-keys",
+        "/v1/signing-keys/{key_id}",
+    ):
+        assert path in paths, path

@@ -3,6 +3,8 @@ the client-credentials grant (section 4.4) and the opaque access tokens some cli
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -130,6 +132,7 @@ class ClientService:
         self.token_ttl = token_ttl
         self.access_tokens: AccessTokenIssuer | None = None
         self.cache: BoundedCache[CachedOpaque] = BoundedCache(max_size=cache_size, ttl=cache_ttl)
+        self._sweeper: asyncio.Task[None] | None = None
         control.on_event(self._on_control)
 
     # -- registration ---------------------------------------------------------------------
@@ -385,7 +388,29 @@ class ClientService:
         )
 
     async def sweep(self) -> int:
+        """Delete opaque tokens a day past their expiry (revoked ones stay until then, so a
+        revoked hash is never mistaken for an unknown one while it could still be presented)."""
         return await self._tokens.clear_expired(self._clock.now() - timedelta(days=1))
+
+    def start(self, *, sweep_interval: float) -> None:
+        self._sweeper = asyncio.create_task(self._sweep_forever(sweep_interval))
+
+    async def stop(self) -> None:
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._sweeper
+            self._sweeper = None
+
+    async def _sweep_forever(self, interval: float) -> None:
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await self.sweep()
+            except StoreUnavailable:
+                log.warning("opaque token sweep: store unavailable")
+            except Exception:
+                log.exception("opaque token sweep failed")
 
     async def _on_control(self, message: dict[str, Any]) -> None:
         kind = message.get("type")

@@ -242,6 +242,7 @@ class Container:
         self.sessions.start(sweep_interval=self.settings.sweep_interval)
         self.api_keys.start()  # machines (issue 4): coalesced last-used writes
         self.signing.start()
+        self.clients.start(sweep_interval=self.settings.sweep_interval)
         self._started = True
 
     async def stop(self) -> None:
@@ -251,6 +252,7 @@ class Container:
             await self.sessions.stop()
             await self.api_keys.stop()
             await self.signing.stop()
+            await self.clients.stop()
             await self.control.stop()
             await self.bus.close()
         await self.cluster.stop()
