@@ -30,6 +30,7 @@ import json
 import logging
 import math
 import random
+import socket
 import threading
 from collections.abc import Callable, Mapping
 from typing import Any, Protocol, runtime_checkable
@@ -250,11 +251,19 @@ class SSERevocationSource:
     def interrupt(self) -> None:
         """Close the stream a thread is blocked on, so ``run`` notices its stop event now."""
         response = self._response
-        if response is not None:
-            try:
+        if response is None:
+            return
+        try:
+            # httpx exposes the connection's socket (the "network_stream" extension): shutting
+            # it down ends the blocked read at once, where closing the response would not.
+            stream = response.extensions.get("network_stream")
+            sock = stream.get_extra_info("socket") if stream is not None else None
+            if sock is not None:
+                sock.shutdown(socket.SHUT_RDWR)
+            else:
                 response.close()
-            except Exception:  # closing from another thread is best effort
-                logger.debug("revocation feed: closing the stream failed", exc_info=True)
+        except Exception:  # best effort: the thread also stops at its next event or ping
+            logger.debug("revocation feed: interrupting the stream failed", exc_info=True)
 
     # -- asyncio --------------------------------------------------------------------------------
 
