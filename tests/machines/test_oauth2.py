@@ -316,3 +316,20 @@ async def test_endpoints_are_in_the_openapi_document(client: Client) -> None:
         "/v1/signing-keys/{key_id}",
     ):
         assert path in paths, path
+
+
+async def test_opaque_token_uses_are_audited_coalesced(client: Client) -> None:
+    client_id, secret = await register(client, opaque=True)
+    async with bare(client) as anon:
+        issued = (await token(anon, client_id, secret)).json()["access_token"]
+        for _ in range(3):
+            me = await anon.get("/v1/me", headers={"Authorization": f"Bearer {issued}"})
+            assert me.status_code == 200
+    await client.container.clients.flush_usage()
+    used = [
+        e
+        for e in await client.container.db.audit.tail(limit=50)
+        if e.type == AuditType.CREDENTIAL_USED and e.details.get("kind") == "opaque_token"
+    ]
+    assert len(used) == 1 and used[0].details["uses"] == 3
+    assert used[0].details["client_id"] == client_id and issued not in str(used[0].details)

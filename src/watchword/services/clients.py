@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
@@ -41,10 +42,13 @@ from watchword.services.credential_guard import (
     BoundedCache,
     ContextSource,
     CredentialThrottle,
+    UsageLog,
 )
 from watchword.stores.machines import ClientStore, OpaqueTokenStore
 
 log = logging.getLogger("watchword.clients")
+
+FLUSH_INTERVAL = 5.0
 
 
 class InvalidClient(InvalidCredential):
@@ -132,7 +136,9 @@ class ClientService:
         self.token_ttl = token_ttl
         self.access_tokens: AccessTokenIssuer | None = None
         self.cache: BoundedCache[CachedOpaque] = BoundedCache(max_size=cache_size, ttl=cache_ttl)
-        self._sweeper: asyncio.Task[None] | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        # Opaque-token uses: one coalesced audit line per token and flush, not one per request.
+        self.usage = UsageLog(interval=FLUSH_INTERVAL)
         control.on_event(self._on_control)
 
     # -- registration ---------------------------------------------------------------------
@@ -318,6 +324,7 @@ class ClientService:
             await self._reject_token(ctx(), "expired", count=False)
         if entry.client.disabled:
             await self._reject_token(ctx(), "client_disabled", count=False)
+        self.usage.note(entry.token.id, now, entry.client.id)
         return entry.principal
 
     async def find_opaque(self, token: str) -> tuple[OpaqueToken, OAuthClient] | None:
@@ -392,25 +399,48 @@ class ClientService:
         revoked hash is never mistaken for an unknown one while it could still be presented)."""
         return await self._tokens.clear_expired(self._clock.now() - timedelta(days=1))
 
+    async def flush_usage(self) -> None:
+        """One ``credential.used`` audit line per opaque token used since the last flush."""
+        _, uses = self.usage.take()
+        try:
+            for token_id, count in uses.items():
+                await self._auditor.record(
+                    AuditType.CREDENTIAL_USED,
+                    RequestContext(),
+                    kind="opaque_token",
+                    credential_id=token_id,
+                    client_id=self.usage.owners.get(token_id),
+                    uses=count,
+                )
+        except StoreUnavailable:
+            self.usage.give_back({}, uses)
+            raise
+
     def start(self, *, sweep_interval: float) -> None:
-        self._sweeper = asyncio.create_task(self._sweep_forever(sweep_interval))
+        self._tasks = [
+            asyncio.create_task(self._every(sweep_interval, self.sweep)),
+            asyncio.create_task(self._every(FLUSH_INTERVAL, self.flush_usage)),
+        ]
 
     async def stop(self) -> None:
-        if self._sweeper is not None:
-            self._sweeper.cancel()
+        for task in self._tasks:
+            task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await self._sweeper
-            self._sweeper = None
+                await task
+        self._tasks = []
+        with contextlib.suppress(StoreUnavailable):
+            await self.flush_usage()
 
-    async def _sweep_forever(self, interval: float) -> None:
+    @staticmethod
+    async def _every(interval: float, job: Callable[[], Awaitable[object]]) -> None:
         while True:
             await asyncio.sleep(interval)
             try:
-                await self.sweep()
+                await job()
             except StoreUnavailable:
-                log.warning("opaque token sweep: store unavailable")
+                log.warning("opaque token upkeep: store unavailable")
             except Exception:
-                log.exception("opaque token sweep failed")
+                log.exception("opaque token upkeep failed")
 
     async def _on_control(self, message: dict[str, Any]) -> None:
         kind = message.get("type")

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import base64
 import binascii
-from urllib.parse import unquote
+from urllib.parse import unquote_plus
 
 from starlette.datastructures import FormData
 from starlette.requests import HTTPConnection
@@ -180,7 +180,7 @@ async def authenticate_oauth_client(
         raw_id, sep, raw_secret = decoded.partition(":")
         if not sep:
             raise InvalidClient("Malformed Basic credentials.")
-        client_id, secret = unquote(raw_id), unquote(raw_secret)
+        client_id, secret = unquote_plus(raw_id), unquote_plus(raw_secret)
         if isinstance(posted_id, str) and posted_id != client_id:
             raise InvalidClient("client_id does not match the authenticated client.")
     else:
