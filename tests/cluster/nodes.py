@@ -33,6 +33,8 @@ def cluster_env(
         WATCHWORD_REDIS_SOCKET_TIMEOUT="0.5",
         WATCHWORD_REDIS_CONNECT_TIMEOUT="0.5",
         WATCHWORD_BUS_RECONNECT_MAX_DELAY="0.2",
+        # One issuer for the cluster (the load balancer's URL), as docs/operations.md says.
+        WATCHWORD_PUBLIC_URL="http://127.0.0.1:8080",
     )
     env.update({f"WATCHWORD_{k.upper()}": v for k, v in settings.items()})
     return env

@@ -10,6 +10,7 @@ import pytest
 from tests.cluster.conftest import PrivateRedis, TcpProxy, eventually
 from tests.cluster.test_two_apps import email, node, same_browser
 from tests.conftest import ClientFactory
+from tests.helpers import PASSWORD
 from watchword.domain.sessions import RevokeReason
 from watchword.services.context import CLI
 
@@ -127,6 +128,13 @@ async def test_postgres_down_refuses_sign_in_and_writes_and_writes_nothing_half(
         await one.register(address)
         await one.login(address)
         assert await status_of(one) == 200
+        token_login = await one.post(
+            "/v1/auth/login", json={"email": address, "password": PASSWORD, "mode": "token"}
+        )
+        assert token_login.status_code == 200, token_login.text
+        bearer = {"Authorization": f"Bearer {token_login.json()['access_token']}"}
+        me = await one.get("/v1/me", headers=bearer)
+        assert me.status_code == 200 and me.json()["authentication"]["method"] != "cookie"
         users_before = await one.container.db.users.count()
 
         await proxy.cut()
@@ -137,6 +145,14 @@ async def test_postgres_down_refuses_sign_in_and_writes_and_writes_nothing_half(
         # A session this node already verified keeps working from memory: nothing can be
         # revoked while the database is down, since a revocation is a database write.
         assert await status_of(one) == 200
+        # Access tokens verify locally (signature, expiry, revoked set): no database needed.
+        for _ in range(3):
+            assert (await one.get("/v1/me", headers=bearer)).status_code == 200
+        # A refresh is a database write: refused, and nothing rotated.
+        refresh = await one.post(
+            "/v1/auth/refresh", json={"refresh_token": token_login.json()["refresh_token"]}
+        )
+        assert refresh.status_code == 503
         assert (await one.get("/readyz")).status_code == 503
 
         await proxy.restore()
@@ -148,5 +164,10 @@ async def test_postgres_down_refuses_sign_in_and_writes_and_writes_nothing_half(
         assert await one.container.db.users.count() == users_before
         await one.login(address)
         assert await status_of(one) == 200
+        # The refresh token refused during the outage was never spent: it rotates now.
+        refresh = await one.post(
+            "/v1/auth/refresh", json={"refresh_token": token_login.json()["refresh_token"]}
+        )
+        assert refresh.status_code == 200, refresh.text
     finally:
         await proxy.cut()

@@ -148,8 +148,44 @@ async def test_cluster_check_and_verbose_readiness_show_every_node(
     report = json.loads(cli(cluster.env, cluster.workdir, "cluster", "check", "--json"))
     assert report["ok"] is True
     assert report["dependencies"]["database"]["ok"] and report["dependencies"]["redis"]["ok"]
+    assert report["dependencies"]["agreement"]["ok"]
+    assert report["dependencies"]["agreement"]["issuer"] == "http://127.0.0.1:8080"
     alive = [n for n in report["nodes"] if n["alive"] and n["bus"]]
     assert len(alive) >= 3
+
+
+async def test_a_refresh_race_across_nodes_has_exactly_one_winner(
+    cluster: Cluster, http: httpx.AsyncClient
+) -> None:
+    email = await cluster.create_user(http)
+    signin = await http.post(
+        cluster.nodes[0].url + "/v1/auth/login",
+        json={"email": email, "password": PASSWORD, "mode": "token"},
+    )
+    assert signin.status_code == 200, signin.text
+    first = signin.json()
+    body = {"refresh_token": first["refresh_token"]}
+    answers = await asyncio.gather(
+        *(http.post(cluster.nodes[i % 3].url + "/v1/auth/refresh", json=body) for i in range(9))
+    )
+    assert [a.status_code for a in answers] == [200] * 9, [a.text for a in answers]
+    # One rotation: every racer (inside the grace window) got the very same new pair.
+    assert len({a.json()["refresh_token"] for a in answers}) == 1
+    assert len({a.json()["access_token"] for a in answers}) == 1
+    new_pair = answers[0].json()
+    assert new_pair["refresh_token"] != first["refresh_token"]
+    for node in cluster.nodes:
+        me = await http.get(
+            node.url + "/v1/me", headers={"Authorization": f"Bearer {new_pair['access_token']}"}
+        )
+        assert me.status_code == 200, me.text
+        assert me.json()["session"] is None or me.json()["session"]["id"] == first["session_id"]
+    # The winner's refresh token rotates once more, on any node.
+    again = await http.post(
+        cluster.nodes[2].url + "/v1/auth/refresh",
+        json={"refresh_token": new_pair["refresh_token"]},
+    )
+    assert again.status_code == 200 and again.json()["refresh_token"] != new_pair["refresh_token"]
 
 
 async def _socket(node: Node, ticket: str) -> websockets.ClientConnection:

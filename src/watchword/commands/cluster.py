@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from watchword.services.cluster import agreement
 from watchword.services.container import Container
 
 
@@ -24,6 +25,8 @@ async def cluster_check(args: argparse.Namespace, c: Container) -> None:
     deps["redis"] = await c.cluster.probe_redis()
     view = await c.cluster.view()
     nodes: list[dict[str, Any]] = view["nodes"]
+    if c.cluster.enabled:
+        deps["agreement"] = agreement(nodes, c.settings.issuer, c.cluster.key_fingerprint)
     ok = all(bool(d["ok"]) or not d.get("required", True) for d in deps.values())
     if args.json:
         emit(args, {"ok": ok, "dependencies": deps, "nodes": nodes})
@@ -39,7 +42,7 @@ async def cluster_check(args: argparse.Namespace, c: Container) -> None:
         emit(args, rows, ("dependency", "state", "detail"))
         print()
         if c.cluster.enabled:
-            emit(args, nodes, ("id", "address", "pid", "alive", "bus", "seen_seconds_ago"))
+            emit(args, nodes, ("id", "address", "alive", "bus", "issuer", "seen_seconds_ago"))
         else:
             print("single node: no Redis configured (WATCHWORD_REDIS_URL), no cluster view")
         if "nodes_error" in view:
@@ -51,6 +54,8 @@ async def cluster_check(args: argparse.Namespace, c: Container) -> None:
 def _detail(name: str, state: dict[str, Any]) -> str:
     if not state["ok"]:
         return str(state.get("error") or "unreachable")
+    if name == "agreement":
+        return f"{state['nodes']} live nodes share the key and issuer {state['issuer']}"
     if name == "redis":
         if not state.get("configured", True):
             return "not configured (in-process bus, memory rate limits)"

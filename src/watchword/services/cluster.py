@@ -107,8 +107,13 @@ def rate_limit_storage(settings: Settings) -> tuple[str | None, dict[str, Any]]:
 class Cluster:
     """Redis resources of one node, and its health checks. Inert without Redis."""
 
-    def __init__(self, settings: Settings, *, now: Callable[[], float]) -> None:
+    def __init__(
+        self, settings: Settings, *, now: Callable[[], float], key_fingerprint: str = ""
+    ) -> None:
         self.settings = settings
+        # Nodes of one cluster must share the master key and the issuer (public URL): the
+        # heartbeat carries both so `cluster check` can tell a node that does not.
+        self.key_fingerprint = key_fingerprint
         self.options = redis_options(settings)
         self.redis: Redis | None = make_client(self.options) if self.options else None
         self.session_cache: RedisSessionCache | None = None
@@ -226,6 +231,8 @@ class Cluster:
                 "started_at": self.started_at,
                 "seen_at": time.time(),
                 "bus": bool(self._bus and self._bus.healthy),
+                "issuer": self.settings.issuer,
+                "key": self.key_fingerprint,
             }
         )
 
@@ -342,8 +349,10 @@ class Cluster:
             "ok": bool(control and control.feed_healthy),
             "cursor": control.cursor if control else 0,
         }
+        view = await self.view()
+        deps["agreement"] = agreement(view["nodes"], self.settings.issuer, self.key_fingerprint)
         ok = all(bool(d["ok"]) or not d.get("required", True) for d in deps.values())
-        return {"ok": ok, "dependencies": deps, **(await self.view())}
+        return {"ok": ok, "dependencies": deps, **view}
 
     async def nodes(self) -> list[dict[str, Any]]:
         """Nodes that sent a heartbeat recently (``alive``) or within the hour."""
@@ -372,12 +381,33 @@ class Cluster:
                     "alive": now - seen <= NODE_STALE_AFTER,
                     "seen_seconds_ago": round(now - seen, 1),
                     "bus": bool(record.get("bus")),
+                    "issuer": record.get("issuer"),
+                    "key": record.get("key"),
                     "self": node_id == self.node_id,
                 }
             )
         if forget:
             await self.redis.hdel(self._nodes_key, *forget)
         return sorted(found, key=lambda n: str(n["id"]))
+
+
+def agreement(nodes: list[dict[str, Any]], issuer: str, key: str) -> dict[str, Any]:
+    """Do the live nodes share this node's master key and issuer? Tokens and cookies of one
+    node are refused by a node that differs."""
+    alive = [n for n in nodes if n.get("alive")]
+    issuers = {str(n.get("issuer")) for n in alive} | {issuer}
+    keys = {str(n.get("key")) for n in alive} | {key}
+    problems = []
+    if len(keys) > 1:
+        problems.append("nodes run with different master keys (WATCHWORD_SECRET_KEY)")
+    if len(issuers) > 1:
+        problems.append(
+            "nodes have different issuers: set the same WATCHWORD_PUBLIC_URL on every node"
+        )
+    state: dict[str, Any] = {"ok": not problems, "issuer": issuer, "nodes": len(alive)}
+    if problems:
+        state["error"] = "; ".join(problems)
+    return state
 
 
 async def _probe(ping: Callable[[], Awaitable[Any]] | None) -> dict[str, Any]:

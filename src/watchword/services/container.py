@@ -57,7 +57,11 @@ class Container:
             settings.database_url, pool_size=settings.db_pool_size, timeout=settings.db_timeout
         )
         # cluster (issue 6): with WATCHWORD_REDIS_URL, Redis in front of session lookups
-        self.cluster = Cluster(settings, now=lambda: self.clock.now().timestamp())
+        self.cluster = Cluster(
+            settings,
+            now=lambda: self.clock.now().timestamp(),
+            key_fingerprint=self.master_key.derive("cluster-fingerprint", 8).hex(),
+        )
         if db is None:
             self.db = self.cluster.wrap_database(self.db)
         self.bus: EventBus = bus or make_bus(settings)
