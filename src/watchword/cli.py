@@ -12,11 +12,13 @@ import importlib
 import json
 import logging
 import os
+import socket
 import sys
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from pydantic import ValidationError
+from pydantic_settings import SettingsError
 
 from watchword.config import Settings
 from watchword.domain.errors import WatchwordError
@@ -203,7 +205,15 @@ def serve(args: argparse.Namespace) -> int:
     host = (
         args.host or os.environ.get("API_HOST") or os.environ.get("WATCHWORD_HOST") or "127.0.0.1"
     )
-    port = args.port or int(os.environ.get("API_PORT") or os.environ.get("WATCHWORD_PORT") or 8000)
+    raw_port = os.environ.get("API_PORT") or os.environ.get("WATCHWORD_PORT") or "8000"
+    if args.port is not None:
+        port = args.port  # --port 0: any free port, printed once bound
+    elif raw_port.isdigit():
+        port = int(raw_port)
+    else:
+        raise CliError(f"the port must be a number, not {raw_port!r}")
+    if not 0 <= port <= 65535:
+        raise CliError(f"the port must be between 0 and 65535, not {port}")
     os.environ["WATCHWORD_HOST"] = host
     os.environ["WATCHWORD_PORT"] = str(port)
     settings = Settings()
@@ -219,13 +229,18 @@ def serve(args: argparse.Namespace) -> int:
             await container.db.close()
 
     asyncio.run(prepare())
+    # Bind first, so what is printed is true (and --port 0 prints the port it got).
+    sock = _bind(host, port)
+    port = sock.getsockname()[1]
+    os.environ["WATCHWORD_PORT"] = str(port)  # the app's own origin follows the real port
+    shown = f"[{host}]" if ":" in host else host
     bus = "redis" if settings.redis_url else "in-process"
     print(
-        f"Watchword listening on http://{host}:{port} "
+        f"Watchword listening on http://{shown}:{port} "
         f"(database: {_redact_url(settings.database_url)}, bus: {bus}, workers: {args.workers})",
         flush=True,
     )
-    uvicorn.run(
+    config = uvicorn.Config(
         "watchword.web.app:app_from_env",
         factory=True,
         host=host,
@@ -238,7 +253,27 @@ def serve(args: argparse.Namespace) -> int:
         log_level=args.log_level,
         timeout_graceful_shutdown=10,
     )
-    return 0
+    server = uvicorn.Server(config)
+    if args.workers > 1:
+        from uvicorn.supervisors import Multiprocess
+
+        Multiprocess(config, sockets=[sock]).run()
+    else:
+        server.run(sockets=[sock])
+    return 0 if server.started or args.workers > 1 else 1
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise CliError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from exc
+    sock.set_inheritable(True)
+    return sock
 
 
 # -- parser -----------------------------------------------------------------------------------
@@ -314,6 +349,9 @@ def build_parser() -> argparse.ArgumentParser:
 async def _run(handler: Handler, args: argparse.Namespace) -> None:
     container = Container(Settings())
     try:
+        pending = getattr(container.db, "pending_migrations", None)
+        if handler is not db_upgrade and pending is not None and await pending():
+            raise CliError("the database schema is not current: run `watchword db upgrade`")
         await handler(args, container)
     finally:
         await container.cluster.close()
@@ -333,8 +371,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"watchword: error: {getattr(exc, 'message', None) or exc}", file=sys.stderr)
         return 1
     except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        problems = "; ".join(
+            f"WATCHWORD_{'.'.join(map(str, e['loc'])).upper()}: {e['msg']}" for e in exc.errors()
+        )
         print(f"watchword: error: bad setting: {problems}", file=sys.stderr)
+        return 1
+    except SettingsError as exc:  # a value pydantic-settings could not even decode (JSON)
+        print(f"watchword: error: bad setting: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130

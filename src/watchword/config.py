@@ -10,6 +10,11 @@ from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./watchword.db"
+DRIVER_ALIASES = (
+    ("sqlite://", "sqlite+aiosqlite://"),
+    ("postgresql://", "postgresql+asyncpg://"),
+    ("postgres://", "postgresql+asyncpg://"),
+)
 
 # Roles grant scopes. Every user holds the implicit role "user".
 DEFAULT_ROLE_SCOPES: dict[str, list[str]] = {
@@ -178,6 +183,28 @@ class Settings(BaseSettings):
     def _cookie_name(cls, value: str) -> str:
         if not value or not all(c.isalnum() or c in "-_." for c in value):
             raise ValueError("cookie name must be letters, digits, '-', '_' or '.'")
+        return value
+
+    @field_validator("database_url")
+    @classmethod
+    def _database_url(cls, value: str) -> str:
+        # The usual spellings name the drivers Watchword ships with.
+        for plain, driver in DRIVER_ALIASES:
+            if value.startswith(plain):
+                value = driver + value[len(plain) :]
+        if not value.startswith(("sqlite+aiosqlite://", "postgresql+asyncpg://")):
+            raise ValueError("must be a sqlite+aiosqlite:///PATH or postgresql+asyncpg://... URL")
+        return value
+
+    @field_validator("login_rate_limit_account", "login_rate_limit_ip")
+    @classmethod
+    def _rate_limit(cls, value: str) -> str:
+        from limits import parse
+
+        try:
+            parse(value)
+        except ValueError as exc:
+            raise ValueError(f"{value!r} is not a rate such as '10/minute'") from exc
         return value
 
     @property
