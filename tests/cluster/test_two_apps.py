@@ -9,12 +9,15 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
+from datetime import UTC, datetime
 from typing import Any
 
+import jwt
 import pytest
 
 from tests.cluster.conftest import PrivateRedis, eventually
 from tests.conftest import Client, ClientFactory
+from tests.helpers import PASSWORD
 from watchword.bus.redis import RedisBus
 from watchword.domain.clock import sha256_hex
 from watchword.domain.errors import StoreUnavailable
@@ -239,3 +242,26 @@ async def test_bus_reports_a_gap_on_loss_and_after_resubscribing(
         await eventually(lambda: _true(got == [{"type": "after"}]))
     finally:
         await bus.close()
+
+
+async def test_a_revoked_access_token_lands_in_the_shared_revoked_jti_set(
+    client_factory: ClientFactory, postgres_url: str, redis_url: str, redis_prefix: str
+) -> None:
+    one = await node(client_factory, postgres_url, redis_url, redis_prefix)
+    two = await node(client_factory, postgres_url, redis_url, redis_prefix)
+    address = email()
+    await one.register(address)
+    signin = await one.post(
+        "/v1/auth/login", json={"email": address, "password": PASSWORD, "mode": "token"}
+    )
+    assert signin.status_code == 200, signin.text
+    token = signin.json()["access_token"]
+    bearer = {"Authorization": f"Bearer {token}"}
+    assert (await two.get("/v1/me", headers=bearer)).status_code == 200
+    issued = jwt.decode(token, options={"verify_signature": False})
+    await one.container.tokens.revoke_jti(issued["jti"], datetime.fromtimestamp(issued["exp"], UTC))
+    shared = two.container.cluster.revoked_tokens
+    assert shared is not None
+    await eventually(lambda: shared.contains(issued["jti"]))
+    refused = await two.get("/v1/me", headers=bearer)
+    assert refused.status_code == 401 and refused.json()["error"] == "invalid_token"

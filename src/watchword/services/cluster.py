@@ -37,6 +37,7 @@ from watchword.services.session_cache import SessionCache
 from watchword.stores.base import Database
 from watchword.stores.redis.client import REDIS_FAILURES, RedisOptions, make_client, pool_in_use
 from watchword.stores.redis.realtime import RedisPresence, RedisTicketStore
+from watchword.stores.redis.revocations import RedisRevokedTokens
 from watchword.stores.redis.sessions import (
     RedisCachedDatabase,
     RedisCachedSessionStore,
@@ -117,6 +118,9 @@ class Cluster:
         self.options = redis_options(settings)
         self.redis: Redis | None = make_client(self.options) if self.options else None
         self.session_cache: RedisSessionCache | None = None
+        self.revoked_tokens = (
+            RedisRevokedTokens(self.redis, self.options) if self.redis and self.options else None
+        )
         self._session_store: RedisCachedSessionStore | None = None
         self._now = now
         self._db: Database | None = None
@@ -159,11 +163,18 @@ class Cluster:
         if self._session_store is not None:
             self._session_store.cursor = lambda: control.cursor
             self._session_store.trusted_from = lambda: control.start_cursor
-        if self.session_cache is not None:
+        if self.redis is not None:
             control.on_event(self._on_control)
             bus.on_gap(self._on_gap)
 
     async def _on_control(self, message: dict[str, Any]) -> None:
+        if message.get("type") == events.TOKEN_REVOKED and self.revoked_tokens is not None:
+            # The shared revoked-jti set, for services that check Redis instead of the feed.
+            with contextlib.suppress(*REDIS_FAILURES, StoreUnavailable):
+                await self.revoked_tokens.add(
+                    str(message.get("jti")), float(message.get("expires_at") or 0), self._now()
+                )
+            return
         # Every node replays the invalidation: the CLI and the user store revoke without the
         # Redis layer, and a node that revoked while Redis was down left it pending.
         if message.get("type") != events.SESSION_REVOKED or self.session_cache is None:
