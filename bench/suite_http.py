@@ -33,10 +33,18 @@ def cookie(server: Server) -> tuple[str, dict[str, str]]:
     return "/v1/me", {"Cookie": f"{name}={value}"}
 
 
+def bearer(server: Server) -> tuple[str, dict[str, str]]:
+    """issue 3: a JWT access token from a token-mode sign-in (verified once, then cached;
+    the revoked-session and revoked-token checks still run on every request)."""
+    token = server.login(EMAIL, device_name="bench", mode="token").json()["access_token"]
+    return "/v1/me", {"Authorization": f"Bearer {token}"}
+
+
 # Later issues add their methods here (bearer token, API key, ...), in the same run.
 SCENARIOS: list[Scenario] = [
     Scenario("unauthenticated GET /healthz", unauthenticated),
     Scenario("cookie session GET /v1/me", cookie),
+    Scenario("bearer JWT GET /v1/me", bearer),  # issue 3
     Scenario("API key GET /v1/me", machines.api_key),  # issue 4
 ]
 
