@@ -124,11 +124,7 @@ def make_server(tmp: Path, **settings: Any) -> Server:
     )
     for key, value in settings.items():
         env["WATCHWORD_" + key.upper()] = value if isinstance(value, str) else json.dumps(value)
-    server = Server(port=port, workdir=tmp, env=env)
-    # The schema first (the CLI needs it), then the accounts.
-    result = server.cli("db", "upgrade")
-    assert result.returncode == 0, result.stderr
-    return server
+    return Server(port=port, workdir=tmp, env=env)
 
 
 USER_SCOPES = ["profile", "sessions", "api-keys", "signing-keys", "realtime", "channel:news"]
@@ -138,7 +134,7 @@ ROLE_SCOPES = {
 }
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     """The everyday server: small limits so the tests can reach them."""
     srv = make_server(
@@ -152,14 +148,13 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         realtime_send_queue=16,
         realtime_close_timeout=60,
     )
+    srv.start()  # migrates the database; the CLI then acts on the running server's store
     srv.create_user("admin@example.com", "admin")
-    srv.create_user("carol@example.com")
-    srv.start()
     yield srv
     srv.stop()
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def short_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     """Short timers: tickets and credentials that live a second, fast pings."""
     srv = make_server(
@@ -172,7 +167,7 @@ def short_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         realtime_pong_timeout=0.4,
         realtime_auth_timeout=0.5,
     )
-    srv.create_user("admin@example.com", "admin")
     srv.start()
+    srv.create_user("admin@example.com", "admin")
     yield srv
     srv.stop()

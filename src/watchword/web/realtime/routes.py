@@ -75,6 +75,11 @@ class Realtime:
         ticket_store: TicketStore | None = None,
     ) -> None:
         settings = container.settings
+        if presence is None or ticket_store is None:
+            shared = _shared_stores(container)
+            if shared is not None:
+                presence = presence or shared[0]
+                ticket_store = ticket_store or shared[1]
         self.limits = Limits(
             max_per_user=settings.realtime_max_connections_per_user,
             max_message_bytes=settings.realtime_max_message_bytes,
@@ -134,6 +139,22 @@ class Realtime:
         on_created = getattr(container.sessions, "on_created", None)
         if on_created is not None:
             on_created(self.node.on_session_created)
+
+
+def _shared_stores(container: Container) -> tuple[Presence, TicketStore] | None:
+    """With Redis (a cluster), presence and tickets live there so every node sees them."""
+    cluster = getattr(container, "cluster", None)
+    client = getattr(cluster, "redis", None)
+    options = getattr(cluster, "options", None)
+    if client is None or options is None:
+        return None
+    from watchword.stores.redis.realtime import RedisPresence, RedisTicketStore
+
+    presence: Presence = RedisPresence(
+        client, options, entry_type=PresenceEntry, ttl=PRESENCE_TOUCH_INTERVAL * 3
+    )
+    tickets: TicketStore = RedisTicketStore(client, options, grant_type=TicketGrant)
+    return presence, tickets
 
 
 def realtime_of(conn: HTTPConnection) -> Realtime:

@@ -161,7 +161,8 @@ class Connection:
         now = monotonic() if now is None else now
         self.last_received = now
         self.awaiting_pong_since = None
-        self._tokens = min(self._burst, self._tokens + (now - self._tokens_at) * self._rate)
+        elapsed = max(0.0, now - self._tokens_at)
+        self._tokens = min(self._burst, self._tokens + elapsed * self._rate)
         self._tokens_at = now
         if self._tokens < 1.0:
             return False
