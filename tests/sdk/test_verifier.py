@@ -464,3 +464,31 @@ def test_the_default_urls_follow_the_issuer(sdk_clock: Clock) -> None:
     assert verifier.keys.url == "https://auth.example.com/.well-known/jwks.json"
     assert verifier.source is not None
     assert verifier.source.url == "https://auth.example.com/v1/revocations/stream"  # type: ignore[attr-defined]
+
+
+async def test_the_async_side_refreshes_an_expired_key_set(
+    issuer: FakeIssuer, verifier: Verifier
+) -> None:
+    token = await verifier.averify(issuer.token())
+    issuer.clock.advance(301)
+    issuer.published.discard("k1")
+    issuer.add_key("k2")
+    assert (await verifier.averify(issuer.token("k2"))).key_id == "k2"
+    assert issuer.jwks_requests == 2
+    with pytest.raises(InvalidToken, match="key id"):
+        await verifier.averify(issuer.token())
+    assert token.key_id == "k1"
+
+
+async def test_the_async_side_fails_closed_without_keys(
+    issuer: FakeIssuer, verifier: Verifier
+) -> None:
+    issuer.jwks_status = 500
+    with pytest.raises(KeySetUnavailable, match="HTTP 500"):
+        await verifier.averify(issuer.token())
+
+
+def test_verified_claims_are_read_only(issuer: FakeIssuer, verifier: Verifier) -> None:
+    verified = verifier.verify(issuer.token())
+    with pytest.raises(TypeError):
+        verified.claims["sub"] = "admin"  # type: ignore[index]
