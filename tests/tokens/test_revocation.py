@@ -225,3 +225,31 @@ async def test_store_down_at_token_login_leaves_no_live_session(client: Client) 
     user = await client.container.db.users.get_by_email("alice@example.com")
     assert user is not None
     assert await client.container.sessions.list_live(user.id) == []
+
+
+async def test_a_node_started_with_its_store_down_refuses_bearers_with_503(
+    settings_factory: Any, clock: ManualClock
+) -> None:
+    import httpx
+
+    from tests.helpers import fast_hasher
+    from watchword.services.container import Container
+    from watchword.web.app import create_app
+
+    settings = settings_factory(
+        database_url="postgresql+asyncpg://watchword@127.0.0.1:9/unreachable", db_timeout=0.5
+    )
+    container = Container(settings, clock=clock, hasher=fast_hasher())
+    app = create_app(settings, container=container)
+    await container.start()  # what the lifespan does (other surfaces' start-up aside)
+    try:
+        http = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t")
+        assert not container.tokens.ready
+        response = await http.get("/v1/me", headers=bearer("a.b.c"))
+        assert response.status_code == 503
+        assert (await http.get("/.well-known/jwks.json")).status_code == 503
+        response = await http.post("/v1/auth/refresh", json={"refresh_token": "wwr_" + "a" * 43})
+        assert response.status_code == 503
+        await http.aclose()
+    finally:
+        await container.stop()

@@ -32,6 +32,7 @@ KID_BYTES = 12
 ADD_ATTEMPTS = 5
 UNKNOWN_KID_RELOAD_INTERVAL = 1.0
 JWKS_MAX_AGE = 300
+BOOTSTRAP_RETRY = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,9 +83,15 @@ class KeyService:
     # -- life cycle -----------------------------------------------------------------------
 
     async def start(self) -> None:
-        await self.ensure_key()
-        if self.rotation_interval > 0:
-            self._task = asyncio.create_task(self._upkeep_forever(), name="watchword-keys")
+        """Load (or create) the signing key. With the store down the node still starts:
+        signing and unknown key ids answer 503 until a background retry succeeds."""
+        try:
+            await self.ensure_key()
+            ready = True
+        except StoreUnavailable:
+            log.warning("key store unreachable at start; retrying in the background")
+            ready = False
+        self._task = asyncio.create_task(self._upkeep_forever(ready), name="watchword-keys")
 
     async def stop(self) -> None:
         if self._task is not None:
@@ -217,6 +224,8 @@ class KeyService:
 
     def jwks(self) -> dict[str, Any]:
         """The public keys that verify: the signing key and the retired ones still needed."""
+        if not self._verifying:
+            raise StoreUnavailable("The signing keys are not loaded yet.")
         now = self._clock.now()
         return {
             "keys": [
@@ -260,8 +269,17 @@ class KeyService:
 
     # -- upkeep ---------------------------------------------------------------------------
 
-    async def _upkeep_forever(self) -> None:
-        interval = max(1.0, min(3600.0, self.rotation_interval / 20))
+    async def _upkeep_forever(self, ready: bool) -> None:
+        while not ready:
+            await asyncio.sleep(BOOTSTRAP_RETRY)
+            try:
+                await self.ensure_key()
+                ready = True
+            except StoreUnavailable:
+                continue
+            except Exception:
+                log.exception("loading the signing keys failed")
+        interval = max(1.0, min(3600.0, self.rotation_interval / 20 or 3600.0))
         while True:
             await asyncio.sleep(interval)
             try:

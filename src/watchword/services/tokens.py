@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import json
 import logging
 from dataclasses import dataclass
@@ -69,6 +70,7 @@ log = logging.getLogger("watchword.tokens")
 ACCEPTED_ALGORITHMS = frozenset(ALGORITHMS)
 MAX_JTI_LENGTH = 128
 UPKEEP_INTERVAL = 30.0
+BOOTSTRAP_RETRY = 1.0
 USER_CACHE_SIZE = 50_000
 
 
@@ -172,15 +174,25 @@ class TokenService:
             session_retention=ttl + leeway,
             poll_interval=poll_interval,
         )
-        self._verified: dict[str, _Verified] = {}
+        self._verified: dict[bytes, _Verified] = {}
         self._users: dict[str, _UserState] = {}
         self._task: asyncio.Task[None] | None = None
+        self.ready = False
         control.on_event(self._on_control)
 
     # -- life cycle -----------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Learn the revocations made before this node started, then follow new ones."""
+        """Learn the revocations made before this node started, then follow new ones. With
+        the store down the node starts anyway but refuses bearer tokens (503) until it has
+        learnt them: a revocation it never heard of must not let a token through."""
+        try:
+            await self._load_revocations()
+        except StoreUnavailable:
+            log.warning("revocations unreachable at start; bearer tokens wait for them")
+        self._task = asyncio.create_task(self._upkeep_forever(), name="watchword-tokens")
+
+    async def _load_revocations(self) -> None:
         cursor = await self._db.control.last_id()
         now = self._clock.now()
         for jti, expires_at in (await self._stores.revocations.revoked_jtis(now)).items():
@@ -191,7 +203,7 @@ class TokenService:
         ):
             self._control.revoked.add(sid, revoked_at.timestamp(), expires_at.timestamp())
         await self.revocations.start(cursor)
-        self._task = asyncio.create_task(self._upkeep_forever(), name="watchword-tokens")
+        self.ready = True
 
     async def stop(self) -> None:
         await self.revocations.stop()
@@ -207,10 +219,18 @@ class TokenService:
         await self._stores.revocations.clear_expired(now)
         self.jtis.prune(now.timestamp())
         cutoff = now.timestamp() - self.leeway
-        for token in [t for t, e in self._verified.items() if e.claims.expires_at < cutoff]:
-            del self._verified[token]
+        for digest in [d for d, e in self._verified.items() if e.claims.expires_at < cutoff]:
+            del self._verified[digest]
 
     async def _upkeep_forever(self) -> None:
+        while not self.ready:
+            await asyncio.sleep(BOOTSTRAP_RETRY)
+            try:
+                await self._load_revocations()
+            except StoreUnavailable:
+                continue
+            except Exception:
+                log.exception("loading the revocations failed")
         while True:
             await asyncio.sleep(UPKEEP_INTERVAL)
             try:
@@ -406,14 +426,18 @@ class TokenService:
     # -- verifying ------------------------------------------------------------------------
 
     async def authenticate_bearer(self, token: str) -> Principal:
+        if not self.ready:
+            raise StoreUnavailable("Revocations are not loaded yet; try again shortly.")
         now = self._clock.now().timestamp()
-        entry = self._verified.get(token)
+        # Keyed by digest: the cache never holds a usable bearer token.
+        digest = hashlib.sha256(token.encode("utf-8", "surrogatepass")).digest()
+        entry = self._verified.get(digest)
         if entry is None:
             claims = await self._verify(token, now)
             entry = _Verified(claims, datetime.fromtimestamp(claims.expires_at, UTC))
-            self._remember(token, entry)
+            self._remember(digest, entry)
         elif now >= entry.claims.expires_at + self.leeway:
-            del self._verified[token]
+            del self._verified[digest]
             raise invalid_token("The access token has expired.")
         claims = entry.claims
         if claims.session_id is not None and claims.session_id in self._control.revoked:
@@ -464,11 +488,11 @@ class TokenService:
         elif not claims.scopes <= state.scopes:
             raise invalid_token("The access token holds scopes its account no longer has.")
 
-    def _remember(self, token: str, entry: _Verified) -> None:
+    def _remember(self, digest: bytes, entry: _Verified) -> None:
         if len(self._verified) >= self._cache_size:
             # Evict the oldest insertion (dicts keep order): bounded memory, no scan.
             del self._verified[next(iter(self._verified))]
-        self._verified[token] = entry
+        self._verified[digest] = entry
 
     async def _user_state(self, user_id: str) -> _UserState:
         state = self._users.get(user_id)

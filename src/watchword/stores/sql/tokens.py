@@ -233,5 +233,9 @@ if TYPE_CHECKING:
     from watchword.stores.tokens import KeyStore, RefreshTokenStore, RevocationStore
 
     _check_keys: KeyStore = SqlKeyStore(SqlDatabase("sqlite+aiosqlite://").engine)
-    _check_refresh: RefreshTokenStore = SqlRefreshTokenStore(SqlDatabase("sqlite+aiosqlite://").engine)
-    _check_revocations: RevocationStore = SqlRevocationStore(SqlDatabase("sqlite+aiosqlite://").engine)
+    _check_refresh: RefreshTokenStore = SqlRefreshTokenStore(
+        SqlDatabase("sqlite+aiosqlite://").engine
+    )
+    _check_revocations: RevocationStore = SqlRevocationStore(
+        SqlDatabase("sqlite+aiosqlite://").engine
+    )
