@@ -46,6 +46,12 @@ if TYPE_CHECKING:
     )
     from watchword.sdk._starlette import BearerAuthMiddleware, token_of
     from watchword.sdk._verifier import VerifiedToken, Verifier
+    from watchword.sdk.realtime import (
+        RealtimeClient,
+        RealtimeClosed,
+        RealtimeEvent,
+        SubscriptionRefused,
+    )
     from watchword.sdk.signing import HttpSignatureAuth
 
 _EXPORTS: dict[str, str] = {
@@ -82,6 +88,10 @@ _EXPORTS: dict[str, str] = {
 # __all__ below; tests/sdk/test_exports.py checks the two stay the same list.
 _PEER_EXPORTS: dict[str, str] = {
     "HttpSignatureAuth": "watchword.sdk.signing",
+    "RealtimeClient": "watchword.sdk.realtime",
+    "RealtimeClosed": "watchword.sdk.realtime",
+    "RealtimeEvent": "watchword.sdk.realtime",
+    "SubscriptionRefused": "watchword.sdk.realtime",
 }
 # -- end of the peers' spot ---------------------------------------------------------------------
 
@@ -95,12 +105,16 @@ __all__ = [
     "InvalidToken",
     "KeySetUnavailable",
     "LoginRejected",
+    "RealtimeClient",
+    "RealtimeClosed",
+    "RealtimeEvent",
     "RevocationFeedStale",
     "RevocationList",
     "RevocationSink",
     "RevocationSource",
     "SSERevocationSource",
     "SessionEnded",
+    "SubscriptionRefused",
     "TokenExpired",
     "TokenRevoked",
     "TokenSet",
