@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import shutil
+import subprocess
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -13,7 +15,7 @@ import httpx
 import pytest
 import websockets
 
-from tests.cluster.conftest import eventually
+from tests.cluster.conftest import eventually, free_port
 from tests.cluster.nodes import Browser, Node, cli, cluster_env
 from tests.helpers import PASSWORD
 
@@ -277,6 +279,85 @@ async def test_realtime_fans_out_across_nodes_and_a_revocation_closes_a_socket_e
     finally:
         await ws_laptop.close()
         await ws_phone.close()
+
+
+DEPLOY_NGINX = Path(__file__).resolve().parents[2] / "deploy" / "nginx.conf"
+
+
+def nginx_config(ports: list[int], listen: int, workdir: Path) -> str:
+    """deploy/nginx.conf for these nodes, on plain HTTP on loopback."""
+    text = DEPLOY_NGINX.read_text()
+    text = text.replace("listen 443 ssl http2;", f"listen 127.0.0.1:{listen};")
+    text = "\n".join(line for line in text.splitlines() if "ssl_certificate" not in line)
+    for n, port in enumerate(ports, start=1):
+        text = text.replace(f"server 10.0.0.1{n}:8000", f"server 127.0.0.1:{port}")
+    temp = " ".join(
+        f"{kind}_temp_path {workdir}/{kind};" for kind in ("client_body", "proxy", "fastcgi")
+    )
+    return text.replace(
+        "http {", f"http {{\n    {temp} uwsgi_temp_path {workdir}/u; scgi_temp_path {workdir}/s;", 1
+    )
+
+
+async def test_three_nodes_behind_the_shipped_nginx_config_need_no_sticky_sessions(
+    cluster: Cluster, http: httpx.AsyncClient, tmp_path: Path
+) -> None:
+    binary = shutil.which("nginx") or "/usr/sbin/nginx"
+    if not Path(binary).exists():
+        pytest.skip("nginx is not installed (scripts/test-deps installs it)")
+    tmp_path.chmod(0o777)
+    listen = free_port()
+    conf = tmp_path / "nginx.conf"
+    conf.write_text(nginx_config([n.port for n in cluster.nodes], listen, tmp_path))
+    process = subprocess.Popen(
+        [
+            binary,
+            "-p",
+            str(tmp_path),
+            "-c",
+            str(conf),
+            "-e",
+            str(tmp_path / "error.log"),
+            "-g",
+            f"pid {tmp_path}/nginx.pid; daemon off;",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    lb = Node("nginx", cluster.env, tmp_path)
+    lb.port = listen
+    try:
+
+        async def answering() -> bool:
+            assert process.poll() is None, process.stderr.read() if process.stderr else ""
+            try:
+                return (await http.get(lb.url + "/healthz")).status_code == 200
+            except httpx.TransportError:
+                return False
+
+        await eventually(answering)
+        seen = set()
+        for _ in range(9):
+            view = (await http.get(lb.url + "/readyz", params={"verbose": 1})).json()
+            seen.add(view["cluster"]["node"]["id"])
+        assert len(seen) == 3  # round robin over every node
+        email = await cluster.create_user(http)
+        browser, other = Browser(http), Browser(http)
+        assert (await browser.login(lb, email)).status_code == 200
+        assert (await other.login(lb, email)).status_code == 200
+        for _ in range(6):
+            assert (await browser.request("GET", lb, "/v1/me")).status_code == 200
+        revoked = await other.request("DELETE", lb, f"/v1/sessions/{browser.session_id}")
+        assert revoked.status_code == 200
+
+        async def refused_everywhere() -> bool:
+            answers = [await browser.request("GET", lb, "/v1/me") for _ in range(3)]
+            return all(a.status_code == 401 for a in answers)
+
+        await eventually(refused_everywhere)
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
 
 
 async def test_a_node_killed_under_load_loses_no_acknowledged_session(
