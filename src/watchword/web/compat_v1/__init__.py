@@ -8,11 +8,14 @@ Watchword's users (argon2id, unique emails) and sessions (visible and revocable 
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
 
+from watchword.domain.errors import StoreUnavailable
 from watchword.web.compat_v1.app import PREFIX, CompatApp, MountAt
 from watchword.web.compat_v1.auth import Auth
 from watchword.web.compat_v1.basic_auth import BasicAuth
@@ -29,6 +32,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("watchword.compat_v1")
 
 RESTART_REASON = "server_restart"
+RETRY_INTERVAL = 5.0
 
 STRATEGIES: dict[str, type[Auth]] = {
     "basic_auth": BasicAuth,
@@ -57,6 +61,16 @@ async def forget_memory_sessions(container: Container) -> int:
     return len(revoked)
 
 
+async def _forget_when_possible(container: Container) -> None:
+    while True:
+        await asyncio.sleep(RETRY_INTERVAL)
+        try:
+            await forget_memory_sessions(container)
+        except StoreUnavailable:
+            continue
+        return
+
+
 def install(app: FastAPI, container: Container, settings: CompatSettings | None = None) -> bool:
     """Mount /api/v1 when configured; return whether it is mounted. Always arranges for the
     start-up step that ends the previous process's in-memory sessions."""
@@ -66,8 +80,24 @@ def install(app: FastAPI, container: Container, settings: CompatSettings | None 
     @asynccontextmanager
     async def lifespan(application: Any) -> AsyncIterator[Any]:
         async with previous(application) as state:
-            await forget_memory_sessions(container)
-            yield state
+            retry: asyncio.Task[None] | None = None
+            try:
+                await forget_memory_sessions(container)
+            except StoreUnavailable:
+                # Those rows cannot sign anyone in (no process knows their ids), they only
+                # look live: finish the job when the store is back rather than not start.
+                log.warning(
+                    "store unavailable at start; in-memory /api/v1 sessions of a "
+                    "previous process will be revoked when it returns"
+                )
+                retry = asyncio.create_task(_forget_when_possible(container))
+            try:
+                yield state
+            finally:
+                if retry is not None:
+                    retry.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await retry
 
     app.router.lifespan_context = lifespan
     if settings.auth_type is None and not settings.open_mode_allowed:
