@@ -340,11 +340,15 @@ class _DbWith:
 # -- the session limit ------------------------------------------------------------------------
 
 
-async def test_session_limit_evict_oldest(client_factory: ClientFactory) -> None:
+async def test_session_limit_evict_oldest(
+    client_factory: ClientFactory, clock: ManualClock
+) -> None:
     client = await client_factory(max_sessions_per_user=2)
     user = await client.register()
     first = await second_device(client)
+    clock.advance(1)
     second = await second_device(client)
+    clock.advance(1)
     third = await second_device(client)
     rejected = await first.get("/v1/me")
     assert rejected.status_code == 401 and rejected.json()["error"] == "session_revoked"
