@@ -65,6 +65,7 @@ class RedisBus:
         self._connected = False
         self._subscribed = asyncio.Event()
         self._new_channels: set[str] = set()
+        self._closed = False
         self.reconnects = 0
         self.last_error: str | None = None
         self.last_message_at: float | None = None
@@ -76,6 +77,10 @@ class RedisBus:
             self._task = asyncio.create_task(self._run(), name="watchword-redis-bus")
 
     async def close(self) -> None:
+        """Stop the subscription and release both pools (safe to call twice)."""
+        if self._closed:
+            return
+        self._closed = True
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):

@@ -221,7 +221,9 @@ class Cluster:
         await self.close()
 
     async def close(self) -> None:
-        """Release the Redis pool (a CLI run has nothing else to stop)."""
+        """Release the Redis pools (a CLI run, which never starts the bus, stops here)."""
+        if isinstance(self._bus, RedisBus):
+            await self._bus.close()
         if self.redis is not None:
             await self.redis.aclose()
 
