@@ -279,8 +279,9 @@ class Gateway:
             conn.close(*refusal)
             return
         conn.scopes = principal.scopes
-        conn.expires_at = self.node.expiry_for(principal)
-        conn.refresh_sent = False
+        previous, conn.expires_at = conn.expires_at, self.node.expiry_for(principal)
+        if previous is None or conn.expires_at is None or conn.expires_at > previous:
+            conn.refresh_sent = False  # a later deadline: remind again before it
         conn.deliver(
             protocol.reply(
                 "refreshed",
