@@ -147,6 +147,11 @@ async def test_tasks_7_8_login_me_logout(compat_factory: CompatFactory, auth_typ
     assert row is not None and row.user_id == user["id"]
     assert row.kind == ("compat" if auth_type == "session_db_auth" else "compat-memory")
     assert row.id != session_id
+    events = await client.container.db.audit.for_user(user["id"])
+    succeeded = [e for e in events if e.type == "login.succeeded"]
+    assert [e.session_id for e in succeeded] == [row.id]
+    assert succeeded[0].details["surface"] == "api/v1"
+    assert session_id not in str([e.public() for e in events])  # never a secret
     me = await client.get("/api/v1/users/me", headers=cookie(session_id))
     assert me.status_code == 200 and me.json() == user
     assert (await client.get("/api/v1/users", headers=cookie(session_id))).status_code == 200

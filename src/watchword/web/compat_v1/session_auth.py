@@ -14,6 +14,7 @@ from typing import Any, ClassVar
 
 from starlette.requests import HTTPConnection
 
+from watchword.domain.audit import AuditType
 from watchword.domain.errors import InvalidCredential, NotFound
 from watchword.domain.principal import Principal
 from watchword.domain.sessions import RevokeReason, Session
@@ -37,17 +38,39 @@ class SessionAuth(Auth):
         return NO_EXPIRY
 
     async def create_session(
-        self, user_id: object = None, *, ctx: RequestContext = COMPAT_CONTEXT
+        self, user_id: object = None, *, ctx: RequestContext = COMPAT_CONTEXT, login: bool = False
     ) -> str | None:
-        """A new session id (uuid4 text) for ``user_id``; None for no such user."""
+        """A new session id (uuid4 text) for ``user_id``; None for no such user. With
+        ``login``, the sign-in's audit row is written in the session's transaction."""
         if not isinstance(user_id, str) or not plausible_id(user_id):
             return None
         user = await self.container.db.users.get(user_id)
         if user is None:
             return None
         session_id = self.container.randomness.new_id()
+        row_id = self.container.randomness.new_id()
+        audit = (
+            [
+                self.container.auditor.event(
+                    AuditType.LOGIN_SUCCEEDED,
+                    ctx,
+                    user_id=user.id,
+                    session_id=row_id,
+                    kind=self.session_kind,
+                    surface="api/v1",
+                )
+            ]
+            if login
+            else []
+        )
         new = await self.container.sessions.create(
-            user, ctx, kind=self.session_kind, secret=session_id, lifetime=self.session_lifetime()
+            user,
+            ctx,
+            kind=self.session_kind,
+            session_id=row_id,
+            secret=session_id,
+            lifetime=self.session_lifetime(),
+            audit=audit,
         )
         self.remember(session_id, new.session)
         return session_id

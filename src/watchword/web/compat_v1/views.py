@@ -285,14 +285,11 @@ async def login(call: Call) -> Response:
         )
         return error(403)
     try:
-        session_id = await auth.create_session(user.id, ctx=ctx)
+        session_id = await auth.create_session(user.id, ctx=ctx, login=True)
     except Conflict as exc:  # the account's session limit, with the "reject" policy
         return message(exc.message, 409)
     if session_id is None:  # deleted while signing in
         return message("no user found for this email", 404)
-    await container.auditor.record(
-        AuditType.LOGIN_SUCCEEDED, ctx, user_id=user.id, kind=auth.session_kind, surface="api/v1"
-    )
     response = jsonify(user_json(user))
     # Flask's plain ``set_cookie(name, value)``: exactly "name=value; Path=/".
     response.headers.append("set-cookie", f"{auth.settings.session_name}={session_id}; Path=/")
