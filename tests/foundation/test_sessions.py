@@ -412,3 +412,62 @@ async def test_sessions_endpoints_need_a_session(client: Client) -> None:
         response = await client.request(method, path)
         assert response.status_code == 401, (method, path)
         assert response.json()["error"] == "unauthenticated"
+
+
+# -- sweeping and secrets in logs -------------------------------------------------------------
+
+
+async def test_expired_and_old_revoked_rows_are_swept_in_the_background(
+    client_factory: ClientFactory, clock: ManualClock
+) -> None:
+    client = await client_factory(session_lifetime=3600, sweep_interval=0.05)
+    user = await client.register()
+    await client.login()
+    await client.post("/v1/auth/logout")
+    await client.login()
+    db = client.container.db
+    assert len(await db.sessions.list_live(user["id"], clock.now())) == 1
+    clock.advance(3600 + 86_400 + 1)  # past the lifetime and the day revoked rows are kept
+    keeper = Client(transport=client._transport, base_url=str(client.base_url))
+    keeper_id = (await keeper.login()).json()["session"]["id"]
+    for _ in range(400):
+        if [s.id for s in await _all_sessions(client)] == [keeper_id]:
+            break
+        await asyncio.sleep(0.02)
+    assert [s.id for s in await _all_sessions(client)] == [keeper_id]
+    assert (await keeper.get("/v1/me")).status_code == 200
+
+
+async def _all_sessions(client: Client) -> list[Any]:
+    from sqlalchemy import select
+
+    from watchword.stores.sql import tables as t
+
+    async with client.container.db.engine.connect() as conn:  # type: ignore[attr-defined]
+        rows = await conn.execute(select(t.sessions.c.id))
+        return list(rows)
+
+
+async def test_the_cookie_secret_never_reaches_logs_or_reprs(
+    client: Client, caplog: pytest.LogCaptureFixture
+) -> None:
+    import logging
+
+    caplog.set_level(logging.DEBUG)
+    await client.register()
+    login = await client.login()
+    _, secret, _ = set_cookie(login)
+    await client.get("/v1/me")
+    await client.post("/v1/auth/logout")
+    assert all(secret not in record.getMessage() for record in caplog.records)
+    signin = await client.container.accounts.login(
+        email="alice@example.com", password=PASSWORD, ctx=_ctx()
+    )
+    assert signin.new.secret is not None and signin.new.secret not in repr(signin)
+    assert PASSWORD not in repr(signin) and signin.user.password_hash not in repr(signin)
+
+
+def _ctx() -> Any:
+    from watchword.services.context import CLI
+
+    return CLI
