@@ -7,7 +7,8 @@ import contextlib
 import logging
 import math
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from watchword.domain import events
@@ -39,7 +40,7 @@ FLUSH_INTERVAL = 5.0
 @dataclass(frozen=True, slots=True)
 class NewSession:
     session: Session
-    secret: str | None
+    secret: str | None = field(repr=False)  # the cookie secret: never in a log line
     evicted: list[Session]
 
 
@@ -84,6 +85,7 @@ class SessionService:
         device_name: str | None = None,
         with_secret: bool = True,
         session_id: str | None = None,
+        audit: Sequence[AuditEvent] = (),
         audit: Sequence[AuditEvent] = (),
         secret: str | None = None,
         lifetime: timedelta | None = None,
