@@ -8,6 +8,7 @@ strategy and hands over ``Call.user``.
 from __future__ import annotations
 
 import json
+import unicodedata
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeAlias
@@ -175,6 +176,8 @@ def _optional_name(data: dict[str, Any], key: str) -> str | None:
         return None
     if not isinstance(value, str) or not _utf8(value):
         raise InvalidInput(f"{key} must be a string.")
+    if any(unicodedata.category(c) == "Cc" for c in value):
+        raise InvalidInput(f"{key} must not contain control characters.")
     if len(value) > MAX_NAME_LENGTH:
         raise InvalidInput(f"{key} is at most {MAX_NAME_LENGTH} characters.")
     return value
@@ -244,10 +247,10 @@ async def login(call: Call) -> Response:
     auth = call.auth
     assert isinstance(auth, SessionAuth)
     form = await form_body(call.request)
-    email = form.get("email")
+    email, password = form.get("email"), form.get("password")
+    await form.close()  # uploaded files, if any, are spooled to disk
     if not isinstance(email, str) or email == "":
         return message("email missing", 400)
-    password = form.get("password")
     if not isinstance(password, str) or password == "":
         return message("password missing", 400)
     container = call.container
