@@ -471,3 +471,21 @@ def _ctx() -> Any:
     from watchword.services.context import CLI
 
     return CLI
+
+
+async def test_guessing_the_current_password_is_rate_limited(
+    client_factory: ClientFactory,
+) -> None:
+    client = await client_factory(login_rate_limit_account="2/minute")
+    await client.register()
+    await client.login()
+    wrong = {"current_password": "guess number one", "new_password": "a brand new passphrase"}
+    for _ in range(2):
+        assert (await client.post("/v1/me/password", json=wrong)).status_code == 401
+    limited = await client.post("/v1/me/password", json=wrong)
+    assert limited.status_code == 429 and int(limited.headers["retry-after"]) >= 1
+    right = {"current_password": PASSWORD, "new_password": "a brand new passphrase"}
+    assert (await client.post("/v1/me/password", json=right)).status_code == 429
+    user = await client.container.accounts.find_user("alice@example.com")
+    events = await client.container.db.audit.for_user(user.id, limit=5)
+    assert AuditType.PASSWORD_CHANGED not in [e.type for e in events]

@@ -542,3 +542,60 @@ async def test_a_failing_audit_row_leaves_no_session_behind(db: Database) -> Non
         )
     assert await db.sessions.get(session.id) is None
     assert await db.audit.for_user(user.id) == []
+
+
+async def test_change_password_revokes_all_but_one_with_the_audit_row(db: Database) -> None:
+    user = make_user()
+    await db.users.create(user)
+    keep, _ = await add_session(db, user)
+    other, _ = await add_session(db, user)
+    later = NOW + timedelta(minutes=1)
+
+    def audit(revoked: list[Session]) -> list[AuditEvent]:
+        return [
+            dataclasses.replace(
+                audit_event(1, user.id),
+                type=AuditType.PASSWORD_CHANGED,
+                details={"sessions": [s.id for s in revoked]},
+            )
+        ]
+
+    changed, revoked = await db.users.change_password(
+        user.id, "$argon2id$new", later, origin=ORIGIN, keep_session_id=keep.id, audit=audit
+    )
+    assert changed is not None and changed.password_hash == "$argon2id$new"
+    assert changed.updated_at == later
+    assert [s.id for s in revoked] == [other.id]
+    assert revoked[0].revoked_reason == RevokeReason.PASSWORD_CHANGED
+    assert [s.id for s in await db.sessions.list_live(user.id, later)] == [keep.id]
+    assert [r.payload["session_id"] for r in await db.control.read_after(0)] == [other.id]
+    events = await db.audit.for_user(user.id)
+    assert [(e.type, e.details) for e in events] == [
+        (AuditType.PASSWORD_CHANGED, {"sessions": [other.id]})
+    ]
+    missing = await db.users.change_password(
+        str(uuid.uuid4()), "$argon2id$x", later, origin=ORIGIN, keep_session_id=None, audit=audit
+    )
+    assert missing == (None, [])
+    assert len(await db.audit.tail(limit=10)) == 1
+
+
+async def test_a_failing_password_change_changes_nothing(db: Database) -> None:
+    if isinstance(db, MemoryDatabase):
+        pytest.skip("an in-memory audit append cannot fail")
+    user = make_user()
+    await db.users.create(user)
+    keep, _ = await add_session(db, user)
+    other, _ = await add_session(db, user)
+
+    def unwritable(revoked: list[Session]) -> list[AuditEvent]:
+        return [dataclasses.replace(audit_event(1, user.id), details={"x": object()})]
+
+    with pytest.raises(Exception):  # noqa: B017 - the driver's refusal, whatever its class
+        await db.users.change_password(
+            user.id, "$argon2id$new", NOW, origin=ORIGIN, keep_session_id=keep.id, audit=unwritable
+        )
+    assert await db.users.get(user.id) == user
+    assert len(await db.sessions.list_live(user.id, NOW)) == 2
+    assert await db.control.last_id() == 0
+    assert other.id in {s.id for s in await db.sessions.list_live(user.id, NOW)}
