@@ -20,7 +20,7 @@ from watchword.domain.errors import (
 )
 from watchword.domain.passwords import PasswordHasher, PasswordPolicy
 from watchword.domain.principal import Principal
-from watchword.domain.sessions import RevokeReason, Session
+from watchword.domain.sessions import Session
 from watchword.domain.users import MAX_NAME_LENGTH, User, normalize_email, validate_roles
 from watchword.services.audit import Auditor
 from watchword.services.context import RequestContext
@@ -200,7 +200,11 @@ class AccountService:
         user = await self._db.users.get(principal.user_id)
         if user is None:
             raise NotFound("No such user.")
+        # The current password is a password guess like a sign-in: a stolen cookie must not
+        # become an unthrottled oracle for it.
+        await self._throttle.check(account=user.email, ip=ctx.ip)
         if not await self.verify_password(user.password_hash, current):
+            await self._throttle.failed(account=user.email)
             await self._auditor.record(
                 AuditType.LOGIN_FAILED,
                 ctx,
@@ -210,22 +214,32 @@ class AccountService:
             )
             raise InvalidCredentials("The current password is incorrect.")
         self.password_policy.check(new, email=user.email)
-        await self._db.users.update(
+        new_hash = await self.hash_password(new)
+
+        def audit(revoked: list[Session]) -> list[AuditEvent]:
+            return [
+                self._auditor.event(
+                    AuditType.PASSWORD_CHANGED,
+                    ctx,
+                    user_id=user.id,
+                    session_id=principal.session_id,
+                    revoked=len(revoked),
+                    sessions=[s.id for s in revoked],
+                )
+            ]
+
+        # One transaction: the new hash, every other session revoked, and the audit row.
+        changed, revoked = await self._db.users.change_password(
             user.id,
-            {"password_hash": await self.hash_password(new)},
+            new_hash,
             self._clock.now(),
             origin=self._origin,
+            keep_session_id=principal.session_id,
+            audit=audit,
         )
-        revoked = await self._sessions.revoke_all(
-            user.id, RevokeReason.PASSWORD_CHANGED, ctx, except_session_id=principal.session_id
-        )
-        await self._auditor.record(
-            AuditType.PASSWORD_CHANGED,
-            ctx,
-            user_id=user.id,
-            session_id=principal.session_id,
-            revoked=len(revoked),
-        )
+        if changed is None:
+            raise NotFound("No such user.")
+        await self._sessions.after_revoke(revoked)
         return revoked
 
     async def events_for(

@@ -6,7 +6,7 @@ collision; updates never resurrect a revoked or deleted row.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
@@ -56,6 +56,23 @@ class UserStore(Protocol):
     ) -> tuple[User | None, list[Session]]:
         """Disable or enable; disabling revokes every live session in the same transaction
         and records the revocations and the user change in the control feed."""
+        ...
+
+    async def change_password(
+        self,
+        user_id: str,
+        password_hash: str,
+        now: datetime,
+        *,
+        origin: str,
+        keep_session_id: str | None,
+        audit: Callable[[list[Session]], Sequence[AuditEvent]],
+    ) -> tuple[User | None, list[Session]]:
+        """Replace the password hash and revoke every live session of the user but
+        ``keep_session_id``, in one transaction with the revocations in the control feed and
+        the audit rows ``audit`` builds from the revoked sessions: no window in which the new
+        password is set and a session of the old one still lives. (None, []) if the user is
+        gone, and then nothing is written."""
         ...
 
     async def delete(self, user_id: str, now: datetime, *, origin: str) -> list[Session]:

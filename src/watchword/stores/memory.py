@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -114,6 +114,32 @@ class MemoryUserStore:
                     lambda s: s.user_id == user_id, RevokeReason.USER_DISABLED, now, origin
                 )
             self._db.control.record([events.user_changed(user_id, disabled=disabled)], now, origin)
+        return user, revoked
+
+    async def change_password(
+        self,
+        user_id: str,
+        password_hash: str,
+        now: datetime,
+        *,
+        origin: str,
+        keep_session_id: str | None,
+        audit: Callable[[list[Session]], Sequence[AuditEvent]],
+    ) -> tuple[User | None, list[Session]]:
+        async with self._db._lock:
+            user = self._db.user_rows.get(user_id)
+            if user is None:
+                return None, []
+            user = replace(user, password_hash=password_hash, updated_at=now)
+            self._db.user_rows[user_id] = user
+            revoked = self._db.revoke_matching(
+                lambda s: s.user_id == user_id and s.id != keep_session_id and s.expires_at > now,
+                RevokeReason.PASSWORD_CHANGED,
+                now,
+                origin,
+            )
+            for event in audit(revoked):
+                await self._db.audit.append(event)
         return user, revoked
 
     async def delete(self, user_id: str, now: datetime, *, origin: str) -> list[Session]:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -91,6 +91,23 @@ def revoked_payloads(sessions: Sequence[Session]) -> list[dict[str, Any]]:
         )
         for s in sessions
     ]
+
+
+async def insert_audit(conn: AsyncConnection, audit: Sequence[AuditEvent]) -> None:
+    """Write audit rows inside the caller's transaction."""
+    for event in audit:
+        await conn.execute(
+            insert(t.audit_events).values(
+                type=event.type,
+                at=event.at,
+                user_id=event.user_id,
+                session_id=event.session_id,
+                actor_id=event.actor_id,
+                ip=event.ip,
+                user_agent=event.user_agent,
+                details=event.details,
+            )
+        )
 
 
 async def insert_audit(conn: AsyncConnection, audit: Sequence[AuditEvent]) -> None:
@@ -227,6 +244,37 @@ class SqlUserStore:
             await record_control(
                 conn, [events.user_changed(user_id, disabled=disabled)], now, origin
             )
+        return _user(row), revoked
+
+    @guarded
+    async def change_password(
+        self,
+        user_id: str,
+        password_hash: str,
+        now: datetime,
+        *,
+        origin: str,
+        keep_session_id: str | None,
+        audit: Callable[[list[Session]], Sequence[AuditEvent]],
+    ) -> tuple[User | None, list[Session]]:
+        async with write_transaction(self._engine) as conn:
+            row = (
+                await conn.execute(
+                    update(t.users)
+                    .where(t.users.c.id == user_id)
+                    .values(password_hash=password_hash, updated_at=now)
+                    .returning(*t.users.c)
+                )
+            ).first()
+            if row is None:
+                return None, []
+            condition = and_(t.sessions.c.user_id == user_id, t.sessions.c.expires_at > now)
+            if keep_session_id is not None:
+                condition = and_(condition, t.sessions.c.id != keep_session_id)
+            revoked = await revoke_where(
+                conn, condition, RevokeReason.PASSWORD_CHANGED, now, origin
+            )
+            await insert_audit(conn, audit(revoked))
         return _user(row), revoked
 
     @guarded
