@@ -43,6 +43,29 @@ async def test_metrics_are_prometheus_text(client: Client) -> None:
     assert "watchword_control_feed_up 1.0" in response.text
 
 
+def sample(name: str, **labels: str) -> float:
+    from prometheus_client import REGISTRY
+
+    return REGISTRY.get_sample_value(name, labels) or 0.0
+
+
+async def test_metrics_count_sign_ins_and_refused_credentials(client: Client) -> None:
+    ok = sample("watchword_logins_total", result="succeeded")
+    bad = sample("watchword_logins_total", result="invalid_credentials")
+    refused = sample("watchword_auth_rejected_total", code="invalid_session")
+    await client.register()
+    await client.login()
+    wrong = {"email": "alice@example.com", "password": "wrong password"}
+    assert (await client.post("/v1/auth/login", json=wrong)).status_code == 401
+    forged = await client.get("/v1/me", headers={"Cookie": "watchword_session=forged"})
+    assert forged.status_code == 401
+    assert sample("watchword_logins_total", result="succeeded") == ok + 1
+    assert sample("watchword_logins_total", result="invalid_credentials") == bad + 1
+    assert sample("watchword_auth_rejected_total", code="invalid_session") == refused + 1
+    text = (await client.get("/metrics")).text
+    assert 'watchword_logins_total{result="succeeded"}' in text
+
+
 @asynccontextmanager
 async def app_client(
     settings: Settings, clock: ManualClock, *, lifespan: bool = True
