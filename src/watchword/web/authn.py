@@ -17,6 +17,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from watchword.domain.errors import InvalidCredential, WatchwordError
 from watchword.domain.principal import ANONYMOUS, Principal
 from watchword.services.sessions import SessionService
+from watchword.web import metrics
 
 PRINCIPAL = "watchword.principal"
 AUTH_ERROR = "watchword.auth_error"
@@ -92,6 +93,7 @@ class AuthenticationMiddleware:
                 except WatchwordError as exc:
                     scope[PRINCIPAL] = ANONYMOUS
                     scope[AUTH_ERROR] = exc
+                    metrics.AUTH_REJECTED.labels(code=exc.code).inc()
         await self.app(scope, receive, send)
 
 

@@ -5,9 +5,11 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 
+from watchword.domain.errors import WatchwordError
 from watchword.domain.principal import Principal
 from watchword.domain.sessions import RevokeReason, csrf_token_for
 from watchword.services.context import RequestContext
+from watchword.web import metrics
 from watchword.web.deps import check_origin, container_of, context, require
 from watchword.web.routes.schemas import Login
 from watchword.web.routes.tokens import token_login
@@ -22,8 +24,19 @@ NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 async def login(
     body: Login, request: Request, ctx: RequestContext = Depends(context)
 ) -> JSONResponse:
-    if body.mode == "token":  # issue 3: a token session, no cookie
-        return await token_login(body, request, ctx)
+    try:
+        if body.mode == "token":  # issue 3: a token session, no cookie
+            response = await token_login(body, request, ctx)
+        else:
+            response = await cookie_login(body, request, ctx)
+    except WatchwordError as exc:
+        metrics.LOGINS.labels(result=exc.code).inc()
+        raise
+    metrics.LOGINS.labels(result="succeeded").inc()
+    return response
+
+
+async def cookie_login(body: Login, request: Request, ctx: RequestContext) -> JSONResponse:
     container = container_of(request)
     check_origin(request)  # login CSRF: a foreign page must not sign the browser in
     signin = await container.accounts.login(
