@@ -249,6 +249,11 @@ def serve(args: argparse.Namespace) -> int:
         loop="uvloop",
         http="httptools",
         ws="wsproto",
+        # Realtime (issue 5): no permessage-deflate unless asked (one zlib state per socket
+        # costs more than the idle connection itself, and every fan-out message would be
+        # compressed once per socket); frames are bounded near the gateway's own limit.
+        ws_per_message_deflate=settings.realtime_compression,
+        ws_max_size=max(4 * settings.realtime_max_message_bytes, 1 << 20),
         access_log=False,  # URLs may carry tickets or tokens: never logged
         log_level=args.log_level,
         timeout_graceful_shutdown=10,

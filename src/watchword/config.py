@@ -158,6 +158,8 @@ class Settings(BaseSettings):
     realtime_sweep_interval: float = Field(default=1.0, gt=0)
     realtime_history_size: int = Field(default=10_000, ge=0)
     realtime_close_timeout: float = Field(default=5.0, gt=0)
+    # permessage-deflate on sockets: saves bandwidth, costs a zlib state (~100+ KiB) per socket.
+    realtime_compression: bool = False
 
     # -- cluster: Redis and failure handling (issue 6) ------------------------------------
     # Every Redis key and bus channel starts with this prefix (several clusters, one Redis).
