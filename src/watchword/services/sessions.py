@@ -86,7 +86,6 @@ class SessionService:
         with_secret: bool = True,
         session_id: str | None = None,
         audit: Sequence[AuditEvent] = (),
-        audit: Sequence[AuditEvent] = (),
         secret: str | None = None,
         lifetime: timedelta | None = None,
     ) -> NewSession:
