@@ -40,7 +40,7 @@ import websockets
 from bench.common import PASSWORD, Server, free_port, print_table
 
 OPEN_CONCURRENCY = 100
-OPEN_DEADLINE = 180.0  # seconds for all connections to open
+OPEN_DEADLINE = 400.0  # seconds for all connections to open
 ROUND_DEADLINE = 60.0
 CLOSE_DEADLINE = 10.0
 SMALL_FANOUT = 1000
@@ -304,6 +304,7 @@ def socketio_server(port: int) -> None:
         loop="uvloop",
         http="httptools",
         ws="wsproto",
+        ws_per_message_deflate=False,  # as `watchword serve` runs
         log_level="warning",
         access_log=False,
     )
