@@ -110,23 +110,6 @@ async def insert_audit(conn: AsyncConnection, audit: Sequence[AuditEvent]) -> No
         )
 
 
-async def insert_audit(conn: AsyncConnection, audit: Sequence[AuditEvent]) -> None:
-    """Write audit rows inside the caller's transaction."""
-    for event in audit:
-        await conn.execute(
-            insert(t.audit_events).values(
-                type=event.type,
-                at=event.at,
-                user_id=event.user_id,
-                session_id=event.session_id,
-                actor_id=event.actor_id,
-                ip=event.ip,
-                user_agent=event.user_agent,
-                details=event.details,
-            )
-        )
-
-
 async def revoke_where(
     conn: AsyncConnection, condition: Any, reason: str, now: datetime, origin: str
 ) -> list[Session]:
