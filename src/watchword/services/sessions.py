@@ -7,7 +7,6 @@ import contextlib
 import logging
 import math
 from collections.abc import Awaitable, Callable, Sequence
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
