@@ -399,3 +399,24 @@ async def test_sign_in_is_rate_limited_per_client_address(client_factory: Client
         "/v1/auth/login", json={"email": "user9@example.com", "password": "whatever1"}
     )
     assert limited.status_code == 429 and int(limited.headers["retry-after"]) >= 1
+
+
+async def test_a_spoofed_forwarded_for_does_not_escape_the_per_address_limit(
+    client_factory: ClientFactory,
+) -> None:
+    client = await client_factory(login_rate_limit_ip="3/minute", trust_forwarded_for=True)
+    for n in range(3):
+        response = await client.post(
+            "/v1/auth/login",
+            json={"email": f"user{n}@example.com", "password": "whatever1"},
+            headers={"X-Forwarded-For": f"10.0.0.{n}, 203.0.113.9"},  # client part, proxy part
+        )
+        assert response.status_code == 401
+    limited = await client.post(
+        "/v1/auth/login",
+        json={"email": "user9@example.com", "password": "whatever1"},
+        headers={"X-Forwarded-For": "10.9.9.9, 203.0.113.9"},
+    )
+    assert limited.status_code == 429
+    events = await client.container.db.audit.tail(limit=5)
+    assert {e.ip for e in events} == {"203.0.113.9"}
