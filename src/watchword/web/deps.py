@@ -30,7 +30,9 @@ def client_ip(conn: HTTPConnection) -> str | None:
     if container.settings.trust_forwarded_for:
         forwarded = conn.headers.get("x-forwarded-for")
         if forwarded:
-            return forwarded.split(",")[0].strip()[:64] or None
+            # The last hop is the one our proxy appended; everything left of it is whatever
+            # the client sent, and trusting it would let anyone pick their own rate-limit key.
+            return forwarded.split(",")[-1].strip()[:64] or None
     return conn.client.host if conn.client else None
 
 
