@@ -3,6 +3,7 @@ access rules, and a clean end."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -12,6 +13,7 @@ from datetime import timedelta
 from typing import Any
 
 import httpx
+import jwt
 import pytest
 
 from tests.helpers import PASSWORD, TEST_SECRET_KEY
@@ -184,8 +186,9 @@ async def test_shutdown_ends_open_streams(app_factory: Any) -> None:
 
 @pytest.mark.e2e
 def test_sigterm_ends_streams_of_a_real_server_cleanly(tmp_path: Any) -> None:
-    """`watchword serve` in a process: SIGTERM ends an open stream with a clean end of
-    the chunked body (not a cut connection) and the server exits 0."""
+    """`watchword serve` in a process: a `watchword keys rotate` run beside it reaches it,
+    and SIGTERM ends an open stream with a clean end of the chunked body (not a cut
+    connection)."""
     import socket
     import time
 
@@ -234,6 +237,19 @@ def test_sigterm_ends_streams_of_a_real_server_cleanly(tmp_path: Any) -> None:
                 pass
             assert time.monotonic() < deadline, "server did not start"
             time.sleep(0.1)
+        # A rotation from the command line reaches the running server (control feed).
+        before = httpx.get(f"{base}/.well-known/jwks.json", timeout=10).json()["keys"]
+        done = subprocess.run(
+            [*cli, "keys", "rotate", "--json"], env=env, capture_output=True, text=True
+        )
+        assert done.returncode == 0, done.stderr
+        rotated = json.loads(done.stdout)["kid"]
+        while rotated not in [
+            k["kid"] for k in httpx.get(f"{base}/.well-known/jwks.json").json()["keys"]
+        ]:
+            assert time.monotonic() < deadline + 30, "rotation never reached the server"
+            time.sleep(0.1)
+        assert len(before) == 1
         login = httpx.post(
             f"{base}/v1/auth/login",
             json={"email": "svc@example.com", "password": PASSWORD, "mode": "token"},
@@ -241,6 +257,7 @@ def test_sigterm_ends_streams_of_a_real_server_cleanly(tmp_path: Any) -> None:
         )
         assert login.status_code == 200, login.text
         token = login.json()["access_token"]
+        assert jwt.get_unverified_header(token)["kid"] == rotated
         with httpx.stream(
             "GET", f"{base}/v1/revocations/stream", headers=bearer(token), timeout=30
         ) as response:
