@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import math
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,6 +19,7 @@ from watchword.sdk import (
     AsyncWatchwordClient,
     InvalidToken,
     LoginRejected,
+    RedisRevocationSource,
     RevocationFeedStale,
     TokenRevoked,
     Verifier,
@@ -161,3 +163,30 @@ async def test_the_async_side_end_to_end(server: ServerProcess, feed_key: str) -
             await asyncio.sleep(0.005)
         else:
             raise AssertionError("the revocation never reached the async verifier")
+
+
+@pytest.mark.redis
+def test_a_redis_sharing_service_gets_revocations_from_redis(
+    tmp_path: Path, redis_url: str
+) -> None:
+    prefix = f"sdk-e2e-{uuid.uuid4().hex[:8]}"
+    process = ServerProcess(tmp_path)
+    process.env.update(WATCHWORD_REDIS_URL=redis_url, WATCHWORD_REDIS_PREFIX=prefix)
+    with process:
+        response = httpx.post(
+            f"{process.url}/v1/users", json={"email": USER, "password": PASSWORD}, timeout=30
+        )
+        assert response.status_code == 201, response.text
+        with (
+            Verifier(
+                issuer=process.url,
+                revocations=RedisRevocationSource(redis_url, prefix=prefix),
+                max_feed_staleness=30,
+            ) as verifier,
+            WatchwordClient(process.url) as ww,
+        ):
+            assert verifier.wait_for_feed(20)
+            tokens = ww.login(USER, PASSWORD)
+            assert verifier.verify(tokens.access_token).session_id == tokens.session_id
+            ww.logout()
+            wait_until_revoked(verifier, tokens.access_token)

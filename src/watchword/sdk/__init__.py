@@ -38,6 +38,7 @@ if TYPE_CHECKING:
     )
     from watchword.sdk._fastapi import require
     from watchword.sdk._flask import flask_require
+    from watchword.sdk._redis import RedisRevocationSource
     from watchword.sdk._revocations import (
         RevocationList,
         RevocationSink,
@@ -63,6 +64,7 @@ _EXPORTS: dict[str, str] = {
     "InvalidToken": "watchword.sdk._errors",
     "KeySetUnavailable": "watchword.sdk._errors",
     "LoginRejected": "watchword.sdk._errors",
+    "RedisRevocationSource": "watchword.sdk._redis",
     "RevocationFeedStale": "watchword.sdk._errors",
     "RevocationList": "watchword.sdk._revocations",
     "RevocationSink": "watchword.sdk._revocations",
@@ -108,6 +110,7 @@ __all__ = [
     "RealtimeClient",
     "RealtimeClosed",
     "RealtimeEvent",
+    "RedisRevocationSource",
     "RevocationFeedStale",
     "RevocationList",
     "RevocationSink",
