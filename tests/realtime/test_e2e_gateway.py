@@ -397,6 +397,22 @@ async def test_resume_replays_missed_events(server: Server) -> None:
     await ws.close()
 
 
+async def test_abrupt_disconnects_leave_no_error_behind(server: Server) -> None:
+    device = await sign_in(server, await register(server))
+    waiting_for_auth = await connect(server)
+    waiting_for_auth.transport.abort()
+    connected = await connect_device(server, device)
+    connected.transport.abort()
+    # The server forgets them: the user's presence empties.
+    for _ in range(100):
+        response = await device.http.get("/v1/realtime/presence")
+        if not response.json()["connections"]:
+            break
+        await asyncio.sleep(0.05)
+    assert response.json()["connections"] == []
+    assert "Traceback" not in server.log()
+
+
 def test_no_ticket_or_cookie_reaches_the_log(server: Server) -> None:
     log = server.log()
     assert "WebSocket /v1/realtime" in log  # uvicorn does log sockets...

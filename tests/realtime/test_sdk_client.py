@@ -6,14 +6,18 @@ import asyncio
 
 import pytest
 
+from tests.helpers import PASSWORD
 from tests.realtime.conftest import Server
 from tests.realtime.helpers import WAIT, admin, publish, register, sign_in
+from watchword.sdk import AsyncWatchwordClient
 from watchword.sdk.realtime import (
     CLOSE_CODES,
+    PublishRefused,
     RealtimeClient,
     RealtimeClosed,
     SubscriptionRefused,
     may_reconnect,
+    publish_event,
 )
 from watchword.web.realtime import closecodes
 
@@ -119,3 +123,32 @@ async def test_a_terminal_refusal_at_connect_raises(server: Server) -> None:
         await client.connect()
     assert caught.value.code == 4002
     await client.close()
+
+
+@pytest.mark.e2e
+async def test_publishing_from_python(server: Server) -> None:
+    email = await register(server)
+    device = await sign_in(server, email)
+    async with (
+        AsyncWatchwordClient(server.http) as publisher,
+        AsyncWatchwordClient(server.http) as plain_user,
+        RealtimeClient(server.ws, device.ticket, credential="ticket") as client,
+    ):
+        await publisher.login("admin@example.com", PASSWORD)
+        event_id = await publish_event(
+            publisher, "order.shipped", {"order": 42}, user_id=device.user_id
+        )
+        event = await client.next_event(WAIT)
+        while event.event != "order.shipped":
+            event = await client.next_event(WAIT)
+        assert (event.id, event.data) == (event_id, {"order": 42})
+
+        await plain_user.login(email, PASSWORD)
+        with pytest.raises(PublishRefused) as refused:
+            await publish_event(plain_user, "x", user_id=device.user_id)
+        assert (refused.value.status, refused.value.code) == (403, "insufficient_scope")
+        with pytest.raises(PublishRefused) as refused:
+            await publish_event(publisher, "bad name!", channel="news")
+        assert refused.value.status == 400
+        with pytest.raises(ValueError):
+            await publish_event(publisher, "x", user_id="a", channel="b")

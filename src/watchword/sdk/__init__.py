@@ -48,10 +48,12 @@ if TYPE_CHECKING:
     from watchword.sdk._starlette import BearerAuthMiddleware, token_of
     from watchword.sdk._verifier import VerifiedToken, Verifier
     from watchword.sdk.realtime import (
+        PublishRefused,
         RealtimeClient,
         RealtimeClosed,
         RealtimeEvent,
         SubscriptionRefused,
+        publish_event,
     )
     from watchword.sdk.signing import HttpSignatureAuth
 
@@ -94,6 +96,8 @@ _PEER_EXPORTS: dict[str, str] = {
     "RealtimeClosed": "watchword.sdk.realtime",
     "RealtimeEvent": "watchword.sdk.realtime",
     "SubscriptionRefused": "watchword.sdk.realtime",
+    "PublishRefused": "watchword.sdk.realtime",
+    "publish_event": "watchword.sdk.realtime",
 }
 # -- end of the peers' spot ---------------------------------------------------------------------
 
@@ -107,6 +111,7 @@ __all__ = [
     "InvalidToken",
     "KeySetUnavailable",
     "LoginRejected",
+    "PublishRefused",
     "RealtimeClient",
     "RealtimeClosed",
     "RealtimeEvent",
@@ -128,6 +133,7 @@ __all__ = [
     "WatchwordClient",
     "WatchwordSDKError",
     "flask_require",
+    "publish_event",
     "require",
     "token_of",
 ]

@@ -32,7 +32,7 @@ from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import Any, Literal, Self
+from typing import Any, Literal, Protocol, Self
 from urllib.parse import quote
 
 import httpx
@@ -403,12 +403,59 @@ class RealtimeClient:
                 future.set_exception(error)
 
 
+class _Poster(Protocol):
+    async def post(self, url: str, **kwargs: Any) -> httpx.Response: ...
+
+
+class PublishRefused(RealtimeError):
+    """``POST /v1/realtime/publish`` answered an error (``status``, ``code``)."""
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        self.status = status
+        self.code = code
+        super().__init__(f"publish refused: {status} {code}: {message}")
+
+
+async def publish_event(
+    client: _Poster,
+    event: str,
+    data: Any = None,
+    *,
+    user_id: str | None = None,
+    channel: str | None = None,
+    url: str = "/v1/realtime/publish",
+) -> str:
+    """Publish ``event`` to every connection of ``user_id`` or to ``channel``; returns its id.
+
+    ``client`` is anything with an async ``post`` that authenticates: an
+    ``AsyncWatchwordClient`` signed in as a user with ``realtime:publish``, or an
+    ``httpx.AsyncClient(base_url=..., headers=...)`` carrying an API key or client token::
+
+        event_id = await publish_event(ww, "order.shipped", {"order": 42}, user_id=user_id)
+    """
+    if (user_id is None) == (channel is None):
+        raise ValueError("give exactly one of user_id and channel")
+    body: dict[str, Any] = {"event": event, "data": data}
+    body["user_id" if user_id is not None else "channel"] = user_id or channel
+    response = await client.post(url, json=body)
+    if response.status_code != 202:
+        try:
+            error = response.json()
+            code, message = str(error.get("error")), str(error.get("message"))
+        except ValueError:
+            code, message = "error", response.text[:200]
+        raise PublishRefused(response.status_code, code, message)
+    return str(response.json()["id"])
+
+
 __all__ = [
     "CLOSE_CODES",
+    "PublishRefused",
     "RealtimeClient",
     "RealtimeClosed",
     "RealtimeError",
     "RealtimeEvent",
     "SubscriptionRefused",
     "may_reconnect",
+    "publish_event",
 ]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from starlette.websockets import WebSocket
+from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from watchword.domain.clock import Clock, Randomness
 from watchword.domain.device import describe_user_agent
@@ -58,6 +58,13 @@ class Gateway:
         self._random = randomness
 
     async def serve(self, websocket: WebSocket) -> None:
+        try:
+            await self._serve(websocket)
+        except (WebSocketDisconnect, OSError):
+            # The peer left mid-handshake (or before its close frame): nothing to tell it.
+            log.debug("realtime: peer gone during the handshake")
+
+    async def _serve(self, websocket: WebSocket) -> None:
         offered: list[str] = websocket.scope.get("subprotocols") or []
         subprotocol = protocol.PROTOCOL if protocol.PROTOCOL in offered else None
         if self.node.stopping:
