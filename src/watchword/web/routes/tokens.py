@@ -24,6 +24,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import Field
 
+from watchword.domain.errors import StoreUnavailable
 from watchword.domain.principal import Principal
 from watchword.domain.sessions import RevokeReason
 from watchword.services.context import RequestContext
@@ -94,6 +95,8 @@ async def revocation_stream(
 ) -> StreamingResponse:
     container = container_of(request)
     tokens = container.tokens
+    if not tokens.ready:
+        raise StoreUnavailable("The revocation list is not loaded yet.")
     feed = tokens.revocations
     subscriber = feed.subscribe()
     try:
