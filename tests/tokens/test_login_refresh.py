@@ -10,6 +10,8 @@ from tests.conftest import Client, ClientFactory
 from tests.helpers import ManualClock
 from tests.tokens.helpers import bearer, me, refresh, token_login
 from watchword.domain.audit import AuditType
+from watchword.domain.clock import sha256_hex
+from watchword.services.context import CLI
 
 
 async def test_token_login_answers_a_pair_and_sets_no_cookie(client: Client) -> None:
@@ -115,9 +117,7 @@ async def test_concurrent_refreshes_have_one_winner_and_repeats_get_the_same_pai
     access_tokens = {r.json()["access_token"] for r in responses}
     assert len(refresh_tokens) == 1 and len(access_tokens) == 1
     stored = await client.container.token_stores.refresh.get_by_hash(
-        __import__("watchword.domain.clock", fromlist=["sha256_hex"]).sha256_hex(
-            refresh_tokens.pop()
-        )
+        sha256_hex(refresh_tokens.pop())
     )
     assert stored is not None and stored.state == "active"
     assert (await me(client, access_tokens.pop())).status_code == 200
@@ -186,7 +186,7 @@ async def test_disabled_user_cannot_refresh_nor_use_tokens(client: Client) -> No
     await client.container.accounts.set_disabled(
         user["id"],
         True,
-        __import__("watchword.services.context", fromlist=["CLI"]).CLI,
+        CLI,
         actor_id="t",
     )
     response = await me(client, pair["access_token"])
