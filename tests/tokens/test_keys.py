@@ -60,7 +60,12 @@ async def test_authorization_server_metadata(client: Client) -> None:
     assert body["introspection_endpoint"] == f"{issuer}/oauth2/introspect"
     assert body["revocation_endpoint"] == f"{issuer}/oauth2/revoke"
     assert body["jwks_uri"] == f"{issuer}/.well-known/jwks.json"
-    assert "client_credentials" in body["grant_types_supported"]
+    assert body["grant_types_supported"] == ["client_credentials"]
+    assert body["token_endpoint_auth_methods_supported"] == [
+        "client_secret_basic",
+        "client_secret_post",
+    ]
+    assert "none" in body["revocation_endpoint_auth_methods_supported"]
     assert body["access_token_signing_alg_values_supported"] == ["EdDSA"]
     assert "revocations:read" in body["scopes_supported"]
 

@@ -37,8 +37,16 @@ async def metadata(request: Request) -> JSONResponse:
         "grant_types_supported": ["client_credentials"],
         "response_types_supported": [],
         "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
-        "introspection_endpoint_auth_methods_supported": ["client_secret_basic"],
-        "revocation_endpoint_auth_methods_supported": ["client_secret_basic"],
+        "introspection_endpoint_auth_methods_supported": [
+            "client_secret_basic",
+            "client_secret_post",
+        ],
+        # Revocation also takes a token alone (RFC 7009 for public clients).
+        "revocation_endpoint_auth_methods_supported": [
+            "client_secret_basic",
+            "client_secret_post",
+            "none",
+        ],
         "scopes_supported": sorted(
             {scope for scopes in container.settings.role_scopes.values() for scope in scopes}
         ),
