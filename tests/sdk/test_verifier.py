@@ -272,6 +272,7 @@ def test_a_malformed_payload_is_refused(issuer: FakeIssuer, verifier: Verifier) 
 def test_a_non_string_token_is_refused(verifier: Verifier) -> None:
     refused(verifier, None, "No token")
     refused(verifier, b"a.b.c", "No token")
+    refused(verifier, ["a.b.c"], "No token")
 
 
 def test_oversized_tokens_are_refused_before_parsing(

@@ -215,7 +215,7 @@ class Verifier:
         return self.revocations.staleness
 
     def _cached(self, token: str) -> VerifiedToken | None:
-        verified = self._cache.get(token)
+        verified = self._cache.get(token) if isinstance(token, str) else None
         if verified is None:
             return None
         if self._clock() >= verified.expires_at + self.leeway:
