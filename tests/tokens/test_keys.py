@@ -227,3 +227,17 @@ async def test_a_foreign_master_key_is_a_clear_error(
             await other.keys.ensure_key()
     finally:
         await other.db.close()
+
+
+async def test_openapi_describes_the_token_endpoints(client: Client) -> None:
+    response = await client.get("/openapi.json")
+    assert response.status_code == 200
+    document = response.json()
+    for path in (
+        "/v1/auth/refresh",
+        "/v1/revocations/stream",
+        "/.well-known/jwks.json",
+        "/.well-known/oauth-authorization-server",
+    ):
+        assert path in document["paths"], path
+    assert "mode" in document["components"]["schemas"]["Login"]["properties"]
