@@ -31,9 +31,9 @@ import random
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from watchword.sdk._revocations import RevocationSink
+from watchword.sdk._revocations import RevocationSink, RevocationSource
 
 __all__ = ["RedisRevocationSource"]
 
@@ -224,3 +224,7 @@ class RedisRevocationSource:
 def _glob_escape(text: str) -> str:
     """``text`` as a literal inside a Redis glob pattern."""
     return "".join("\\" + c if c in "*?[]\\" else c for c in text)
+
+
+if TYPE_CHECKING:  # mypy checks that the implementation keeps the protocol
+    _source: type[RevocationSource] = RedisRevocationSource

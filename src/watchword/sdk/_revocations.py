@@ -33,7 +33,7 @@ import random
 import socket
 import threading
 from collections.abc import Callable, Mapping
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import httpx
 from httpx_sse import EventSource, ServerSentEvent, SSEError
@@ -402,3 +402,8 @@ def _until_map(value: object, name: str) -> dict[str, float]:
             raise FeedError(f"the snapshot's {name} has an empty id")
         result[ident] = _until(until)
     return result
+
+
+if TYPE_CHECKING:  # mypy checks that the implementations keep their protocols
+    _source: type[RevocationSource] = SSERevocationSource
+    _sink: type[RevocationSink] = RevocationList
