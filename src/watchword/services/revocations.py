@@ -95,6 +95,7 @@ class RevocationFeed:
         self.cursor = 0
         self._subscribers: set[Subscriber] = set()
         self._wake = asyncio.Event()
+        self._reading = asyncio.Lock()
         self._task: asyncio.Task[None] | None = None
         self.closed = False
         control.on_event(self._on_control)
@@ -152,6 +153,10 @@ class RevocationFeed:
 
     async def read_once(self) -> int:
         """Read and fan out the rows after the cursor; return how many revocations."""
+        async with self._reading:  # one reader at a time: each row goes out once
+            return await self._read_locked()
+
+    async def _read_locked(self) -> int:
         count = 0
         while True:
             records = await self._feed.read_after(self.cursor)
