@@ -190,3 +190,36 @@ def test_a_redis_sharing_service_gets_revocations_from_redis(
             assert verifier.verify(tokens.access_token).session_id == tokens.session_id
             ww.logout()
             wait_until_revoked(verifier, tokens.access_token)
+
+
+def test_the_feed_survives_a_server_restart_and_sees_what_happened_meanwhile(
+    tmp_path: Path,
+) -> None:
+    process = ServerProcess(tmp_path)
+    with process:
+        process.create_user(ADMIN, "admin")
+        with WatchwordClient(process.url) as admin:
+            admin.login(ADMIN, PASSWORD)
+            created = admin.post(
+                "/v1/api-keys", json={"name": "feed", "scopes": "revocations:read"}
+            )
+            assert created.status_code == 201, created.text
+            with WatchwordClient(process.url) as victim:
+                tokens = victim.login(ADMIN, PASSWORD, device_name="victim")
+            with Verifier(
+                issuer=process.url, credential=created.json()["key"], max_feed_staleness=600
+            ) as verifier:
+                assert verifier.wait_for_feed(20)
+                assert verifier.verify(tokens.access_token)
+                process.stop()
+                for _ in range(2000):
+                    if not verifier.revocations.healthy:
+                        break
+                    time.sleep(0.005)
+                assert not verifier.revocations.healthy
+                # Revoked from the command line while no server runs.
+                process.cli("sessions", "revoke", tokens.session_id)
+                process.start()
+                wait_until_revoked(verifier, tokens.access_token)
+                assert verifier.revocations.healthy
+                assert verifier.source.connections >= 2  # type: ignore[union-attr]
