@@ -169,6 +169,28 @@ def revocation_latency(one: Server, two: Server, rounds: int) -> list[float]:
     return latencies
 
 
+def bus_lag(server: Server) -> tuple[int, float, float]:
+    """(messages, mean ms, bucket upper bound holding the 99th percentile, ms) of
+    ``watchword_bus_lag_seconds`` on ``server``: publish on a node to delivery here."""
+    text = httpx.get(server.url + "/metrics", timeout=10).text
+    buckets: list[tuple[float, float]] = []
+    total = count = 0.0
+    for line in text.splitlines():
+        if line.startswith("watchword_bus_lag_seconds_bucket"):
+            bound = line.split('le="', 1)[1].split('"', 1)[0]
+            buckets.append(
+                (float("inf") if bound == "+Inf" else float(bound), float(line.split()[-1]))
+            )
+        elif line.startswith("watchword_bus_lag_seconds_sum"):
+            total = float(line.split()[-1])
+        elif line.startswith("watchword_bus_lag_seconds_count"):
+            count = float(line.split()[-1])
+    if not count:
+        return 0, 0.0, 0.0
+    p99 = next((bound for bound, seen in sorted(buckets) if seen >= 0.99 * count), float("inf"))
+    return int(count), total / count * 1000, p99 * 1000
+
+
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))]
@@ -201,6 +223,7 @@ def main(argv: list[str] | None = None) -> None:
                 with nginx([one.port, two.port]) as lb:
                     rows += throughput([("2 nodes, via nginx", lb)], creds, args.duration)
                 latencies = revocation_latency(one, two, args.rounds)
+                lag = bus_lag(two)
         finally:
             shutil.rmtree(workdir, ignore_errors=True)
     print_table(
@@ -227,6 +250,11 @@ def main(argv: list[str] | None = None) -> None:
         "Cross-node revocation: node 1 acknowledges a sign-out -> node 2 refuses the cookie",
         ["rounds", "p50 ms", "p99 ms", "max ms", "mean ms", "over 2 s"],
         summary,
+    )
+    print_table(
+        "Bus lag seen by node 2 (watchword_bus_lag_seconds: publish -> delivery, all messages)",
+        ["messages", "mean ms", "p99 <= ms (bucket)"],
+        [[lag[0], lag[1], lag[2]]],
     )
 
 
