@@ -11,7 +11,6 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 from watchword.domain.sessions import Session
-from watchword.web.compat_v1.auth import Auth
 from watchword.web.compat_v1.session_auth import SessionAuth
 from watchword.web.compat_v1.settings import NO_EXPIRY, CompatSettings
 
@@ -25,7 +24,7 @@ class SessionExpAuth(SessionAuth):
     """In-memory sessions with an absolute lifetime."""
 
     def __init__(self, container: Container, settings: CompatSettings) -> None:
-        Auth.__init__(self, container, settings)
+        super().__init__(container, settings)
         self.session_duration = settings.session_duration
 
     def session_lifetime(self) -> timedelta:
