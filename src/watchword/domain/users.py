@@ -24,6 +24,17 @@ def normalize_email(raw: str) -> str:
     return email
 
 
+def check_label(value: str | None, what: str, max_length: int = MAX_NAME_LENGTH) -> None:
+    """Free-text labels (names, device names): bounded, and no control characters, which
+    databases refuse (PostgreSQL rejects NUL) and logs and terminals misrender."""
+    if value is None:
+        return
+    if len(value) > max_length:
+        raise InvalidInput(f"{what} is at most {max_length} characters.")
+    if any(unicodedata.category(c) == "Cc" for c in value):
+        raise InvalidInput(f"{what} must not contain control characters.")
+
+
 def validate_roles(roles: list[str] | tuple[str, ...]) -> tuple[str, ...]:
     cleaned = []
     for role in roles:

@@ -13,7 +13,6 @@ from watchword.domain.errors import (
     AccountDisabled,
     InvalidCredentials,
     InvalidEmail,
-    InvalidInput,
     NotFound,
     RateLimited,
     RegistrationClosed,
@@ -21,7 +20,7 @@ from watchword.domain.errors import (
 from watchword.domain.passwords import PasswordHasher, PasswordPolicy
 from watchword.domain.principal import Principal
 from watchword.domain.sessions import Session
-from watchword.domain.users import MAX_NAME_LENGTH, User, normalize_email, validate_roles
+from watchword.domain.users import User, check_label, normalize_email, validate_roles
 from watchword.services.audit import Auditor
 from watchword.services.context import RequestContext
 from watchword.services.ratelimit import LoginThrottle
@@ -94,9 +93,8 @@ class AccountService:
             raise RegistrationClosed()
         normalized = normalize_email(email)
         self.password_policy.check(password, email=normalized)
-        for name in (first_name, last_name):
-            if name is not None and len(name) > MAX_NAME_LENGTH:
-                raise InvalidInput(f"Names are at most {MAX_NAME_LENGTH} characters.")
+        check_label(first_name, "first_name")
+        check_label(last_name, "last_name")
         now = self._clock.now()
         user = User(
             id=self._random.new_id(),
@@ -168,8 +166,7 @@ class AccountService:
         with_secret: bool = True,
         session_id: str | None = None,
     ) -> SignIn:
-        if device_name is not None and len(device_name) > MAX_DEVICE_NAME:
-            raise InvalidInput(f"device_name is at most {MAX_DEVICE_NAME} characters.")
+        check_label(device_name, "device_name", MAX_DEVICE_NAME)
         user = await self.check_password(email, password, ctx)
         session_id = session_id or self._random.new_id()
         # The session and its sign-in row are written in one transaction.
