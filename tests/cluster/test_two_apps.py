@@ -265,3 +265,52 @@ async def test_a_revoked_access_token_lands_in_the_shared_revoked_jti_set(
     await eventually(lambda: shared.contains(issued["jti"]))
     refused = await two.get("/v1/me", headers=bearer)
     assert refused.status_code == 401 and refused.json()["error"] == "invalid_token"
+
+
+async def test_readiness_and_metrics_show_redis_the_bus_and_the_node(
+    client_factory: ClientFactory, postgres_url: str, redis_url: str, redis_prefix: str
+) -> None:
+    one = await node(client_factory, postgres_url, redis_url, redis_prefix)
+    two = await node(client_factory, postgres_url, redis_url, redis_prefix)
+    address = email()
+    await one.register(address)
+    await one.login(address)
+    for _ in range(3):
+        assert (await one.get("/v1/me")).status_code == 200
+    await one.post("/v1/auth/logout")  # one bus message, delivered to both nodes
+
+    async def both_listed() -> Any:
+        ready = await two.get("/readyz", params={"verbose": 1})
+        nodes = ready.json()["cluster"]["nodes"]
+        return ready if len([n for n in nodes if n["alive"]]) >= 2 else None
+
+    ready = await eventually(both_listed)
+    assert ready.status_code == 200
+    body = ready.json()
+    assert body["checks"]["redis"]["ok"] and body["checks"]["redis"]["fallback"] == "none"
+    assert body["checks"]["redis"]["pool"]["max"] == 64
+    assert body["checks"]["bus"] == {
+        "ok": True,
+        "kind": "redis",
+        "reconnects": 0,
+        "error": None,
+        "channels": body["checks"]["bus"]["channels"],
+        "required": True,
+    }
+    assert "control" in body["checks"]["bus"]["channels"]
+    me = body["cluster"]["node"]
+    assert me["id"] == two.container.control.node_id
+    assert [n["self"] for n in body["cluster"]["nodes"] if n["id"] == me["id"]] == [True]
+    metrics = (await one.get("/metrics")).text
+    for name in (
+        "watchword_bus_lag_seconds_count",
+        "watchword_redis_pool_max",
+        "watchword_session_cache_hit_ratio",
+        "watchword_db_pool_size",
+        'watchword_redis_session_lookups_total{result="miss"}',
+    ):
+        assert name in metrics, name
+    lag = next(
+        line for line in metrics.splitlines() if line.startswith("watchword_bus_lag_seconds_count")
+    )
+    assert float(lag.split()[-1]) >= 1
