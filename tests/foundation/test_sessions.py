@@ -140,6 +140,11 @@ async def test_delete_one_of_my_sessions(client: Client) -> None:
     rejected = await phone.get("/v1/me")
     assert rejected.status_code == 401 and rejected.json()["error"] == "session_revoked"
     assert (await client.delete(f"/v1/sessions/{phone_id}")).status_code == 404
+    me = (await client.get("/v1/me")).json()
+    events = await client.container.db.audit.for_user(me["user"]["id"], limit=1)
+    assert events[0].type == AuditType.SESSION_REVOKED and events[0].session_id == phone_id
+    assert events[0].actor_id == me["user"]["id"] and events[0].ip == "127.0.0.1"
+    assert events[0].user_agent == client.headers["User-Agent"]
     assert [s["id"] for s in (await client.get("/v1/sessions")).json()["sessions"]] != [phone_id]
 
 
