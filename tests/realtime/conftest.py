@@ -156,15 +156,15 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
 
 @pytest.fixture(scope="session")
 def short_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    """Short timers: tickets and credentials that live a second, fast pings."""
+    """Short timers: tickets and credentials that live seconds, fast pings."""
     srv = make_server(
         tmp_path_factory.mktemp("realtime-short"),
-        realtime_ticket_ttl=1,
-        realtime_credential_max_age=1.5,
-        realtime_refresh_window=1.0,
+        realtime_ticket_ttl=2,
+        realtime_credential_max_age=3,
+        realtime_refresh_window=2,
         realtime_sweep_interval=0.05,
-        realtime_ping_interval=0.4,
-        realtime_pong_timeout=0.4,
+        realtime_ping_interval=1.0,
+        realtime_pong_timeout=1.0,
         realtime_auth_timeout=0.5,
     )
     srv.start()

@@ -26,7 +26,7 @@ pytestmark = pytest.mark.e2e
 async def test_expired_ticket_is_refused(short_server: Server) -> None:
     device = await sign_in(short_server, await register(short_server))
     ticket = await device.ticket()
-    await asyncio.sleep(1.2)  # the ticket lives one second
+    await asyncio.sleep(2.2)  # the ticket lives two seconds
     ws = await connect(short_server, "?ticket=" + ticket)
     code, reason = await closed(ws)
     assert code == 4002
@@ -41,7 +41,7 @@ async def test_connection_is_told_to_refresh_then_closed_at_the_deadline(
     notice = await next_message(ws)
     assert notice["type"] == "refresh_required"
     assert notice["deadline"]
-    assert notice["expires_in"] <= 1.5
+    assert notice["expires_in"] <= 3
     # No refresh: closed, and told it may come back with a fresh credential.
     code, reason = await closed(ws)
     assert (code, reason) == (4101, "credential_expired")

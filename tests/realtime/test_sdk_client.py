@@ -50,8 +50,9 @@ async def test_events_refresh_over_the_socket_and_revocation_ends_iteration(
     async with RealtimeClient(short_server.ws, ticket, credential="ticket") as client:
         assert client.welcome is not None
         assert client.welcome["user_id"] == device.user_id
-        # Credentials here last 1.5 s: several refreshes happen over the same socket.
-        for n in range(4):
+        # Credentials here last 3 s, with a reminder 2 s before: refreshes happen every
+        # second or so, over the same socket.
+        for n in range(6):
             await publish(boss, user_id=device.user_id, event="tick", data=n)
             event = await client.next_event(WAIT)
             while event.event != "tick":
