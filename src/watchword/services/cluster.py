@@ -50,6 +50,8 @@ E = TypeVar("E")
 G = TypeVar("G")
 
 HEARTBEAT_INTERVAL = 5.0
+# Failures after which queued Redis writes wait for the next wake-up (gap, heartbeat).
+DEFERRABLE: tuple[type[BaseException], ...] = (*REDIS_FAILURES, StoreUnavailable)
 # A node not heard from for this long is shown as gone; after an hour it is forgotten.
 NODE_STALE_AFTER = 3 * HEARTBEAT_INTERVAL
 NODE_FORGET_AFTER = 3600.0
@@ -127,7 +129,9 @@ class Cluster:
         self._bus: EventBus | None = None
         self._control: ControlPlane | None = None
         self._local_cache: SessionCache | None = None
-        self._task: asyncio.Task[None] | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self._wake = asyncio.Event()
+        self._pending_jtis: dict[str, float] = {}
         self.started_at = time.time()
         self.address = f"{socket.gethostname()}:{settings.port}"
 
@@ -168,28 +172,49 @@ class Cluster:
             bus.on_gap(self._on_gap)
 
     async def _on_control(self, message: dict[str, Any]) -> None:
-        if message.get("type") == events.TOKEN_REVOKED and self.revoked_tokens is not None:
+        # Queued, never awaited here: a mass revocation must not hold up the bus behind
+        # thousands of Redis round trips. Correctness does not wait on it (every node's own
+        # revoked set refuses the session); the Redis copy only catches up.
+        kind = message.get("type")
+        if kind == events.TOKEN_REVOKED and self.revoked_tokens is not None:
             # The shared revoked-jti set, for services that check Redis instead of the feed.
-            with contextlib.suppress(*REDIS_FAILURES, StoreUnavailable):
-                await self.revoked_tokens.add(
-                    str(message.get("jti")), float(message.get("expires_at") or 0), self._now()
-                )
-            return
-        # Every node replays the invalidation: the CLI and the user store revoke without the
-        # Redis layer, and a node that revoked while Redis was down left it pending.
-        if message.get("type") != events.SESSION_REVOKED or self.session_cache is None:
-            return
-        expires_at = float(message.get("expires_at") or 0) or self._now() + 86_400
-        with contextlib.suppress(*REDIS_FAILURES):
-            await self.session_cache.revoke(str(message["session_id"]), expires_at, self._now())
+            self._pending_jtis[str(message.get("jti"))] = float(message.get("expires_at") or 0)
+            self._wake.set()
+        elif kind == events.SESSION_REVOKED and self.session_cache is not None:
+            if message.get("origin") == self.node_id:
+                return  # this node invalidated before it announced (or queued it itself)
+            # The CLI and the user store revoke without the Redis layer, and a node that
+            # revoked while Redis was down left it pending: every node replays it.
+            expires_at = float(message.get("expires_at") or 0) or self._now() + 86_400
+            sid = str(message.get("session_id"))
+            pending = self.session_cache.pending
+            pending[sid] = max(expires_at, pending.get(sid, 0.0))
+            self._wake.set()
 
     async def _on_gap(self) -> None:
-        if self.session_cache is None or not self.session_cache.pending:
-            return
-        with contextlib.suppress(*REDIS_FAILURES):
+        self._wake.set()
+
+    async def flush_pending(self) -> int:
+        """Write queued invalidations and revoked token ids to Redis; how many sessions."""
+        done = 0
+        if self.revoked_tokens is not None:
+            for jti, until in list(self._pending_jtis.items()):
+                await self.revoked_tokens.add(jti, until, self._now())
+                self._pending_jtis.pop(jti, None)
+        if self.session_cache is not None and self.session_cache.pending:
             done = await self.session_cache.retry_pending(self._now())
-            if done:
-                log.info("replayed %d deferred Redis invalidations", done)
+        return done
+
+    async def _invalidator(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            try:
+                await self.flush_pending()
+            except DEFERRABLE:
+                log.debug("Redis invalidations deferred: Redis unavailable")
+            except Exception:
+                log.exception("Redis invalidation failed")
 
     def realtime_stores(
         self, entry_type: Callable[..., E], grant_type: type[G], *, presence_ttl: float
@@ -207,14 +232,17 @@ class Cluster:
     async def start(self) -> None:
         self._register_gauges()
         if self.redis is not None:
-            self._task = asyncio.create_task(self._heartbeat(), name="watchword-heartbeat")
+            self._tasks = [
+                asyncio.create_task(self._heartbeat(), name="watchword-heartbeat"),
+                asyncio.create_task(self._invalidator(), name="watchword-invalidator"),
+            ]
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
+        for task in self._tasks:
+            task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+                await task
+        self._tasks = []
         if self.redis is not None:
             with contextlib.suppress(*REDIS_FAILURES):
                 await self.redis.hdel(self._nodes_key, self.node_id)
@@ -254,8 +282,8 @@ class Cluster:
         while True:
             try:
                 await self.redis.hset(self._nodes_key, self.node_id, self._node_record())
-                if self.session_cache is not None and self.session_cache.pending:
-                    await self.session_cache.retry_pending(self._now())
+                if self._pending_jtis or (self.session_cache and self.session_cache.pending):
+                    self._wake.set()
             except REDIS_FAILURES:
                 log.debug("heartbeat: Redis unavailable")
             except Exception:

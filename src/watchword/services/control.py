@@ -73,6 +73,7 @@ class ControlPlane:
         self._cursor = 0
         self._recent: OrderedDict[str, None] = OrderedDict()
         self._task: asyncio.Task[None] | None = None
+        self._poll_lock = asyncio.Lock()
         self.feed_healthy = True
         self.last_poll_at: float | None = None
         # The feed position this node started from: it has applied every row after it.
@@ -145,14 +146,15 @@ class ControlPlane:
     async def poll_once(self) -> int:
         """Apply control rows written since the cursor; return how many."""
         applied = 0
-        while True:
-            records = await self._feed.read_after(self._cursor)
-            if not records:
-                break
-            for record in records:
-                self._cursor = record.id
-                await self._dispatch(dict(record.payload))
-                applied += 1
+        async with self._poll_lock:  # the poller and a bus gap may both catch up
+            while True:
+                records = await self._feed.read_after(self._cursor)
+                if not records:
+                    break
+                for record in records:
+                    self._cursor = record.id
+                    await self._dispatch(dict(record.payload))
+                    applied += 1
         self.revoked.prune(self._clock.now().timestamp())
         return applied
 
