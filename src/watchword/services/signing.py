@@ -284,8 +284,14 @@ class SigningService:
             credential_id=key.id,
             user=user,
         )
+        try:
+            verification_key = self._verification_key(key)
+        except (InvalidInput, ValueError):
+            # Sealed under another master key, or damaged: this key cannot verify anything.
+            log.error("signing key %s cannot be opened with this master key", key.id)
+            return None
         entry = CachedSigningKey(
-            key=key, user=user, verification_key=self._verification_key(key), principal=principal
+            key=key, user=user, verification_key=verification_key, principal=principal
         )
         self.cache.put(key_id, entry)
         return entry
