@@ -280,3 +280,24 @@ async def test_my_events_show_my_security_events_newest_first(client: Client) ->
     for bad in ({"limit": 0}, {"limit": 501}, {"before": 0}, {"before": "x"}):
         assert (await client.get("/v1/me/events", params=bad)).status_code == 422
     assert PASSWORD not in response.text and "nope1234" not in response.text
+
+
+async def test_disable_and_roles_in_one_patch_are_one_change(client: Client) -> None:
+    admin, _, bob_user = await admin_and_user(client)
+    response = await admin.patch(
+        f"/v1/admin/users/{bob_user['id']}", json={"disabled": True, "roles": ["ops"]}
+    )
+    assert response.status_code == 200
+    assert response.json()["user"]["roles"] == ["ops"]
+    assert response.json()["user"]["disabled"] is True
+    assert response.json()["revoked_sessions"] == 1
+    events = await client.container.db.audit.for_user(bob_user["id"], limit=2)
+    assert events[0].type == AuditType.USER_DISABLED
+    assert events[0].details == {"disabled": True, "revoked": 1, "roles": ["ops"]}
+    assert events[1].type != AuditType.USER_UPDATED  # one row for one change
+    refused = await admin.patch(
+        f"/v1/admin/users/{bob_user['id']}", json={"disabled": False, "roles": ["Bad Role"]}
+    )
+    assert refused.status_code == 400
+    stored = await client.container.db.users.get(bob_user["id"])
+    assert stored is not None and stored.disabled and stored.roles == ("ops",)

@@ -599,3 +599,43 @@ async def test_a_failing_password_change_changes_nothing(db: Database) -> None:
     assert len(await db.sessions.list_live(user.id, NOW)) == 2
     assert await db.control.last_id() == 0
     assert other.id in {s.id for s in await db.sessions.list_live(user.id, NOW)}
+
+
+async def test_set_disabled_applies_changes_and_audit_rows_in_the_same_step(db: Database) -> None:
+    user = make_user()
+    await db.users.create(user)
+    session, _ = await add_session(db, user)
+
+    def audit(revoked: list[Session]) -> list[AuditEvent]:
+        return [
+            dataclasses.replace(
+                audit_event(1, user.id), details={"revoked": [s.id for s in revoked]}
+            )
+        ]
+
+    disabled, revoked = await db.users.set_disabled(
+        user.id, True, NOW, origin=ORIGIN, changes={"roles": ("ops",)}, audit=audit
+    )
+    assert disabled is not None and disabled.roles == ("ops",) and disabled.disabled
+    assert [s.id for s in revoked] == [session.id]
+    assert [e.details for e in await db.audit.for_user(user.id)] == [{"revoked": [session.id]}]
+    assert await db.users.get(user.id) == disabled
+
+
+async def test_a_failing_disable_changes_nothing(db: Database) -> None:
+    if isinstance(db, MemoryDatabase):
+        pytest.skip("an in-memory audit append cannot fail")
+    user = make_user()
+    await db.users.create(user)
+    session, _ = await add_session(db, user)
+
+    def unwritable(revoked: list[Session]) -> list[AuditEvent]:
+        return [dataclasses.replace(audit_event(1, user.id), details={"x": object()})]
+
+    with pytest.raises(Exception):  # noqa: B017 - the driver's refusal, whatever its class
+        await db.users.set_disabled(
+            user.id, True, NOW, origin=ORIGIN, changes={"roles": ()}, audit=unwritable
+        )
+    assert await db.users.get(user.id) == user
+    assert [s.id for s in await db.sessions.list_live(user.id, NOW)] == [session.id]
+    assert await db.control.last_id() == 0
