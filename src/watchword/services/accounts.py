@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import anyio
 
@@ -278,22 +279,42 @@ class AccountService:
         return user
 
     async def set_disabled(
-        self, user_id: str, disabled: bool, ctx: RequestContext, *, actor_id: str | None
+        self,
+        user_id: str,
+        disabled: bool,
+        ctx: RequestContext,
+        *,
+        actor_id: str | None,
+        roles: Sequence[str] | None = None,
     ) -> tuple[User, list[Session]]:
+        """Disable or enable (and set ``roles`` in the same transaction, when given)."""
+        cleaned = validate_roles(list(roles)) if roles is not None else None
+        extra: dict[str, Any] = {"roles": list(cleaned)} if cleaned is not None else {}
+
+        def audit(revoked: list[Session]) -> list[AuditEvent]:
+            return [
+                self._auditor.event(
+                    AuditType.USER_DISABLED if disabled else AuditType.USER_UPDATED,
+                    ctx,
+                    user_id=user_id,
+                    actor_id=actor_id,
+                    disabled=disabled,
+                    revoked=len(revoked),
+                    **extra,
+                )
+            ]
+
         user, revoked = await self._db.users.set_disabled(
-            user_id, disabled, self._clock.now(), origin=self._origin
+            user_id,
+            disabled,
+            self._clock.now(),
+            origin=self._origin,
+            changes={"roles": cleaned} if cleaned is not None else None,
+            audit=audit,
         )
         if user is None:
             raise NotFound("No such user.")
         self._sessions.cache.drop_user(user_id)
         await self._sessions.after_revoke(revoked)
         await self._sessions.announce_user_changed(user_id, disabled=disabled)
-        await self._auditor.record(
-            AuditType.USER_DISABLED if disabled else AuditType.USER_UPDATED,
-            ctx,
-            user_id=user_id,
-            actor_id=actor_id,
-            disabled=disabled,
-            revoked=len(revoked),
-        )
         return user, revoked

@@ -52,10 +52,19 @@ class UserStore(Protocol):
         ...
 
     async def set_disabled(
-        self, user_id: str, disabled: bool, now: datetime, *, origin: str
+        self,
+        user_id: str,
+        disabled: bool,
+        now: datetime,
+        *,
+        origin: str,
+        changes: Mapping[str, Any] | None = None,
+        audit: Callable[[list[Session]], Sequence[AuditEvent]] | None = None,
     ) -> tuple[User | None, list[Session]]:
-        """Disable or enable; disabling revokes every live session in the same transaction
-        and records the revocations and the user change in the control feed."""
+        """Disable or enable, applying ``changes`` (columns of ``User``, such as roles) in the
+        same step; disabling revokes every live session in the same transaction and records
+        the revocations and the user change in the control feed, with the audit rows
+        ``audit`` builds from the revoked sessions."""
         ...
 
     async def change_password(

@@ -100,13 +100,23 @@ class MemoryUserStore:
         return user
 
     async def set_disabled(
-        self, user_id: str, disabled: bool, now: datetime, *, origin: str
+        self,
+        user_id: str,
+        disabled: bool,
+        now: datetime,
+        *,
+        origin: str,
+        changes: Mapping[str, Any] | None = None,
+        audit: Callable[[list[Session]], Sequence[AuditEvent]] | None = None,
     ) -> tuple[User | None, list[Session]]:
         async with self._db._lock:
             user = self._db.user_rows.get(user_id)
             if user is None:
                 return None, []
-            user = replace(user, disabled=disabled, updated_at=now)
+            values = dict(changes or {})
+            if "roles" in values:
+                values["roles"] = tuple(values["roles"])
+            user = replace(user, **values, disabled=disabled, updated_at=now)
             self._db.user_rows[user_id] = user
             revoked = []
             if disabled:
@@ -114,6 +124,8 @@ class MemoryUserStore:
                     lambda s: s.user_id == user_id, RevokeReason.USER_DISABLED, now, origin
                 )
             self._db.control.record([events.user_changed(user_id, disabled=disabled)], now, origin)
+            for event in audit(revoked) if audit else ():
+                await self._db.audit.append(event)
         return user, revoked
 
     async def change_password(

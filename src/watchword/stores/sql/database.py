@@ -206,14 +206,24 @@ class SqlUserStore:
 
     @guarded
     async def set_disabled(
-        self, user_id: str, disabled: bool, now: datetime, *, origin: str
+        self,
+        user_id: str,
+        disabled: bool,
+        now: datetime,
+        *,
+        origin: str,
+        changes: Mapping[str, Any] | None = None,
+        audit: Callable[[list[Session]], Sequence[AuditEvent]] | None = None,
     ) -> tuple[User | None, list[Session]]:
+        values = dict(changes or {})
+        if "roles" in values:
+            values["roles"] = list(values["roles"])
         async with write_transaction(self._engine) as conn:
             row = (
                 await conn.execute(
                     update(t.users)
                     .where(t.users.c.id == user_id)
-                    .values(disabled=disabled, updated_at=now)
+                    .values(**values, disabled=disabled, updated_at=now)
                     .returning(*t.users.c)
                 )
             ).first()
@@ -227,6 +237,8 @@ class SqlUserStore:
             await record_control(
                 conn, [events.user_changed(user_id, disabled=disabled)], now, origin
             )
+            if audit is not None:
+                await insert_audit(conn, audit(revoked))
         return _user(row), revoked
 
     @guarded

@@ -43,13 +43,13 @@ async def patch_user(
     accounts = container_of(request).accounts
     user = await accounts.get_user(user_id)
     revoked = 0
-    if body.roles is not None:
-        user = await accounts.set_roles(user_id, body.roles, ctx, actor_id=principal.user_id)
-    if body.disabled is not None:
+    if body.disabled is not None:  # with the roles, if any, in the same transaction
         user, sessions = await accounts.set_disabled(
-            user_id, body.disabled, ctx, actor_id=principal.user_id
+            user_id, body.disabled, ctx, actor_id=principal.user_id, roles=body.roles
         )
         revoked = len(sessions)
+    elif body.roles is not None:
+        user = await accounts.set_roles(user_id, body.roles, ctx, actor_id=principal.user_id)
     return {"user": user.public(), "revoked_sessions": revoked}
 
 
