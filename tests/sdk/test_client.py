@@ -414,3 +414,25 @@ def test_a_logout_refused_by_the_server_is_an_error(sdk_clock: Clock) -> None:
     with pytest.raises(APIError, match="500 internal"):
         ww.logout()
     assert ww.tokens is not None
+
+
+def test_no_token_or_password_reaches_the_logs(
+    sdk_clock: Clock, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level("DEBUG")
+    server = FakeServer()
+    ww = WatchwordClient(
+        BASE, http_client=httpx.Client(transport=server.transport), clock=sdk_clock
+    )
+    ww.login("alice@example.com", "right")
+    sdk_clock.advance(590)
+    ww.get("/v1/me")
+    server.revoke_access_tokens()
+    ww.get("/v1/me")
+    server.valid_refresh.clear()
+    server.revoke_access_tokens()
+    with pytest.raises(SessionEnded):
+        ww.get("/v1/me")
+    assert caplog.records  # httpx and the SDK did log
+    for secret in ("access-1", "access-2", "refresh-1", "refresh-2", "right"):
+        assert secret not in caplog.text

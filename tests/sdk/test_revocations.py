@@ -317,3 +317,17 @@ def test_source_options_are_validated() -> None:
         SSERevocationSource(STREAM, "k", read_timeout=0)
     with pytest.raises(ValueError):
         SSERevocationSource(STREAM, "k", backoff_initial=2, backoff_max=1)
+
+
+async def test_the_feed_credential_never_reaches_the_logs(
+    issuer: FakeIssuer,
+    feed: AsyncFeed,
+    make: Callable[..., Awaitable[Verifier]],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level("DEBUG")
+    feed.status = 401
+    await make(revocations=source(issuer, credential="ww_live_secret_feed_key"))
+    await eventually(lambda: len(feed.requests) >= 3, "retries")
+    assert "HTTP 401" in caplog.text
+    assert "ww_live_secret_feed_key" not in caplog.text
