@@ -195,7 +195,12 @@ class RealtimeNode:
             await self.presence.add(entry)
         except StoreUnavailable:
             log.warning("presence store unavailable: connection %s not listed", conn.id)
-        await self.publish(protocol.PRESENCE_PREFIX + conn.user_id, PRESENCE_JOINED, entry.public())
+        try:
+            await self.publish(
+                protocol.PRESENCE_PREFIX + conn.user_id, PRESENCE_JOINED, entry.public()
+            )
+        except StoreUnavailable:  # issue 6: the Redis bus is down; presence events are lost
+            log.warning("bus unavailable: presence of connection %s not announced", conn.id)
         return None
 
     async def leave(self, conn: Connection) -> None:
@@ -209,9 +214,12 @@ class RealtimeNode:
         except StoreUnavailable:
             log.warning("presence store unavailable: connection %s not unlisted", conn.id)
         if not self.stopping:
-            await self.publish(
-                protocol.PRESENCE_PREFIX + conn.user_id, PRESENCE_LEFT, entry.public()
-            )
+            try:
+                await self.publish(
+                    protocol.PRESENCE_PREFIX + conn.user_id, PRESENCE_LEFT, entry.public()
+                )
+            except StoreUnavailable:  # issue 6: the Redis bus is down
+                log.warning("bus unavailable: departure of connection %s not announced", conn.id)
 
     def expiry_for(self, principal: Principal) -> datetime | None:
         """When a connection on ``principal`` must have refreshed: the credential's own
