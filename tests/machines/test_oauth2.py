@@ -333,3 +333,31 @@ async def test_opaque_token_uses_are_audited_coalesced(client: Client) -> None:
     ]
     assert len(used) == 1 and used[0].details["uses"] == 3
     assert used[0].details["client_id"] == client_id and issued not in str(used[0].details)
+
+
+async def test_disabling_a_client_stops_its_jwts_at_once(client: Client) -> None:
+    client_id, secret = await register(client)
+    async with bare(client) as anon:
+        issued = (await token(anon, client_id, secret)).json()["access_token"]
+        bearer = {"Authorization": f"Bearer {issued}"}
+        assert (await anon.get("/v1/me", headers=bearer)).status_code == 200
+        await client.container.clients.set_disabled(client_id, True, CLI)
+        refused = await anon.get("/v1/me", headers=bearer)
+        assert refused.status_code == 401
+        assert refused.json()["message"] == "The client of this access token is disabled."
+        await client.container.clients.set_disabled(client_id, False, CLI)
+        assert (await anon.get("/v1/me", headers=bearer)).status_code == 200
+
+
+async def test_disabled_clients_are_known_after_a_restart(client_factory: ClientFactory) -> None:
+    first = await client_factory()
+    client_id, secret = await register(first)
+    async with bare(first) as anon:
+        issued = (await token(anon, client_id, secret)).json()["access_token"]
+    await first.container.clients.set_disabled(client_id, True, CLI)
+    # A second node on the same database, started after the change.
+    second = await client_factory()
+    async with bare(second) as anon:
+        response = await anon.get("/v1/me", headers={"Authorization": f"Bearer {issued}"})
+    assert response.status_code == 401
+    assert response.json()["message"] == "The client of this access token is disabled."

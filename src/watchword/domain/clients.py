@@ -13,6 +13,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
+from watchword.domain.apikeys import credential_revoked
 from watchword.domain.clock import Randomness, sha256_hex
 
 CLIENT_ID_PREFIX = "wwc_"
@@ -65,6 +66,11 @@ class OpaqueToken:
 
     def is_active(self, now: datetime) -> bool:
         return self.revoked_at is None and now < self.expires_at
+
+
+def client_changed(client_id: str, *, disabled: bool) -> dict[str, Any]:
+    """Control event: a client was disabled or enabled (caches drop it on every node)."""
+    return {**credential_revoked("client", client_id, None), "disabled": disabled}
 
 
 def new_client_credentials(randomness: Randomness) -> tuple[str, str, str]:

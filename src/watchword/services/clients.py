@@ -19,6 +19,7 @@ from watchword.domain.clients import (
     OAuthClient,
     OpaqueToken,
     TokenFormat,
+    client_changed,
     new_client_credentials,
     new_opaque_token,
     plausible_client_id,
@@ -137,6 +138,7 @@ class ClientService:
         self.access_tokens: AccessTokenIssuer | None = None
         self.cache: BoundedCache[CachedOpaque] = BoundedCache(max_size=cache_size, ttl=cache_ttl)
         self._tasks: list[asyncio.Task[None]] = []
+        self._disabled: set[str] = set()
         # Opaque-token uses: one coalesced audit line per token and flush, not one per request.
         self.usage = UsageLog(interval=FLUSH_INTERVAL)
         control.on_event(self._on_control)
@@ -195,7 +197,8 @@ class ClientService:
         if client is None:
             raise NotFound("No such client.")
         self.cache.drop_where(lambda entry: entry.client.id == client_id)
-        await self._control.announce([credential_revoked("client", client_id, None)])
+        self._note_disabled(client_id, disabled)
+        await self._control.announce([client_changed(client_id, disabled=disabled)])
         await self._auditor.record(
             AuditType.CREDENTIAL_REVOKED if disabled else AuditType.CREDENTIAL_CREATED,
             ctx,
@@ -416,7 +419,33 @@ class ClientService:
             self.usage.give_back({}, uses)
             raise
 
-    def start(self, *, sweep_interval: float) -> None:
+    # -- disabled clients (their JWTs are refused by the tokens service) -------------------
+
+    def is_enabled(self, client_id: str) -> bool:
+        return client_id not in self._disabled
+
+    def _note_disabled(self, client_id: str, disabled: bool) -> None:
+        if disabled:
+            self._disabled.add(client_id)
+        else:
+            self._disabled.discard(client_id)
+
+    async def load_disabled(self) -> None:
+        disabled: set[str] = set()
+        offset = 0
+        while True:
+            page = await self._clients.page(limit=500, offset=offset)
+            disabled.update(client.id for client in page if client.disabled)
+            if len(page) < 500:
+                break
+            offset += 500
+        self._disabled = disabled
+
+    async def start(self, *, sweep_interval: float) -> None:
+        try:
+            await self.load_disabled()
+        except StoreUnavailable:
+            log.warning("disabled clients unknown at start: store unavailable")
         self._tasks = [
             asyncio.create_task(self._every(sweep_interval, self.sweep)),
             asyncio.create_task(self._every(FLUSH_INTERVAL, self.flush_usage)),
@@ -450,6 +479,7 @@ class ClientService:
             elif message.get("kind") == "client":
                 client_id = str(message.get("credential_id"))
                 self.cache.drop_where(lambda entry: entry.client.id == client_id)
+                self._note_disabled(client_id, bool(message.get("disabled", True)))
         elif kind == events.CACHE_FLUSH:
             self.cache.clear()
 

@@ -217,6 +217,7 @@ class Container:
             throttle=self.credential_throttle,
         )
         self.clients.access_tokens = self.tokens  # RFC 9068 tokens for clients that want JWTs
+        self.tokens.client_enabled = self.clients.is_enabled  # a disabled client's JWTs stop
         self.introspection = TokenIntrospection(
             db=self.db,
             clock=self.clock,
@@ -246,7 +247,7 @@ class Container:
         self.sessions.start(sweep_interval=self.settings.sweep_interval)
         self.api_keys.start()  # machines (issue 4): coalesced last-used writes
         self.signing.start()
-        self.clients.start(sweep_interval=self.settings.sweep_interval)
+        await self.clients.start(sweep_interval=self.settings.sweep_interval)
         self._started = True
 
     async def stop(self) -> None:

@@ -25,6 +25,7 @@ import contextlib
 import hashlib
 import json
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -175,6 +176,8 @@ class TokenService:
             poll_interval=poll_interval,
         )
         self._verified: dict[bytes, _Verified] = {}
+        # machines (issue 4): False for a disabled OAuth2 client, whose JWTs stop at once.
+        self.client_enabled: Callable[[str], bool] | None = None
         self._users: dict[str, _UserState] = {}
         self._task: asyncio.Task[None] | None = None
         self.ready = False
@@ -445,6 +448,9 @@ class TokenService:
         if claims.jti in self.jtis:
             raise invalid_token("The access token has been revoked.")
         if claims.is_client:
+            assert claims.client_id is not None
+            if self.client_enabled is not None and not self.client_enabled(claims.client_id):
+                raise invalid_token("The client of this access token is disabled.")
             if entry.principal is None:
                 entry.principal = Principal(
                     kind="client",

@@ -8,7 +8,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from watchword.domain.apikeys import ApiKey, credential_revoked
-from watchword.domain.clients import OAuthClient, OpaqueToken
+from watchword.domain.clients import OAuthClient, OpaqueToken, client_changed
 from watchword.domain.errors import Conflict, NotFound
 from watchword.domain.signatures import SigningKey
 
@@ -129,7 +129,7 @@ class MemoryClientStore:
             for token_id, token in list(self._tokens.rows.items()):
                 if token.client_id == client_id and token.revoked_at is None:
                     self._tokens.rows[token_id] = replace(token, revoked_at=now)
-        self._record([credential_revoked("client", client_id, None)], now, origin)
+        self._record([client_changed(client_id, disabled=disabled)], now, origin)
         return client
 
 

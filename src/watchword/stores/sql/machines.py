@@ -11,7 +11,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from watchword.domain.apikeys import ApiKey, credential_revoked
-from watchword.domain.clients import OAuthClient, OpaqueToken, TokenFormat
+from watchword.domain.clients import OAuthClient, OpaqueToken, TokenFormat, client_changed
 from watchword.domain.errors import Conflict, NotFound
 from watchword.domain.signatures import SignatureAlgorithm, SigningKey
 from watchword.stores.sql import tables as t
@@ -308,7 +308,7 @@ class SqlClientStore:
                     )
                     .values(revoked_at=now)
                 )
-            await record_control(conn, [credential_revoked("client", client_id, None)], now, origin)
+            await record_control(conn, [client_changed(client_id, disabled=disabled)], now, origin)
         return _client(row)
 
 
