@@ -21,6 +21,7 @@ from watchword.sdk import (
     LoginRejected,
     RedisRevocationSource,
     RevocationFeedStale,
+    SSERevocationSource,
     TokenRevoked,
     Verifier,
     WatchwordClient,
@@ -206,8 +207,14 @@ def test_the_feed_survives_a_server_restart_and_sees_what_happened_meanwhile(
             assert created.status_code == 201, created.text
             with WatchwordClient(process.url) as victim:
                 tokens = victim.login(ADMIN, PASSWORD, device_name="victim")
+            # A short backoff cap, so the reconnect follows the restart closely.
+            source = SSERevocationSource(
+                f"{process.url}/v1/revocations/stream",
+                created.json()["key"],
+                backoff_max=0.5,
+            )
             with Verifier(
-                issuer=process.url, credential=created.json()["key"], max_feed_staleness=600
+                issuer=process.url, revocations=source, max_feed_staleness=600
             ) as verifier:
                 assert verifier.wait_for_feed(20)
                 assert verifier.verify(tokens.access_token)
