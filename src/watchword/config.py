@@ -175,6 +175,22 @@ class Settings(BaseSettings):
     redis_session_ttl: int = Field(default=30, ge=1, le=3600)
     bus_reconnect_max_delay: float = Field(default=5.0, gt=0)
 
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_url(cls, value: str | None) -> str | None:
+        if not value:
+            return None
+        if not value.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("a Redis URL starts with redis://, rediss:// or unix://")
+        return value
+
+    @field_validator("redis_prefix")
+    @classmethod
+    def _redis_prefix(cls, value: str) -> str:
+        if not all(c.isalnum() or c in "-_." for c in value):
+            raise ValueError("the Redis prefix is letters, digits, '-', '_' or '.'")
+        return value
+
     @field_validator("allowed_origins", mode="before")
     @classmethod
     def _origins(cls, value: object) -> object:

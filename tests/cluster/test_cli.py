@@ -71,3 +71,25 @@ def test_a_bad_fallback_value_is_a_clear_setting_error(
     monkeypatch.setenv("WATCHWORD_REDIS_FALLBACK", "sometimes")
     assert main(["cluster", "check"]) == 1
     assert "WATCHWORD_REDIS_FALLBACK" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("WATCHWORD_REDIS_URL", "http://127.0.0.1:6379"),
+        ("WATCHWORD_REDIS_PREFIX", "has space"),
+        ("WATCHWORD_REDIS_PREFIX", "{tag}"),
+        ("WATCHWORD_REDIS_SESSION_TTL", "0"),
+        ("WATCHWORD_REDIS_MAX_CONNECTIONS", "1"),
+    ],
+)
+def test_bad_redis_settings_are_refused_by_name(
+    env: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    name: str,
+    value: str,
+) -> None:
+    monkeypatch.setenv(name, value)
+    assert main(["cluster", "check"]) == 1
+    assert name in capsys.readouterr().err
