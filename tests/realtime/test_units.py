@@ -13,8 +13,9 @@ from tests.helpers import ManualClock
 from watchword.bus.local import LocalBus
 from watchword.domain import events
 from watchword.domain.clock import SystemRandomness
-from watchword.domain.errors import RateLimited
+from watchword.domain.errors import RateLimited, StoreUnavailable
 from watchword.domain.principal import AuthMethod, Principal
+from watchword.domain.sessions import Session
 from watchword.web.realtime import closecodes, protocol
 from watchword.web.realtime.history import History
 from watchword.web.realtime.hub import Hub
@@ -497,3 +498,37 @@ async def test_malformed_bus_messages_are_dropped(clock: ManualClock) -> None:
     await bus.publish("realtime", {"channel": "user:u1"})
     await settle()
     assert socket.sent == ["w"]
+
+
+class DownBus(LocalBus):
+    async def publish(self, channel: str, message: dict[str, Any]) -> None:
+        raise StoreUnavailable("The event bus is unavailable.")
+
+
+async def test_a_bus_outage_drops_notices_but_not_sockets(clock: ManualClock) -> None:
+    node = RealtimeNode(
+        node_id="n1",
+        bus=DownBus(),
+        clock=clock,
+        randomness=SystemRandomness(),
+        presence=MemoryPresence(),
+        limits=limits(),
+        history_size=10,
+    )
+    socket = FakeSocket()
+    conn = make_connection(socket, clock)
+    assert await node.admit(conn, "w") is None  # presence.joined could not go out
+    session = Session(
+        id="s9",
+        user_id="u1",
+        secret_hash=None,
+        created_at=clock.now(),
+        last_seen_at=clock.now(),
+        expires_at=clock.now(),
+        idle_timeout_seconds=60,
+    )
+    await node.on_session_created(session)  # the sign-in notice is dropped, not raised
+    with pytest.raises(StoreUnavailable):
+        await node.publish("user:u1", "x", None)  # an explicit publish fails closed (503)
+    await node.leave(conn)
+    assert len(node.hub) == 0

@@ -141,8 +141,15 @@ class RealtimeNode:
 
     # -- security events --------------------------------------------------------------------
 
+    async def _announce(self, channel: str, event: str, data: dict[str, Any]) -> None:
+        """Best effort: a notice the bus cannot carry now (Redis down) is dropped, and said."""
+        try:
+            await self.publish(channel, event, data)
+        except StoreUnavailable:
+            log.warning("realtime: bus unavailable, %s not announced", event)
+
     async def on_session_created(self, session: Session) -> None:
-        await self.publish(
+        await self._announce(
             protocol.USER_PREFIX + session.user_id,
             SIGN_IN_EVENT,
             {
@@ -195,12 +202,9 @@ class RealtimeNode:
             await self.presence.add(entry)
         except StoreUnavailable:
             log.warning("presence store unavailable: connection %s not listed", conn.id)
-        try:
-            await self.publish(
-                protocol.PRESENCE_PREFIX + conn.user_id, PRESENCE_JOINED, entry.public()
-            )
-        except StoreUnavailable:  # issue 6: the Redis bus is down; presence events are lost
-            log.warning("bus unavailable: presence of connection %s not announced", conn.id)
+        await self._announce(
+            protocol.PRESENCE_PREFIX + conn.user_id, PRESENCE_JOINED, entry.public()
+        )
         return None
 
     async def leave(self, conn: Connection) -> None:
@@ -214,12 +218,9 @@ class RealtimeNode:
         except StoreUnavailable:
             log.warning("presence store unavailable: connection %s not unlisted", conn.id)
         if not self.stopping:
-            try:
-                await self.publish(
-                    protocol.PRESENCE_PREFIX + conn.user_id, PRESENCE_LEFT, entry.public()
-                )
-            except StoreUnavailable:  # issue 6: the Redis bus is down
-                log.warning("bus unavailable: departure of connection %s not announced", conn.id)
+            await self._announce(
+                protocol.PRESENCE_PREFIX + conn.user_id, PRESENCE_LEFT, entry.public()
+            )
 
     def expiry_for(self, principal: Principal) -> datetime | None:
         """When a connection on ``principal`` must have refreshed: the credential's own
