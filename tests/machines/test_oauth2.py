@@ -209,6 +209,7 @@ async def test_introspection_and_privacy_rule(user_client: Client) -> None:
         # A client sees its own tokens...
         mine = await introspect(anon, owner, opaque)
         assert mine["active"] is True and mine["client_id"] == owner[0]
+        assert mine["token_type"] == "Bearer"
         assert mine["scope"] == "reports:read reports:write" and mine["exp"] > mine["iat"]
         own_jwt = await introspect(anon, other, jwt)
         assert own_jwt["active"] is True and own_jwt["sub"] == other[0] and "sid" not in own_jwt

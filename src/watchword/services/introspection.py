@@ -101,7 +101,7 @@ class TokenIntrospection:
             return INACTIVE
         return {
             "active": True,
-            "token_type": "access_token",
+            "token_type": "Bearer",  # RFC 6749 section 7.1 type, as RFC 7662 asks
             "scope": " ".join(sorted(row.scopes & client.scopes)),
             "client_id": client.id,
             "sub": client.id,
@@ -119,7 +119,7 @@ class TokenIntrospection:
             return INACTIVE
         body: dict[str, Any] = {
             "active": True,
-            "token_type": "access_token",
+            "token_type": "Bearer",  # RFC 6749 section 7.1 type, as RFC 7662 asks
             "scope": " ".join(sorted(principal.scopes)),
             "sub": principal.user_id or principal.client_id,
             "iss": self._issuer,
