@@ -234,3 +234,20 @@ async def test_guessing_one_key_id_is_rate_limited(client_factory: ClientFactory
         ]
         assert statuses == [401, 401, 401, 429]
         assert (await anon.get("/v1/me", headers={"X-API-Key": key})).status_code == 200
+
+
+async def test_malformed_headers(user_client: Client) -> None:
+    async with bare(user_client) as anon:
+        for headers, code in (
+            ({"Authorization": "Bearer ww_live_nothex_" + "A" * 43}, "invalid_api_key"),
+            ({"Authorization": "Bearer ww_live_"}, "invalid_api_key"),
+            ({"X-API-Key": ""}, "invalid_api_key"),
+            ({"X-API-Key": "not-a-key"}, "invalid_api_key"),
+            ({"Authorization": "Bearer ww_at_short"}, "invalid_token"),
+        ):
+            response = await anon.get("/v1/me", headers=headers)
+            assert response.status_code == 401, headers
+            assert response.json()["error"] == code, (headers, response.json())
+        # Not ours (another scheme): anonymous, so the route asks for authentication.
+        other = await anon.get("/v1/me", headers={"Authorization": "Token ww_live_x"})
+        assert other.status_code == 401 and other.json()["error"] == "unauthenticated"
