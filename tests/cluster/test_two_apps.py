@@ -314,3 +314,19 @@ async def test_readiness_and_metrics_show_redis_the_bus_and_the_node(
         line for line in metrics.splitlines() if line.startswith("watchword_bus_lag_seconds_count")
     )
     assert float(lag.split()[-1]) >= 1
+
+
+async def test_closing_the_bus_at_any_moment_ends_its_loop(
+    redis_url: str, redis_prefix: str
+) -> None:
+    options = RedisOptions(url=redis_url, prefix=redis_prefix)
+    for pause in (0.0, 0.001, 0.01, 0.05):
+        bus = RedisBus(options)
+        await bus.start()
+        await bus.publish("control", {"type": "x"})
+        await asyncio.sleep(pause)
+        task = bus._task
+        assert task is not None
+        await asyncio.wait_for(bus.close(), 30)  # a hang guard, not a measurement
+        assert task.done() and not bus.healthy
+        await bus.close()  # twice is harmless

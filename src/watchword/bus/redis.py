@@ -41,6 +41,7 @@ BUS_PUBLISH_FAILURES = Counter(
 )
 
 POLL_TIMEOUT = 1.0
+CLOSE_TIMEOUT = 1.0
 
 
 class RedisBus:
@@ -83,8 +84,8 @@ class RedisBus:
         self._closed = True
         if self._task is not None:
             self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            # Bounded, and without swallowing a cancellation of close() itself.
+            await asyncio.wait({self._task}, timeout=CLOSE_TIMEOUT + 1)
             self._task = None
         self._connected = False
         await self._sub_client.aclose()
@@ -129,7 +130,8 @@ class RedisBus:
     async def _run(self) -> None:
         attempt = 0
         ever_connected = False
-        while True:
+        # ``_closed`` ends the loop even where a read swallowed the task's cancellation.
+        while not self._closed:
             pubsub = self._sub_client.pubsub()
             try:
                 await self._subscribe_all(pubsub)
@@ -151,8 +153,11 @@ class RedisBus:
                 self.last_error = f"{type(exc).__name__}: {exc}"
                 log.exception("bus loop failed")
             finally:
-                with contextlib.suppress(*REDIS_FAILURES):
-                    await pubsub.aclose()  # type: ignore[no-untyped-call]
+                # Bounded: a pubsub cancelled half-way through connecting can wait forever.
+                with contextlib.suppress(*REDIS_FAILURES, TimeoutError):
+                    await asyncio.wait_for(pubsub.aclose(), CLOSE_TIMEOUT)  # type: ignore[no-untyped-call]
+            if self._closed:
+                break
             if self._connected:
                 log.warning("bus connection lost (%s)", self.last_error)
                 self._connected = False
@@ -183,7 +188,7 @@ class RedisBus:
         loop = asyncio.get_running_loop()
         quiet_since = loop.time()
         ping_sent: float | None = None
-        while True:
+        while not self._closed:
             if self._new_channels:
                 # Handlers subscribed after start: add their channels to the live link.
                 fresh = [self._options.channel(c) for c in self._new_channels]
