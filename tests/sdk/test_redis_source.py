@@ -48,8 +48,8 @@ async def redis_client(options: RedisOptions) -> AsyncIterator[aredis.Redis]:
 
 @pytest.fixture
 async def bus(options: RedisOptions) -> AsyncIterator[RedisBus]:
+    """The server's bus, publishing only: its own subscription is not needed here."""
     bus = RedisBus(options, node_id="test-node")
-    await bus.start()
     yield bus
     await bus.close()
 
@@ -169,8 +169,7 @@ async def test_an_unreachable_redis_fails_closed(
 
 def test_the_thread_side_runs_the_same_source(issuer: FakeIssuer, options: RedisOptions) -> None:
     async def publish() -> None:
-        bus = RedisBus(options, node_id="thread-test")
-        await bus.start()
+        bus = RedisBus(options, node_id="thread-test")  # publishing only, never started
         await bus.publish(
             CONTROL, events.session_revoked("sid-t", "u1", "logout", issuer.clock() + 60)
         )
