@@ -29,6 +29,7 @@ class RevokeReason(StrEnum):
     EVICTED = "session_limit"
     REFRESH_REUSE = "refresh_token_reuse"
     EXPIRED = "expired"
+    REPLACED = "replaced_by_sign_in"
 
 
 @dataclass(frozen=True, slots=True)

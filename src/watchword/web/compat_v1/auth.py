@@ -16,6 +16,7 @@ from starlette.requests import HTTPConnection
 from watchword.domain.users import User
 from watchword.services.context import RequestContext
 from watchword.web.compat_v1.settings import CompatSettings
+from watchword.web.deps import client_ip
 
 if TYPE_CHECKING:
     from watchword.services.container import Container
@@ -29,12 +30,8 @@ def plausible_id(value: object) -> bool:
 
 
 def request_context(conn: HTTPConnection, container: Container) -> RequestContext:
-    ip = conn.client.host if conn.client else None
-    if container.settings.trust_forwarded_for:
-        forwarded = conn.headers.get("x-forwarded-for")
-        if forwarded:
-            ip = forwarded.split(",")[0].strip()[:64] or None
-    return RequestContext.of(ip, conn.headers.get("user-agent"))
+    # Same client address as the main API (the proxy's last hop, never the client's own claim).
+    return RequestContext.of(client_ip(conn), conn.headers.get("user-agent"))
 
 
 class Auth:

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
+
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 
-from watchword.domain.errors import WatchwordError
-from watchword.domain.principal import Principal
+from watchword.domain.errors import NotFound, WatchwordError
+from watchword.domain.principal import AuthMethod, Principal
 from watchword.domain.sessions import RevokeReason, csrf_token_for
 from watchword.services.context import RequestContext
 from watchword.web import metrics
+from watchword.web.authn import principal_of
 from watchword.web.deps import check_origin, container_of, context, require
 from watchword.web.routes.schemas import Login
 from watchword.web.routes.tokens import token_login
@@ -53,6 +56,12 @@ async def cookie_login(body: Login, request: Request, ctx: RequestContext) -> JS
     )
     assert signin.new.secret is not None
     request.app.state.session_cookie.set(response, signin.new.secret)
+    # Rotation at sign-in: the browser's previous session (if its cookie was still valid)
+    # ends now, rather than lingering until it times out beside the new one.
+    previous = principal_of(request)
+    if previous.method is AuthMethod.COOKIE and previous.session_id not in (None, session.id):
+        with contextlib.suppress(NotFound):
+            await container.sessions.revoke(previous.session_id, RevokeReason.REPLACED, ctx)
     return response
 
 
