@@ -12,7 +12,7 @@ def main() -> None:
     wanted = sys.argv[1:]
     names = sorted(
         m.name.removeprefix("suite_")
-        for m in pkgutil.iter_modules([str(Path(__file__).parent))
+        for m in pkgutil.iter_modules([str(Path(__file__).parent)])
         if m.name.startswith("suite_")
     )
     for name in wanted or names:

@@ -79,8 +79,18 @@ class Server:
         if not self.env["WATCHWORD_DATABASE_URL"].startswith("sqlite"):
             self.cli("db", "upgrade")
         self.process = subprocess.Popen(
-            [WATCHWORD, "serve", "--host", "127.0.0.1", "--port", str(self.port),
-             "--workers", str(self.workers), "--log-level", "warning"],
+            [
+                WATCHWORD,
+                "serve",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+                "--workers",
+                str(self.workers),
+                "--log-level",
+                "warning",
+            ],
             cwd=self.workdir,
             env=self.env,
             stdout=subprocess.DEVNULL,
@@ -160,7 +170,13 @@ def wrk(
     """One bounded wrk run on loopback; latency percentiles from wrk's --latency table."""
     if not url.startswith(("http://127.", "http://localhost")):
         raise ValueError("benchmarks only target loopback")
-    command = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{max(1, round(duration))}s", "--latency"]
+    command = [
+        "wrk",
+        f"-t{threads}",
+        f"-c{connections}",
+        f"-d{max(1, round(duration))}s",
+        "--latency",
+    ]
     for name, value in (headers or {}).items():
         command += ["-H", f"{name}: {value}"]
     out = subprocess.run(
@@ -172,7 +188,9 @@ def wrk(
     p99 = _to_ms(re.search(r"^\s+99%\s+(\S+)", out, re.M).group(1))  # type: ignore[union-attr]
     bad = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
     errors = int(bad.group(1)) if bad else 0
-    socket_errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
+    socket_errors = re.search(
+        r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out
+    )
     if socket_errors:
         errors += sum(int(g) for g in socket_errors.groups())
     return LoadResult(rps=rps, p50_ms=p50, p99_ms=p99, requests=total, errors=errors)
@@ -180,7 +198,9 @@ def wrk(
 
 def print_table(title: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
     cells = [[_fmt(v) for v in row] for row in rows]
-    widths = [max(len(c), *(len(r[i]) for r in cells)) if cells else len(c) for i, c in enumerate(columns)]
+    widths = [
+        max(len(c), *(len(r[i]) for r in cells)) if cells else len(c) for i, c in enumerate(columns)
+    ]
     print(f"\n{title}")
     print("| " + " | ".join(c.ljust(widths[i]) for i, c in enumerate(columns)) + " |")
     print("|" + "|".join("-" * (w + 2) for w in widths) + "|")
