@@ -163,9 +163,7 @@ refresh_tokens = Table(
     "refresh_tokens",
     metadata,
     Column("id", String(36), primary_key=True),
-    Column(
-        "session_id", String(36), ForeignKey("sessions.id", ondelete="CASCADE"), nullable=False
-    ),
+    Column("session_id", String(36), ForeignKey("sessions.id", ondelete="CASCADE"), nullable=False),
     Column("token_hash", String(64), nullable=False, unique=True),
     Column("state", String(16), nullable=False),
     Column("created_at", UTCDateTime, nullable=False),
