@@ -7,16 +7,11 @@ disabled users reach the cache through control events (bus at once, control feed
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
 
-from watchword.domain import events
 from watchword.domain.apikeys import (
-    CREDENTIAL_REVOKED,
     MAX_NAME_LENGTH,
     ApiKey,
     credential_revoked,
@@ -30,7 +25,6 @@ from watchword.domain.errors import (
     InvalidInput,
     NotFound,
     RateLimited,
-    StoreUnavailable,
 )
 from watchword.domain.principal import AuthMethod, Principal
 from watchword.domain.scopes import IMPLICIT_ROLE, ScopePolicy, parse_scope, require_subset
@@ -39,10 +33,9 @@ from watchword.services.audit import Auditor
 from watchword.services.context import RequestContext
 from watchword.services.control import ControlPlane
 from watchword.services.credential_guard import (
-    BoundedCache,
     ContextSource,
     CredentialThrottle,
-    UsageLog,
+    KeyedCredentialService,
 )
 from watchword.stores.base import Database
 from watchword.stores.machines import ApiKeyStore
@@ -50,7 +43,6 @@ from watchword.stores.machines import ApiKeyStore
 log = logging.getLogger("watchword.apikeys")
 
 MAX_EXPIRES_IN = 5 * 365 * 86400
-FLUSH_INTERVAL = 5.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,7 +58,9 @@ class NewApiKey:
     secret: str  # the full key, shown once
 
 
-class ApiKeyService:
+class ApiKeyService(KeyedCredentialService[CachedKey]):
+    kind = "api_key"
+
     def __init__(
         self,
         *,
@@ -88,12 +82,15 @@ class ApiKeyService:
         self._random = randomness
         self._scopes = scope_policy
         self._control = control
-        self._auditor = auditor
         self._throttle = throttle
-        self.cache: BoundedCache[CachedKey] = BoundedCache(max_size=cache_size, ttl=cache_ttl)
-        self.usage = UsageLog(interval=touch_interval)
-        self._tasks: list[asyncio.Task[None]] = []
-        control.on_event(self._on_control)
+        super().__init__(
+            touch=store.touch,
+            auditor=auditor,
+            control=control,
+            cache_size=cache_size,
+            cache_ttl=cache_ttl,
+            touch_interval=touch_interval,
+        )
 
     # -- management -----------------------------------------------------------------------
 
@@ -274,59 +271,3 @@ class ApiKeyService:
                 )
                 raise
         raise InvalidCredential(message, code="invalid_api_key")
-
-    async def _on_control(self, message: dict[str, Any]) -> None:
-        kind = message.get("type")
-        if kind == CREDENTIAL_REVOKED and message.get("kind") == "api_key":
-            self.cache.pop(str(message.get("credential_id")))
-        elif kind == events.USER_CHANGED:
-            user_id = str(message.get("user_id"))
-            self.cache.drop_where(lambda entry: entry.user.id == user_id)
-        elif kind == events.CACHE_FLUSH:
-            self.cache.clear()
-
-    # -- background upkeep ----------------------------------------------------------------
-
-    async def flush_usage(self) -> None:
-        """Write coalesced last-used times, and one ``credential.used`` audit line per key
-        with the number of uses since the last flush."""
-        batch, uses = self.usage.take()
-        if not batch and not uses:
-            return
-        try:
-            if batch:
-                await self._store.touch(batch)
-            for key_id, count in uses.items():
-                await self._auditor.record(
-                    AuditType.CREDENTIAL_USED,
-                    RequestContext(),
-                    user_id=self.usage.owners.get(key_id),
-                    kind="api_key",
-                    credential_id=key_id,
-                    uses=count,
-                )
-        except StoreUnavailable:
-            self.usage.give_back(batch, uses)
-            raise
-
-    def start(self) -> None:
-        self._tasks.append(asyncio.create_task(self._flush_forever()))
-
-    async def stop(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        self._tasks.clear()
-        with contextlib.suppress(StoreUnavailable):
-            await self.flush_usage()
-
-    async def _flush_forever(self) -> None:
-        while True:
-            await asyncio.sleep(FLUSH_INTERVAL)
-            try:
-                await self.flush_usage()
-            except StoreUnavailable:
-                log.warning("API key usage flush: store unavailable")
-            except Exception:
-                log.exception("API key usage flush failed")

@@ -3,12 +3,15 @@ last-used tracking, and a brute-force throttle on failures (``limits``, like sig
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
 import math
 import time
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime
-from typing import Any, Generic, TypeVar
+from typing import Any, ClassVar, Generic, Protocol, TypeVar
 
 from limits import RateLimitItem, parse
 from limits.aio.storage import MemoryStorage, Storage
@@ -16,9 +19,18 @@ from limits.aio.strategies import MovingWindowRateLimiter
 from limits.errors import StorageError
 from limits.storage import storage_from_string
 
+from watchword.domain import events
+from watchword.domain.apikeys import CREDENTIAL_REVOKED
+from watchword.domain.audit import AuditType
 from watchword.domain.clock import monotonic
 from watchword.domain.errors import RateLimited, StoreUnavailable
+from watchword.domain.users import User
+from watchword.services.audit import Auditor
 from watchword.services.context import RequestContext
+from watchword.services.control import ControlPlane
+
+_log = logging.getLogger("watchword.credentials")
+USAGE_FLUSH_INTERVAL = 5.0
 
 V = TypeVar("V")
 
@@ -164,3 +176,91 @@ class CredentialThrottle:
 
     async def reset(self) -> None:
         await self._storage.reset()
+
+
+class _OwnedEntry(Protocol):
+    """A cached credential knows its owner (to drop it when the owner changes)."""
+
+    @property
+    def user(self) -> User: ...
+
+
+E = TypeVar("E", bound=_OwnedEntry)
+
+
+class KeyedCredentialService(Generic[E]):
+    """What the API-key and signing-key services share: the hot-path cache, emptied by the
+    control events that revoke a key or change its owner, and last-used times written in
+    batches with one ``credential.used`` audit line per key and flush."""
+
+    kind: ClassVar[str]  # the credential kind in control events and the audit trail
+
+    def __init__(
+        self,
+        *,
+        touch: Callable[[Mapping[str, datetime]], Awaitable[None]],
+        auditor: Auditor,
+        control: ControlPlane,
+        cache_size: int,
+        cache_ttl: float,
+        touch_interval: float,
+    ) -> None:
+        self._touch = touch
+        self._auditor = auditor
+        self.cache: BoundedCache[E] = BoundedCache(max_size=cache_size, ttl=cache_ttl)
+        self.usage = UsageLog(interval=touch_interval)
+        self._tasks: list[asyncio.Task[None]] = []
+        control.on_event(self._on_control)
+
+    async def _on_control(self, message: dict[str, Any]) -> None:
+        kind = message.get("type")
+        if kind == CREDENTIAL_REVOKED and message.get("kind") == self.kind:
+            self.cache.pop(str(message.get("credential_id")))
+        elif kind == events.USER_CHANGED:
+            user_id = str(message.get("user_id"))
+            self.cache.drop_where(lambda entry: entry.user.id == user_id)
+        elif kind == events.CACHE_FLUSH:
+            self.cache.clear()
+
+    async def flush_usage(self) -> None:
+        """Write coalesced last-used times, and the use counts since the last flush."""
+        batch, uses = self.usage.take()
+        if not batch and not uses:
+            return
+        try:
+            if batch:
+                await self._touch(batch)
+            for key_id, count in uses.items():
+                await self._auditor.record(
+                    AuditType.CREDENTIAL_USED,
+                    RequestContext(),
+                    user_id=self.usage.owners.get(key_id),
+                    kind=self.kind,
+                    credential_id=key_id,
+                    uses=count,
+                )
+        except StoreUnavailable:
+            self.usage.give_back(batch, uses)
+            raise
+
+    def start(self) -> None:
+        self._tasks.append(asyncio.create_task(self._flush_forever()))
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks.clear()
+        with contextlib.suppress(StoreUnavailable):
+            await self.flush_usage()
+
+    async def _flush_forever(self) -> None:
+        while True:
+            await asyncio.sleep(USAGE_FLUSH_INTERVAL)
+            try:
+                await self.flush_usage()
+            except StoreUnavailable:
+                _log.warning("%s usage flush: store unavailable", self.kind)
+            except Exception:
+                _log.exception("%s usage flush failed", self.kind)

@@ -8,19 +8,15 @@ the nonce is spent, so a forged request cannot burn someone else's nonce.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
-from watchword.domain import events
-from watchword.domain.apikeys import CREDENTIAL_REVOKED, credential_revoked
+from watchword.domain.apikeys import credential_revoked
 from watchword.domain.audit import AuditType
 from watchword.domain.clock import Clock, Randomness
-from watchword.domain.errors import InvalidInput, NotFound, RateLimited, StoreUnavailable
+from watchword.domain.errors import InvalidInput, NotFound, RateLimited
 from watchword.domain.masterkey import MasterKey
 from watchword.domain.principal import AuthMethod, Principal
 from watchword.domain.scopes import IMPLICIT_ROLE, ScopePolicy, parse_scope, require_subset
@@ -43,7 +39,7 @@ from watchword.domain.users import User
 from watchword.services.audit import Auditor
 from watchword.services.context import RequestContext
 from watchword.services.control import ControlPlane
-from watchword.services.credential_guard import BoundedCache, CredentialThrottle, UsageLog
+from watchword.services.credential_guard import CredentialThrottle, KeyedCredentialService
 from watchword.stores.base import Database
 from watchword.stores.machines import SigningKeyStore
 from watchword.stores.nonces import NonceStore
@@ -67,7 +63,9 @@ class NewSigningKey:
     secret: str | None  # the HMAC secret, shown once; None for Ed25519
 
 
-class SigningService:
+class SigningService(KeyedCredentialService[CachedSigningKey]):
+    kind = "signing_key"
+
     def __init__(
         self,
         *,
@@ -94,15 +92,16 @@ class SigningService:
         self._master_key = master_key
         self._scopes = scope_policy
         self._control = control
-        self._auditor = auditor
         self._throttle = throttle
         self.policy = policy
-        self.cache: BoundedCache[CachedSigningKey] = BoundedCache(
-            max_size=cache_size, ttl=cache_ttl
+        super().__init__(
+            touch=store.touch,
+            auditor=auditor,
+            control=control,
+            cache_size=cache_size,
+            cache_ttl=cache_ttl,
+            touch_interval=touch_interval,
         )
-        self.usage = UsageLog(interval=touch_interval)
-        self._tasks: list[asyncio.Task[None]] = []
-        control.on_event(self._on_control)
 
     # -- management -----------------------------------------------------------------------
 
@@ -321,57 +320,3 @@ class SigningService:
                 )
                 raise
         raise exc
-
-    async def _on_control(self, message: dict[str, Any]) -> None:
-        kind = message.get("type")
-        if kind == CREDENTIAL_REVOKED and message.get("kind") == "signing_key":
-            self.cache.pop(str(message.get("credential_id")))
-        elif kind == events.USER_CHANGED:
-            user_id = str(message.get("user_id"))
-            self.cache.drop_where(lambda entry: entry.user.id == user_id)
-        elif kind == events.CACHE_FLUSH:
-            self.cache.clear()
-
-    # -- background upkeep ----------------------------------------------------------------
-
-    async def flush_usage(self) -> None:
-        batch, uses = self.usage.take()
-        if not batch and not uses:
-            return
-        try:
-            if batch:
-                await self._store.touch(batch)
-            for key_id, count in uses.items():
-                await self._auditor.record(
-                    AuditType.CREDENTIAL_USED,
-                    RequestContext(),
-                    user_id=self.usage.owners.get(key_id),
-                    kind="signing_key",
-                    credential_id=key_id,
-                    uses=count,
-                )
-        except StoreUnavailable:
-            self.usage.give_back(batch, uses)
-            raise
-
-    def start(self) -> None:
-        self._tasks.append(asyncio.create_task(self._flush_forever()))
-
-    async def stop(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        self._tasks.clear()
-        with contextlib.suppress(StoreUnavailable):
-            await self.flush_usage()
-
-    async def _flush_forever(self) -> None:
-        while True:
-            await asyncio.sleep(FLUSH_INTERVAL)
-            try:
-                await self.flush_usage()
-            except StoreUnavailable:
-                log.warning("signing key usage flush: store unavailable")
-            except Exception:
-                log.exception("signing key usage flush failed")
