@@ -110,7 +110,12 @@ class Node:
 
 
 class Browser:
-    """One user agent: a cookie and a CSRF token, usable against any node."""
+    """One user agent: a cookie and a CSRF token, usable against any node.
+
+    Browsers share one httpx client, so its cookie jar is emptied after every call: each
+    browser sends only its own cookie, as separate devices do (a jar shared by two devices
+    would make the second sign-in end the first device's session: rotation at sign-in).
+    """
 
     def __init__(self, http: httpx.AsyncClient) -> None:
         self.http = http
@@ -128,8 +133,11 @@ class Browser:
 
     async def login(self, node: Node, email: str, password: str = PASSWORD) -> httpx.Response:
         response = await self.http.post(
-            node.url + "/v1/auth/login", json={"email": email, "password": password}
+            node.url + "/v1/auth/login",
+            json={"email": email, "password": password},
+            headers=self.headers(),
         )
+        self.http.cookies.clear()
         if response.status_code == 200:
             self.cookie = response.cookies["watchword_session"]
             self.csrf = response.json()["csrf_token"]
@@ -137,4 +145,8 @@ class Browser:
         return response
 
     async def request(self, method: str, node: Node, path: str, **kwargs: Any) -> httpx.Response:
-        return await self.http.request(method, node.url + path, headers=self.headers(), **kwargs)
+        response = await self.http.request(
+            method, node.url + path, headers=self.headers(), **kwargs
+        )
+        self.http.cookies.clear()
+        return response
