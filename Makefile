@@ -23,7 +23,7 @@ test: $(STAMP)
 	./scripts/test-deps
 	$(BIN)/ruff check src tests bench
 	$(BIN)/mypy
-	$(BIN)/pytest -q -p no:cacheprovider
+	$(BIN)/pytest -q -rs -p no:cacheprovider
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench

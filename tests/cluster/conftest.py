@@ -16,6 +16,8 @@ from typing import Any
 import pytest
 import redis
 
+from tests.conftest import service_unavailable
+
 
 def free_port() -> int:
     with socket.socket() as sock:
@@ -38,7 +40,7 @@ class PrivateRedis:
     def start(self) -> None:
         binary = shutil.which("redis-server")
         if binary is None:
-            pytest.skip("redis-server is not installed")
+            service_unavailable("redis-server", "not installed")
         self.process = subprocess.Popen(
             [
                 binary,

@@ -17,6 +17,7 @@ import websockets
 
 from tests.cluster.conftest import eventually, free_port
 from tests.cluster.nodes import Browser, Node, cli, cluster_env
+from tests.conftest import service_unavailable
 from tests.helpers import PASSWORD
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis, pytest.mark.e2e]
@@ -304,7 +305,7 @@ async def test_three_nodes_behind_the_shipped_nginx_config_need_no_sticky_sessio
 ) -> None:
     binary = shutil.which("nginx") or "/usr/sbin/nginx"
     if not Path(binary).exists():
-        pytest.skip("nginx is not installed (scripts/test-deps installs it)")
+        service_unavailable("nginx", "not installed (scripts/test-deps installs it)")
     tmp_path.chmod(0o777)
     listen = free_port()
     conf = tmp_path / "nginx.conf"
