@@ -136,8 +136,9 @@ def test_a_refused_feed_credential_fails_closed(server: ServerProcess) -> None:
         with Verifier(
             issuer=server.url, credential="ww_live_not_a_key", max_feed_staleness=60
         ) as verifier:
+            # The source counts the attempt before it records the refusal: wait for the latter.
             for _ in range(2000):
-                if verifier.source.connections:  # type: ignore[union-attr]
+                if verifier.source.last_error:  # type: ignore[union-attr]
                     break
                 time.sleep(0.005)
             assert "HTTP 401" in (verifier.source.last_error or "")  # type: ignore[union-attr]
