@@ -21,7 +21,7 @@ from watchword.services.control import ControlPlane, RevokedSessions
 from watchword.services.credential_guard import CredentialThrottle
 from watchword.services.introspection import TokenIntrospection
 from watchword.services.keys import KeyService
-from watchword.services.ratelimit import LoginThrottle
+from watchword.services.ratelimit import LoginThrottle, RateLimiter
 from watchword.services.secrets_file import resolve_secret_key
 from watchword.services.session_cache import SessionCache
 from watchword.services.sessions import SessionService
@@ -102,11 +102,12 @@ class Container:
             limit_policy=settings.session_limit_policy,
         )
         limits_uri, limits_options = rate_limit_storage(settings)
+        # One limiter (one storage, one Redis pool in a cluster) for every throttle.
+        self.rate_limiter = RateLimiter(storage_uri=limits_uri, storage_options=limits_options)
         self.throttle = LoginThrottle(
+            limiter=self.rate_limiter,
             per_account=settings.login_rate_limit_account,
             per_ip=settings.login_rate_limit_ip,
-            storage_uri=limits_uri,
-            storage_options=limits_options,
         )
         self.accounts = AccountService(
             db=self.db,
@@ -164,10 +165,9 @@ class Container:
         # -- machines (issue 4) -----------------------------------------------------------
         self.machines = machine_stores_for(self.db)
         self.credential_throttle = CredentialThrottle(
+            limiter=self.rate_limiter,
             per_ip=settings.credential_fail_limit_ip,
             per_credential=settings.credential_fail_limit_credential,
-            storage_uri=limits_uri,
-            storage_options=limits_options,
         )
         if self.cluster.redis is not None and self.cluster.options is not None:
             from watchword.stores.redis.nonces import RedisNonceStore

@@ -6,18 +6,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import math
-import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime
 from typing import Any, ClassVar, Generic, Protocol, TypeVar
 
 from limits import RateLimitItem, parse
-from limits.aio.storage import MemoryStorage, Storage
-from limits.aio.strategies import MovingWindowRateLimiter
-from limits.errors import StorageError
-from limits.storage import storage_from_string
 
 from watchword.domain import events
 from watchword.domain.apikeys import CREDENTIAL_REVOKED
@@ -28,6 +22,7 @@ from watchword.domain.users import User
 from watchword.services.audit import Auditor
 from watchword.services.context import RequestContext
 from watchword.services.control import ControlPlane
+from watchword.services.ratelimit import RateLimiter
 
 _log = logging.getLogger("watchword.credentials")
 USAGE_FLUSH_INTERVAL = 5.0
@@ -118,29 +113,10 @@ class CredentialThrottle:
     client id). Past either budget, failures answer 429 and unknown credentials are not
     looked up at all; a correct credential still works, so nobody is locked out by others."""
 
-    def __init__(
-        self,
-        *,
-        per_ip: str,
-        per_credential: str,
-        storage_uri: str | None = None,
-        storage_options: dict[str, Any] | None = None,
-    ) -> None:
-        storage = (
-            storage_from_string(storage_uri, **(storage_options or {}))
-            if storage_uri
-            else MemoryStorage()
-        )
-        if not isinstance(storage, Storage):
-            raise ValueError("rate-limit storage must be an async+ URI")
-        self._storage = storage
-        self._limiter = MovingWindowRateLimiter(storage)
+    def __init__(self, *, limiter: RateLimiter, per_ip: str, per_credential: str) -> None:
+        self._limiter = limiter
         self._per_ip: RateLimitItem = parse(per_ip)
         self._per_credential: RateLimitItem = parse(per_credential)
-
-    async def _retry_after(self, item: RateLimitItem, *keys: str) -> int:
-        stats = await self._limiter.get_window_stats(item, *keys)
-        return max(1, math.ceil(stats.reset_time - time.time()))
 
     async def check_address(
         self, ip: str | None, on_refusal: Callable[[], Awaitable[None]]
@@ -149,33 +125,21 @@ class CredentialThrottle:
         (``on_refusal`` runs first, to audit it)."""
         if not ip:
             return
-        try:
-            allowed = await self._limiter.test(self._per_ip, "machine-fail-ip", ip)
-            retry_after = (
-                0 if allowed else await self._retry_after(self._per_ip, "machine-fail-ip", ip)
-            )
-        except (ConnectionError, OSError, TimeoutError, StorageError) as exc:
-            raise StoreUnavailable("The rate-limit store is unavailable.") from exc
-        if not allowed:
+        retry_after = await self._limiter.test(self._per_ip, "machine-fail-ip", ip)
+        if retry_after:
             await on_refusal()
             raise RateLimited(retry_after)
 
     async def failed(self, *, kind: str, credential: str | None, ip: str | None) -> None:
         """Count a failure; raise ``RateLimited`` when a budget is now spent."""
-        try:
-            if ip and not await self._limiter.hit(self._per_ip, "machine-fail-ip", ip):
-                raise RateLimited(await self._retry_after(self._per_ip, "machine-fail-ip", ip))
-            if credential and not await self._limiter.hit(
+        if ip and (retry_after := await self._limiter.hit(self._per_ip, "machine-fail-ip", ip)):
+            raise RateLimited(retry_after)
+        if credential and (
+            retry_after := await self._limiter.hit(
                 self._per_credential, "machine-fail", kind, credential
-            ):
-                raise RateLimited(
-                    await self._retry_after(self._per_credential, "machine-fail", kind, credential)
-                )
-        except (ConnectionError, OSError, TimeoutError, StorageError) as exc:
-            raise StoreUnavailable("The rate-limit store is unavailable.") from exc
-
-    async def reset(self) -> None:
-        await self._storage.reset()
+            )
+        ):
+            raise RateLimited(retry_after)
 
 
 class _OwnedEntry(Protocol):
