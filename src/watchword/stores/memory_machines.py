@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
 
 from watchword.domain.apikeys import ApiKey, credential_revoked
 from watchword.domain.clients import OAuthClient, OpaqueToken, client_changed
@@ -22,81 +22,71 @@ def _ignore(_payloads: Sequence[dict[str, Any]], _now: datetime, _origin: str) -
     return None
 
 
-class MemoryApiKeyStore:
+Key = TypeVar("Key", ApiKey, SigningKey)
+
+
+class _MemoryKeyRows(Generic[Key]):
+    """What both kinds of user-owned key share: listing, revoking, coalesced last use."""
+
+    kind: ClassVar[str]  # the credential kind in the control feed
+
     def __init__(self, record: Recorder) -> None:
         self._record = record
-        self.rows: dict[str, ApiKey] = {}
+        self.rows: dict[str, Key] = {}
+
+    def _feed_id(self, key: Key) -> str:
+        """The id other nodes' caches know the key by."""
+        return key.id
+
+    async def get(self, key_id: str) -> Key | None:
+        return self.rows.get(key_id)
+
+    async def list_for_user(self, user_id: str) -> list[Key]:
+        keys = [k for k in self.rows.values() if k.user_id == user_id and k.revoked_at is None]
+        return sorted(keys, key=lambda k: (k.created_at, k.id), reverse=True)
+
+    async def revoke(
+        self, key_id: str, now: datetime, *, origin: str, user_id: str | None = None
+    ) -> Key | None:
+        key = self.rows.get(key_id)
+        if key is None or key.revoked_at is not None:
+            return None
+        if user_id is not None and key.user_id != user_id:
+            return None
+        key = replace(key, revoked_at=now)
+        self.rows[key_id] = key
+        self._record([credential_revoked(self.kind, self._feed_id(key), key.user_id)], now, origin)
+        return key
+
+    async def touch(self, last_used: Mapping[str, datetime]) -> None:
+        for key_id, used in last_used.items():
+            key = self.rows.get(key_id)
+            if key is not None and (key.last_used_at is None or key.last_used_at < used):
+                self.rows[key_id] = replace(key, last_used_at=used)
+
+
+class MemoryApiKeyStore(_MemoryKeyRows[ApiKey]):
+    kind = "api_key"
+
+    def _feed_id(self, key: ApiKey) -> str:
+        return key.public_id  # API-key caches are keyed by the public id
 
     async def create(self, key: ApiKey) -> None:
         if key.id in self.rows or any(k.public_id == key.public_id for k in self.rows.values()):
             raise Conflict("The API key could not be stored (duplicate id or no owner).")
         self.rows[key.id] = key
 
-    async def get(self, key_id: str) -> ApiKey | None:
-        return self.rows.get(key_id)
-
     async def get_by_public_id(self, public_id: str) -> ApiKey | None:
         return next((k for k in self.rows.values() if k.public_id == public_id), None)
 
-    async def list_for_user(self, user_id: str) -> list[ApiKey]:
-        keys = [k for k in self.rows.values() if k.user_id == user_id and k.revoked_at is None]
-        return sorted(keys, key=lambda k: (k.created_at, k.id), reverse=True)
 
-    async def revoke(
-        self, key_id: str, now: datetime, *, origin: str, user_id: str | None = None
-    ) -> ApiKey | None:
-        key = self.rows.get(key_id)
-        if key is None or key.revoked_at is not None:
-            return None
-        if user_id is not None and key.user_id != user_id:
-            return None
-        key = replace(key, revoked_at=now)
-        self.rows[key_id] = key
-        self._record([credential_revoked("api_key", key.public_id, key.user_id)], now, origin)
-        return key
-
-    async def touch(self, last_used: Mapping[str, datetime]) -> None:
-        for key_id, used in last_used.items():
-            key = self.rows.get(key_id)
-            if key is not None and (key.last_used_at is None or key.last_used_at < used):
-                self.rows[key_id] = replace(key, last_used_at=used)
-
-
-class MemorySigningKeyStore:
-    def __init__(self, record: Recorder) -> None:
-        self._record = record
-        self.rows: dict[str, SigningKey] = {}
+class MemorySigningKeyStore(_MemoryKeyRows[SigningKey]):
+    kind = "signing_key"
 
     async def create(self, key: SigningKey) -> None:
         if key.id in self.rows:
             raise Conflict("The signing key could not be stored (duplicate id or no owner).")
         self.rows[key.id] = key
-
-    async def get(self, key_id: str) -> SigningKey | None:
-        return self.rows.get(key_id)
-
-    async def list_for_user(self, user_id: str) -> list[SigningKey]:
-        keys = [k for k in self.rows.values() if k.user_id == user_id and k.revoked_at is None]
-        return sorted(keys, key=lambda k: (k.created_at, k.id), reverse=True)
-
-    async def revoke(
-        self, key_id: str, now: datetime, *, origin: str, user_id: str | None = None
-    ) -> SigningKey | None:
-        key = self.rows.get(key_id)
-        if key is None or key.revoked_at is not None:
-            return None
-        if user_id is not None and key.user_id != user_id:
-            return None
-        key = replace(key, revoked_at=now)
-        self.rows[key_id] = key
-        self._record([credential_revoked("signing_key", key.id, key.user_id)], now, origin)
-        return key
-
-    async def touch(self, last_used: Mapping[str, datetime]) -> None:
-        for key_id, used in last_used.items():
-            key = self.rows.get(key_id)
-            if key is not None and (key.last_used_at is None or key.last_used_at < used):
-                self.rows[key_id] = replace(key, last_used_at=used)
 
 
 class MemoryClientStore:
