@@ -1,8 +1,17 @@
-"""Test doubles shared by the suite: a clock that tests move, a cheap password hasher."""
+"""Shared by the suite: a clock that tests move, a cheap password hasher, and the plumbing
+to run `watchword serve` as a real process."""
 
 from __future__ import annotations
 
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import httpx
 
 from watchword.domain.passwords import PasswordHasher
 
@@ -25,3 +34,39 @@ def fast_hasher() -> PasswordHasher:
 
 TEST_SECRET_KEY = "test-master-key-0123456789-abcdefghijklmnopqrstuvwxyz"
 PASSWORD = "correct horse battery staple"
+
+
+WATCHWORD = str(Path(sys.executable).with_name("watchword"))
+
+
+def free_port() -> int:
+    """A loopback port nothing listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def wait_until_serving(
+    process: subprocess.Popen[bytes],
+    url: str,
+    *,
+    path: str = "/healthz",
+    within: float = 30.0,
+    output: Callable[[], str] = lambda: "",
+) -> None:
+    """Poll ``url + path`` until it answers 200. Raise with the server's ``output`` if the
+    process exits first or ``within`` seconds pass (a bound on start-up, never a result)."""
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"watchword serve exited:\n{output()[-2000:]}")
+        try:
+            if httpx.get(url + path, timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    raise RuntimeError(
+        f"watchword serve did not answer {path} in {within:.0f} s:\n{output()[-2000:]}"
+    )

@@ -5,17 +5,12 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
-import time
 from pathlib import Path
 from typing import Any
 
 import httpx
 
-from tests.cluster.conftest import free_port
-from tests.helpers import PASSWORD, TEST_SECRET_KEY
-
-WATCHWORD = str(Path(sys.executable).with_name("watchword"))
+from tests.helpers import PASSWORD, TEST_SECRET_KEY, WATCHWORD, free_port, wait_until_serving
 
 
 def cluster_env(
@@ -81,18 +76,10 @@ class Node:
             )
 
     def wait_ready(self, within: float = 30.0) -> None:
-        deadline = time.monotonic() + within
-        while time.monotonic() < deadline:
-            assert self.process is not None
-            if self.process.poll() is not None:
-                raise AssertionError(f"{self.name} exited: {self.log.read_text()[-2000:]}")
-            try:
-                if httpx.get(self.url + "/readyz", timeout=1).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.1)
-        raise AssertionError(f"{self.name} not ready: {self.log.read_text()[-2000:]}")
+        assert self.process is not None
+        wait_until_serving(
+            self.process, self.url, path="/readyz", within=within, output=self.log.read_text
+        )
 
     def kill(self) -> None:
         if self.process is not None and self.process.poll() is None:

@@ -7,8 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.cluster.conftest import free_port
-from tests.helpers import TEST_SECRET_KEY
+from tests.helpers import TEST_SECRET_KEY, free_port
 from watchword.cli import main
 
 

@@ -15,10 +15,10 @@ import httpx
 import pytest
 import websockets
 
-from tests.cluster.conftest import eventually, free_port
+from tests.cluster.conftest import eventually
 from tests.cluster.nodes import Browser, Node, cli, cluster_env
 from tests.conftest import service_unavailable
-from tests.helpers import PASSWORD
+from tests.helpers import PASSWORD, free_port
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis, pytest.mark.e2e]
 

@@ -6,10 +6,7 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,18 +14,10 @@ import httpx
 import pytest
 
 from tests.compat_v1.conftest import SESSION_NAME
-from tests.helpers import TEST_SECRET_KEY
+from tests.helpers import TEST_SECRET_KEY, WATCHWORD, free_port, wait_until_serving
 
-WATCHWORD = str(Path(sys.executable).with_name("watchword"))
 EMAIL = "cli-user@hbtn.io"
 PASSWORD = "a CLI password"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def base_env(workdir: Path, **extra: str) -> dict[str, str]:
@@ -82,16 +71,9 @@ class Server:
                 stdout=log,
                 stderr=subprocess.STDOUT,
             )
-        deadline = time.monotonic() + 60  # start-up only, never a result of the test
-        while time.monotonic() < deadline:
-            assert self.process.poll() is None, (self.workdir / "serve.log").read_text()
-            try:
-                if httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            time.sleep(0.1)
-        raise AssertionError("watchword serve did not start")
+        wait_until_serving(
+            self.process, self.url, within=60, output=(self.workdir / "serve.log").read_text
+        )
 
     def kill(self) -> None:
         assert self.process is not None

@@ -9,28 +9,15 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
-from tests.helpers import PASSWORD, TEST_SECRET_KEY
-
-BIN = Path(sys.executable).parent
-STARTUP_TIMEOUT = 30.0
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+from tests.helpers import PASSWORD, TEST_SECRET_KEY, WATCHWORD, free_port, wait_until_serving
 
 
 @dataclass
@@ -55,7 +42,7 @@ class Server:
 
     def cli(self, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            [str(BIN / "watchword"), *args],
+            [WATCHWORD, *args],
             input=stdin,
             capture_output=True,
             text=True,
@@ -78,23 +65,13 @@ class Server:
     def start(self) -> None:
         log = self.log_path.open("ab")
         self.process = subprocess.Popen(
-            [str(BIN / "watchword"), "serve", "--port", str(self.port)],
+            [WATCHWORD, "serve", "--port", str(self.port)],
             cwd=self.workdir,
             env=self.env,
             stdout=log,
             stderr=subprocess.STDOUT,
         )
-        deadline = time.monotonic() + STARTUP_TIMEOUT
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError("watchword serve exited:\n" + self.log_path.read_text())
-            try:
-                if httpx.get(self.http + "/healthz", timeout=1).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.1)
-        raise RuntimeError("watchword serve did not start:\n" + self.log_path.read_text())
+        wait_until_serving(self.process, self.http, output=self.log)
 
     def stop(self) -> int | None:
         if self.process is None:

@@ -3,24 +3,17 @@
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
-import sys
-import time
 from pathlib import Path
 from typing import Any
 
-import httpx
-
-from tests.helpers import PASSWORD, TEST_SECRET_KEY
-
-WATCHWORD = str(Path(sys.executable).with_name("watchword"))
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+from tests.helpers import (
+    PASSWORD,
+    TEST_SECRET_KEY,
+    WATCHWORD,
+    free_port,
+    wait_until_serving,
+)
 
 
 class ServerProcess:
@@ -75,17 +68,12 @@ class ServerProcess:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
         )
-        for _ in range(300):  # up to ~30 s for a cold start on a busy machine
-            if self.process.poll() is not None:
-                err = self.process.stderr.read().decode() if self.process.stderr else ""
-                raise RuntimeError(f"watchword serve exited: {err[-2000:]}")
-            try:
-                if httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.1)
-        raise RuntimeError("watchword serve did not become healthy")
+        process = self.process
+        wait_until_serving(
+            process,
+            self.url,
+            output=lambda: process.stderr.read().decode() if process.stderr else "",
+        )
 
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:

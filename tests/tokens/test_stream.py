@@ -16,7 +16,7 @@ import httpx
 import jwt
 import pytest
 
-from tests.helpers import PASSWORD, TEST_SECRET_KEY
+from tests.helpers import PASSWORD, TEST_SECRET_KEY, free_port, wait_until_serving
 from tests.tokens.helpers import bearer, token_login
 from tests.tokens.sse import Event, Served, events, next_event
 from watchword.services.context import CLI
@@ -189,7 +189,6 @@ def test_sigterm_ends_streams_of_a_real_server_cleanly(tmp_path: Any) -> None:
     """`watchword serve` in a process: a `watchword keys rotate` run beside it reaches it,
     and SIGTERM ends an open stream with a clean end of the chunked body (not a cut
     connection)."""
-    import socket
     import time
 
     env = {
@@ -199,9 +198,7 @@ def test_sigterm_ends_streams_of_a_real_server_cleanly(tmp_path: Any) -> None:
         "WATCHWORD_SECRET_KEY_FILE": str(tmp_path / "secret"),
         "WATCHWORD_ARGON2_MEMORY_KIB": "19456",
     }
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()
     cli = [sys.executable, "-m", "watchword.cli"]
     for args, stdin in (
         (["db", "upgrade"], ""),
@@ -228,15 +225,7 @@ def test_sigterm_ends_streams_of_a_real_server_cleanly(tmp_path: Any) -> None:
     )
     try:
         base = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, "server did not start"
-            time.sleep(0.1)
+        wait_until_serving(server, base)
         # A rotation from the command line reaches the running server (control feed).
         before = httpx.get(f"{base}/.well-known/jwks.json", timeout=10).json()["keys"]
         done = subprocess.run(
@@ -244,10 +233,11 @@ def test_sigterm_ends_streams_of_a_real_server_cleanly(tmp_path: Any) -> None:
         )
         assert done.returncode == 0, done.stderr
         rotated = json.loads(done.stdout)["kid"]
+        deadline = time.monotonic() + 30  # a bound on waiting, never a result
         while rotated not in [
             k["kid"] for k in httpx.get(f"{base}/.well-known/jwks.json").json()["keys"]
         ]:
-            assert time.monotonic() < deadline + 30, "rotation never reached the server"
+            assert time.monotonic() < deadline, "rotation never reached the server"
             time.sleep(0.1)
         assert len(before) == 1
         login = httpx.post(
