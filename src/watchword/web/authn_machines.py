@@ -24,6 +24,7 @@ from watchword.services.clients import ClientService, InvalidClient
 from watchword.services.context import RequestContext
 from watchword.services.credential_guard import ContextSource
 from watchword.services.signing import SigningService
+from watchword.web.authn_bearer import bearer_value
 from watchword.web.deps import client_ip
 from watchword.web.errors import PayloadTooLarge, watchword_error_response
 
@@ -45,16 +46,6 @@ def _context_source(conn: HTTPConnection) -> ContextSource:
     return source
 
 
-def bearer_token(conn: HTTPConnection) -> str | None:
-    header = conn.headers.get("authorization")
-    if not header:
-        return None
-    scheme, _, value = header.partition(" ")
-    if scheme.lower() != "bearer":
-        return None
-    return value.strip() or None
-
-
 class ApiKeyAuthenticator:
     """``Authorization: Bearer ww_live_...`` or ``X-API-Key: ww_live_...``."""
 
@@ -64,7 +55,7 @@ class ApiKeyAuthenticator:
     async def authenticate(self, conn: HTTPConnection) -> Principal | None:
         key = conn.headers.get("x-api-key")
         if key is None:
-            token = bearer_token(conn)
+            token = bearer_value(conn)
             if token is None or not looks_like_api_key(token):
                 return None
             key = token
@@ -78,7 +69,7 @@ class OpaqueTokenAuthenticator:
         self._clients = clients
 
     async def authenticate(self, conn: HTTPConnection) -> Principal | None:
-        token = bearer_token(conn)
+        token = bearer_value(conn)
         if token is None or not looks_like_opaque_token(token):
             return None
         return await self._clients.authenticate_opaque(token, _context_source(conn))
