@@ -1,20 +1,31 @@
 # The two commands of the README:
 #   make serve   set up and run the server on the embedded default (SQLite)
 #   make test    set up and run the whole test suite
+# Both install exactly what requirements.lock pins (every dependency, with hashes);
+# `make lock` refreshes it from pyproject.toml.
 PYTHON ?= python3
+UV_VERSION := 0.13.9
 VENV   := .venv
 BIN    := $(VENV)/bin
+UV     := $(BIN)/uv
 STAMP  := $(VENV)/.installed
 
-.PHONY: serve test setup lint typecheck bench clean
+.PHONY: serve test setup lock lint typecheck bench clean
 
-$(STAMP): pyproject.toml
+$(UV):
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet uv==$(UV_VERSION)
+
+$(STAMP): requirements.lock pyproject.toml | $(UV)
+	$(UV) pip install --quiet --python $(BIN)/python --require-hashes -r requirements.lock
+	$(UV) pip install --quiet --python $(BIN)/python --no-deps -e .
 	touch $(STAMP)
 
 setup: $(STAMP)
+
+lock: | $(UV)
+	$(UV) pip compile pyproject.toml --all-extras --generate-hashes --universal \
+	  --python-version 3.11 --upgrade --quiet -o requirements.lock
 
 serve: $(STAMP)
 	$(BIN)/watchword serve

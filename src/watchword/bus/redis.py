@@ -155,7 +155,7 @@ class RedisBus:
             finally:
                 # Bounded: a pubsub cancelled half-way through connecting can wait forever.
                 with contextlib.suppress(*REDIS_FAILURES, TimeoutError):
-                    await asyncio.wait_for(pubsub.aclose(), CLOSE_TIMEOUT)  # type: ignore[no-untyped-call]
+                    await asyncio.wait_for(pubsub.aclose(), CLOSE_TIMEOUT)
             if self._closed:
                 break
             if self._connected:
