@@ -254,6 +254,9 @@ def serve(args: argparse.Namespace) -> int:
         # compressed once per socket); frames are bounded near the gateway's own limit.
         ws_per_message_deflate=settings.realtime_compression,
         ws_max_size=max(4 * settings.realtime_max_message_bytes, 1 << 20),
+        # The gateway pings at the application level (and closes with 4102 on no pong): the
+        # protocol-level keepalive would add two timers per socket for nothing.
+        ws_ping_interval=None,
         access_log=False,  # URLs may carry tickets or tokens: never logged
         log_level=args.log_level,
         timeout_graceful_shutdown=10,

@@ -77,15 +77,29 @@ class _Protocol:
 def test_a_writer_stops_writing_once_the_close_is_sent() -> None:
     protocol = _Protocol()
     writer = FrameWriter(protocol)
-    assert writer.usable
-    assert writer.write(b"frame")
+    assert writer.offer(b"frame", 1000) is True
     protocol.close_sent = True
-    assert not writer.usable
-    assert not writer.write(b"late")
+    assert writer.offer(b"late", 1000) is None
     assert protocol.transport.written == [b"frame"]
+
+
+def test_a_reader_behind_by_the_bound_is_refused() -> None:
+    protocol = _Protocol()
+    writer = FrameWriter(protocol)
+    assert writer.offer(b"x" * 600, 1000) is True
+    assert writer.offer(b"y" * 600, 1000) is True  # 600 unread: under the bound
+    assert writer.offer(b"z", 1000) is False  # 1,200 unread
+    assert len(protocol.transport.written) == 2
 
 
 def test_a_compressed_connection_keeps_the_ordinary_path() -> None:
     protocol = _Protocol()
     protocol.conn.connection._proto.extensions = ["permessage-deflate"]  # type: ignore[attr-defined]
-    assert not FrameWriter(protocol).usable
+    assert FrameWriter(protocol).offer(b"frame", 1000) is None
+    assert protocol.transport.written == []
+
+
+def test_a_connection_before_its_handshake_keeps_the_ordinary_path() -> None:
+    protocol = _Protocol()
+    protocol.handshake_complete = False
+    assert FrameWriter(protocol).offer(b"frame", 1000) is None

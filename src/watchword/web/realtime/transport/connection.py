@@ -132,15 +132,16 @@ class Connection:
         if self.close_code is not None:
             return False
         frames = self._frames
-        if frames is not None and self._writer is None and frames.usable:
+        if frames is not None and self._writer is None:
             # The fast path: no task, the frame shared with every other socket of the publish.
-            # Unread bytes worth more than the queue's bound of such messages (4 KiB at
-            # least, so one large message does not make the next small one look late).
+            # Unread bytes worth the queue's bound of such messages (4 KiB each at least, so
+            # one large message does not make the next small one look late): too slow.
             frame = text_frame(text)
-            if frames.buffered() >= self.queue_limit * max(len(frame), 4096):
-                self.close(closecodes.SLOW_CONSUMER, f"more than {self.queue_limit} queued")
-                return False
-            return frames.write(frame)
+            written = frames.offer(frame, self.queue_limit * max(len(frame), 4096))
+            if written is not None:
+                if not written:
+                    self.close(closecodes.SLOW_CONSUMER, f"more than {self.queue_limit} queued")
+                return written
         if self._queued >= self.queue_limit:
             self.close(closecodes.SLOW_CONSUMER, f"more than {self.queue_limit} queued")
             return False

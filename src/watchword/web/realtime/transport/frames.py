@@ -45,26 +45,23 @@ class FrameWriter:
         self._protocol = protocol
         self._plain: bool | None = None
 
-    @property
-    def usable(self) -> bool:
-        """Accepted, not closing, and without compression (whose frames differ per socket)."""
+    def offer(self, frame: bytes, bound: int) -> bool | None:
+        """Write ``frame`` unless the reader is behind by ``bound`` bytes (``False``);
+        ``None`` when this connection cannot take pre-encoded frames (not accepted yet,
+        closing, or compressed): the caller uses the ordinary send path."""
         protocol = self._protocol
-        if self._plain is None:
+        plain = self._plain
+        if plain is None:
             connection = protocol.conn.connection if protocol.handshake_complete else None
             if connection is None:
-                return False
-            self._plain = not connection._proto.extensions
-        return self._plain and not protocol.close_sent and not protocol.transport.is_closing()
-
-    def buffered(self) -> int:
-        """Bytes accepted but not yet taken by the kernel."""
-        return int(self._protocol.transport.get_write_buffer_size())
-
-    def write(self, frame: bytes) -> bool:
-        protocol = self._protocol
-        if protocol.close_sent or protocol.transport.is_closing():
+                return None
+            plain = self._plain = not connection._proto.extensions
+        transport = protocol.transport
+        if not plain or protocol.close_sent or transport.is_closing():
+            return None
+        if transport.get_write_buffer_size() >= bound:
             return False
-        protocol.transport.write(frame)
+        transport.write(frame)
         return True
 
 
