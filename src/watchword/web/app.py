@@ -19,7 +19,7 @@ from watchword.web.authn_bearer import BearerTokenAuthenticator
 from watchword.web.bodylimit import BodyLimitMiddleware
 from watchword.web.cookies import SessionCookie
 from watchword.web.realtime import routes as realtime
-from watchword.web.realtime.transport.frames import FrameWriterExtension
+from watchword.web.realtime.entry import RealtimeEntry
 from watchword.web.routes import admin, auth, me, sessions, system, users, wellknown
 from watchword.web.routes import tokens as token_routes
 
@@ -109,8 +109,9 @@ def create_app(settings: Settings | None = None, *, container: Container | None 
     app.add_middleware(AuthenticationMiddleware, chains=chains)
     app.add_middleware(authn_machines.SignedBodyMiddleware)  # issue 4: signed bodies, replayed
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
-    # Outermost, so it still sees the server's own send: the gateway's fan-out fast path.
-    app.add_middleware(FrameWriterExtension)
+    # Outermost: the gateway's sockets skip the HTTP stack (memory per idle socket), and the
+    # fan-out fast path needs the server's own send.
+    app.add_middleware(RealtimeEntry, root=app, path=realtime.PATH)
     return app
 
 

@@ -7,8 +7,8 @@ with ``transport.write``, which only appends to the socket's kernel or user-spac
 never waits. The buffer is bounded by the caller (``buffered``), so a slow reader is cut off
 instead of growing memory.
 
-The writer is reached through an ASGI scope extension set by ``FrameWriterExtension``, the
-outermost layer of the app, which still sees the server's own ``send``. Only uvicorn's wsproto
+The writer is reached through an ASGI scope extension set by the outermost layer of the app
+(``RealtimeEntry``), which still sees the server's own ``send``. Only uvicorn's wsproto
 protocol is recognised (the one ``watchword serve`` runs); any other server, or a connection
 that negotiated compression, keeps the ordinary ASGI send path.
 """
@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import Scope, Send
 from wsproto.frame_protocol import FrameProtocol
 
 EXTENSION = "watchword.frame_writer"
@@ -72,21 +72,6 @@ def writer_for(send: Send) -> FrameWriter | None:
     if not all(hasattr(protocol, name) for name in ("transport", "conn", "close_sent")):
         return None
     return FrameWriter(protocol)
-
-
-class FrameWriterExtension:
-    """Outermost ASGI layer: offers the socket's ``FrameWriter`` to the gateway in the scope."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "websocket":
-            writer = writer_for(send)
-            if writer is not None:
-                extensions = {**(scope.get("extensions") or {}), EXTENSION: writer}
-                scope = {**scope, "extensions": extensions}
-        await self.app(scope, receive, send)
 
 
 def frame_writer(scope: Scope) -> FrameWriter | None:
