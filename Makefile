@@ -44,7 +44,8 @@ typecheck: $(STAMP)
 
 bench: $(STAMP)
 	./scripts/test-deps
-	$(BIN)/python -m bench
+	mkdir -p bench/results
+	$(BIN)/python -m bench --json bench/results/latest.json
 
 clean:
 	rm -rf $(VENV) build *.egg-info

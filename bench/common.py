@@ -44,6 +44,7 @@ class Server:
         workers: int = 1,
         workdir: str | None = None,
         port: int | None = None,
+        cpus: str | None = None,
     ) -> None:
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -59,6 +60,8 @@ class Server:
             **(env or {}),
         }
         self.workers = workers
+        # e.g. "0": the server pinned to one core (taskset), the load generator on another.
+        self.cpus = cpus
         self.process: subprocess.Popen[bytes] | None = None
 
     def cli(self, *args: str, stdin: str | None = None) -> str:
@@ -78,8 +81,11 @@ class Server:
     def start(self) -> Server:
         if not self.env["WATCHWORD_DATABASE_URL"].startswith("sqlite"):
             self.cli("db", "upgrade")
+        pin = ["taskset", "-c", self.cpus] if self.cpus else []
+        self.log_path = os.path.join(self.workdir, "server.log")
         self.process = subprocess.Popen(
             [
+                *pin,
                 WATCHWORD,
                 "serve",
                 "--host",
@@ -88,18 +94,17 @@ class Server:
                 str(self.port),
                 "--workers",
                 str(self.workers),
-                "--log-level",
-                "warning",
             ],
             cwd=self.workdir,
             env=self.env,
+            # As shipped, default logging included; to a file, so a full pipe never blocks it.
             stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
+            stderr=open(self.log_path, "wb"),
         )
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                err = self.process.stderr.read().decode() if self.process.stderr else ""
+                err = Path(self.log_path).read_text(errors="replace")
                 raise RuntimeError(f"server exited: {err[-2000:]}")
             with contextlib.suppress(httpx.HTTPError):
                 if httpx.get(self.url + "/healthz", timeout=1).status_code == 200:
@@ -166,11 +171,13 @@ def wrk(
     duration: float = 5.0,
     connections: int = 32,
     threads: int = 1,
+    cpus: str | None = None,
 ) -> LoadResult:
     """One bounded wrk run on loopback; latency percentiles from wrk's --latency table."""
     if not url.startswith(("http://127.", "http://localhost")):
         raise ValueError("benchmarks only target loopback")
     command = [
+        *(["taskset", "-c", cpus] if cpus else []),
         "wrk",
         f"-t{threads}",
         f"-c{connections}",

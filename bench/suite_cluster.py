@@ -34,6 +34,7 @@ from bench.common import (
     print_table,
     wrk,
 )
+from bench.results import count_errors, record
 
 REDIS_URL = os.environ.get("WATCHWORD_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 EMAIL = "cluster-bench@example.com"
@@ -139,6 +140,7 @@ def throughput(
             wrk(url + "/v1/me", headers=headers, duration=1)  # warm every node's caches
             result = wrk(url + "/v1/me", headers=headers, duration=duration)
             rows.append([label, method, result.rps, result.p50_ms, result.p99_ms, result.errors])
+            count_errors(f"cluster.{label}.{method}.errors", result.errors)
     return rows
 
 
@@ -232,6 +234,9 @@ def main(argv: list[str] | None = None) -> None:
         rows,
     )
     missed = args.rounds - len(latencies)
+    count_errors("cluster.revocation.over_2s", missed)
+    if latencies:
+        record("cluster.revoke_cross_node_p99_ms", percentile(latencies, 0.99))
     summary = (
         [
             [

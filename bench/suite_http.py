@@ -1,26 +1,50 @@
-"""GET /v1/me per authentication method, beside an unauthenticated endpoint, in one run.
+"""GET /v1/me per authentication method beside the same server's /healthz, in one run.
 
-Two unauthenticated baselines on the same server: /healthz (a trivial answer) and the RFC 8414
-metadata document (a JSON answer about as large as /v1/me's). Each row's throughput over
-them is what authentication (and, against /healthz, the larger answer) costs.
-Run: `python -m bench.suite_http [--duration S] [--rounds N]`.
+The server runs as shipped (default logging included) pinned to core 0; wrk runs on core 1
+with 64 connections. Each row's throughput over /healthz is what authentication costs, and
+``1e6/auth_rps - 1e6/healthz_rps`` is that cost in microseconds of one core per request.
+Also: p99 over p50 at 64 connections (stalls), two workers against one on both cores, and a
+storm of password sign-ins against /v1/me's p99.
+
+Run: `python -m bench.suite_http [--duration S] [--rounds N] [--no-postgres]`.
 """
 
 from __future__ import annotations
 
 import argparse
+import concurrent.futures
+import os
 import statistics
+import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import httpx
+
 from bench import machines
-from bench.common import POSTGRES_URL, LoadResult, Server, postgres_database, print_table, wrk
+from bench.common import (
+    PASSWORD,
+    POSTGRES_URL,
+    LoadResult,
+    Server,
+    postgres_database,
+    print_table,
+    wrk,
+)
+from bench.results import count_errors, record
 
 EMAIL = "bench@example.com"
+CONNECTIONS = 64
+SERVER_CPU = "0"
+LOAD_CPU = "1"
+REDIS_URL = os.environ.get("WATCHWORD_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+STORM_LOGINS = 50
 
 
 @dataclass(frozen=True)
 class Scenario:
+    key: str
     name: str
     # Given the running server, returns (path, headers) for wrk.
     prepare: Callable[[Server], tuple[str, dict[str, str]]]
@@ -30,11 +54,6 @@ def unauthenticated(server: Server) -> tuple[str, dict[str, str]]:
     return "/healthz", {}
 
 
-def metadata(server: Server) -> tuple[str, dict[str, str]]:
-    """An unauthenticated JSON document about the size of /v1/me's answer (RFC 8414)."""
-    return "/.well-known/oauth-authorization-server", {}
-
-
 def cookie(server: Server) -> tuple[str, dict[str, str]]:
     response = server.login(EMAIL, device_name="bench")
     name, value = next(iter(response.cookies.items()))
@@ -42,55 +61,18 @@ def cookie(server: Server) -> tuple[str, dict[str, str]]:
 
 
 def bearer(server: Server) -> tuple[str, dict[str, str]]:
-    """issue 3: a JWT access token from a token-mode sign-in (verified once, then cached;
-    the revoked-session and revoked-token checks still run on every request)."""
+    """A JWT access token from a token-mode sign-in (verified once, then cached; the
+    revoked-session and revoked-token checks still run on every request)."""
     token = server.login(EMAIL, device_name="bench", mode="token").json()["access_token"]
     return "/v1/me", {"Authorization": f"Bearer {token}"}
 
 
-# Later issues add their methods here (bearer token, API key, ...), in the same run.
 SCENARIOS: list[Scenario] = [
-    Scenario("unauthenticated GET /healthz", unauthenticated),
-    Scenario("unauthenticated GET /.well-known/oauth-authorization-server", metadata),
-    Scenario("cookie session GET /v1/me", cookie),
-    Scenario("bearer JWT GET /v1/me", bearer),  # issue 3
-    Scenario("API key GET /v1/me", machines.api_key),  # issue 4
+    Scenario("healthz", "unauthenticated GET /healthz", unauthenticated),
+    Scenario("cookie", "cookie session GET /v1/me", cookie),
+    Scenario("bearer", "bearer JWT GET /v1/me", bearer),
+    Scenario("apikey", "API key GET /v1/me", machines.api_key),
 ]
-
-
-def run_backend(
-    label: str, env: dict[str, str], duration: float, rounds: int
-) -> list[list[object]]:
-    """Scenarios interleaved round by round (so drift on a busy machine hits them alike);
-    each figure is the median over the rounds."""
-    rows: list[list[object]] = []
-    with Server(env=env) as server:
-        server.create_user(EMAIL)
-        prepared = [(s, *s.prepare(server)) for s in SCENARIOS]
-        for _, path, headers in prepared:  # warm every cache before measuring
-            wrk(server.url + path, headers=headers, duration=1)
-        results: list[list[LoadResult]] = [[] for _ in prepared]
-        for _ in range(rounds):
-            for i, (_, path, headers) in enumerate(prepared):
-                results[i].append(wrk(server.url + path, headers=headers, duration=duration))
-        medians = [_median(r) for r in results]
-        healthz, document = medians[0], medians[1]
-        for (scenario, _, _), result in zip(prepared, medians, strict=True):
-            rows.append(
-                [
-                    label,
-                    scenario.name,
-                    result.rps,
-                    result.p50_ms,
-                    result.p99_ms,
-                    f"{result.rps / healthz.rps:.2f}",
-                    f"{result.rps / document.rps:.2f}",
-                    result.errors,
-                ]
-            )
-        # issue 4: a signed request needs a fresh nonce each time, which wrk cannot sign.
-        rows += machines.python_loop_rows(label, server, duration)
-    return rows
 
 
 def _median(runs: list[LoadResult]) -> LoadResult:
@@ -105,6 +87,125 @@ def _median(runs: list[LoadResult]) -> LoadResult:
     )
 
 
+def pinned_wrk(url: str, headers: dict[str, str], duration: float) -> LoadResult:
+    return wrk(url, headers=headers, duration=duration, connections=CONNECTIONS, cpus=LOAD_CPU)
+
+
+def run_backend(
+    label: str, env: dict[str, str], duration: float, rounds: int
+) -> list[list[object]]:
+    """Scenarios interleaved round by round (drift on a busy machine hits them alike); each
+    figure is the median over the rounds."""
+    rows: list[list[object]] = []
+    with Server(env=env, cpus=SERVER_CPU) as server:
+        server.create_user(EMAIL)
+        prepared = [(s, *s.prepare(server)) for s in SCENARIOS]
+        for _, path, headers in prepared:  # warm every cache before measuring
+            pinned_wrk(server.url + path, headers, 1)
+        results: list[list[LoadResult]] = [[] for _ in prepared]
+        for _ in range(rounds):
+            for i, (_, path, headers) in enumerate(prepared):
+                results[i].append(pinned_wrk(server.url + path, headers, duration))
+        medians = [_median(r) for r in results]
+        healthz = medians[0]
+        for (scenario, _, _), result in zip(prepared, medians, strict=True):
+            ratio = result.rps / healthz.rps
+            cost_us = 1e6 / result.rps - 1e6 / healthz.rps
+            tail = result.p99_ms / result.p50_ms if result.p50_ms else float("inf")
+            prefix = f"http.{label}.{scenario.key}"
+            count_errors(prefix + ".errors", result.errors)
+            record(f"{prefix}_rps", result.rps)
+            record(f"{prefix}_p99_over_p50", tail)
+            if scenario.key != "healthz":
+                record(f"{prefix}_vs_healthz", ratio)
+                record(f"{prefix}_auth_cost_us", cost_us)
+            rows.append(
+                [
+                    label,
+                    scenario.name,
+                    result.rps,
+                    result.p50_ms,
+                    result.p99_ms,
+                    f"{tail:.1f}",
+                    f"{ratio:.2f}",
+                    "-" if scenario.key == "healthz" else f"{cost_us:.0f}",
+                    result.errors,
+                ]
+            )
+        if label == "sqlite":
+            # A signed request needs a fresh nonce each time, which wrk cannot sign.
+            for row in machines.python_loop_rows(label, server, duration):
+                count_errors(f"http.{label}.python_loop.errors", int(row[-1]))  # type: ignore[call-overload]
+                rows.append([*row[:5], "-", row[5], "-", row[-1]])
+    return rows
+
+
+def workers_scaling(duration: float) -> list[list[object]]:
+    """Bearer GET /v1/me with one worker, then two, on both cores (wrk beside them)."""
+    rows: list[list[object]] = []
+    rps: dict[int, float] = {}
+    for workers in (1, 2):
+        with Server(workers=workers) as server:
+            server.create_user(EMAIL)
+            path, headers = bearer(server)
+            wrk(server.url + path, headers=headers, duration=1, connections=CONNECTIONS)
+            runs = [
+                wrk(server.url + path, headers=headers, duration=duration, connections=CONNECTIONS)
+                for _ in range(3)
+            ]
+            result = _median(runs)
+            count_errors(f"http.workers{workers}.errors", result.errors)
+            rps[workers] = result.rps
+            rows.append([workers, result.rps, result.p50_ms, result.p99_ms, result.errors])
+    record("http.workers2_vs_workers1", rps[2] / rps[1])
+    rows.append(["2 / 1", f"{rps[2] / rps[1]:.2f}", "", "", ""])
+    return rows
+
+
+def login_storm(duration: float) -> list[list[object]]:
+    """/v1/me's p99 idle, then while 50 password sign-ins run at once, again and again."""
+    with Server(cpus=SERVER_CPU) as server:
+        server.create_user(EMAIL)
+        path, headers = bearer(server)
+        url = server.url + path
+        pinned_wrk(url, headers, 1)
+        idle = pinned_wrk(url, headers, duration)
+        stop = threading.Event()
+        logins = {"ok": 0, "failed": 0}
+
+        def sign_in() -> None:
+            with httpx.Client(base_url=server.url, timeout=60) as client:
+                while not stop.is_set():
+                    response = client.post(
+                        "/v1/auth/login",
+                        json={"email": EMAIL, "password": PASSWORD, "mode": "token"},
+                    )
+                    logins["ok" if response.status_code == 200 else "failed"] += 1
+
+        with concurrent.futures.ThreadPoolExecutor(STORM_LOGINS) as pool:
+            futures = [pool.submit(sign_in) for _ in range(STORM_LOGINS)]
+            time.sleep(1.0)  # the storm is under way before the measurement starts
+            storm = pinned_wrk(url, headers, duration)
+            stop.set()
+            for future in futures:
+                future.result()
+    count_errors("http.login_storm.errors", idle.errors + storm.errors + logins["failed"])
+    ratio = storm.p99_ms / idle.p99_ms
+    record("http.login_storm_p99_ratio", ratio)
+    return [
+        ["idle", idle.rps, idle.p50_ms, idle.p99_ms, "-", idle.errors],
+        [
+            f"{STORM_LOGINS} concurrent sign-ins",
+            storm.rps,
+            storm.p50_ms,
+            storm.p99_ms,
+            logins["ok"],
+            storm.errors + logins["failed"],
+        ],
+        ["p99 storm / idle", "", "", f"{ratio:.2f}", "", ""],
+    ]
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--duration", type=float, default=5.0, help="seconds per wrk run")
@@ -115,23 +216,33 @@ def main(argv: list[str] | None = None) -> None:
     if not args.no_postgres:
         with postgres_database(POSTGRES_URL) as url:
             if url is not None:
-                rows += run_backend(
-                    "postgresql", {"WATCHWORD_DATABASE_URL": url}, args.duration, args.rounds
-                )
+                env = {"WATCHWORD_DATABASE_URL": url, "WATCHWORD_REDIS_URL": REDIS_URL}
+                rows += run_backend("postgres", env, args.duration, args.rounds)
     print_table(
-        "GET /v1/me by authentication method (wrk, 1 thread, 32 connections, loopback;"
-        " medians of interleaved rounds)",
+        f"GET /v1/me by authentication method (server pinned to one core, wrk -c{CONNECTIONS}"
+        " on another, loopback; medians of interleaved rounds; auth us = 1e6/rps - 1e6/healthz)",
         [
             "backend",
             "scenario",
             "req/s",
             "p50 ms",
             "p99 ms",
+            "p99/p50",
             "vs /healthz",
-            "vs metadata",
+            "auth us",
             "errors",
         ],
         rows,
+    )
+    print_table(
+        "Workers: bearer GET /v1/me, 2 cores, wrk on the same machine (medians of 3)",
+        ["workers", "req/s", "p50 ms", "p99 ms", "errors"],
+        workers_scaling(args.duration),
+    )
+    print_table(
+        f"Login storm: bearer GET /v1/me p99 while {STORM_LOGINS} password sign-ins run",
+        ["phase", "req/s", "p50 ms", "p99 ms", "sign-ins", "errors"],
+        login_storm(args.duration),
     )
 
 

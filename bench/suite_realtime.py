@@ -1,19 +1,21 @@
-"""The realtime gateway under load: idle connections, fan-out, revocation; socket.io baseline.
+"""The realtime gateway under load: idle connections, fan-out, revocation; two baselines.
 
 (a) hold N authenticated idle WebSockets on one `watchword serve` process (bearer token in
-    the subprotocol, like a mobile app) and report the server's RSS per connection;
+    the subprotocol, like a mobile app) and report the server's RSS growth per connection;
 (b) fan-out: publish one event (HTTP) to 1,000 and to N subscribers, and time from the publish
-    request to the moment the last client saw it, over several rounds (p50 and p99);
-(c) revocation: sign 200+ sessions out one at a time and time from the logout response to the
-    socket's close;
-and, in the same run, a python-socketio ASGI server on the same uvicorn stack doing the same
-fan-out to the same connections as the baseline (it authenticates nobody).
+    request to the moment the last client saw it, one sample per publish (100 by default, so
+    the p99 is a real 99th percentile);
+(c) revocation: with the N sockets still open, sign 100 other sessions out one at a time and
+    time from the logout request to the socket's close;
+and, in the same run, two baselines on the same uvicorn stack holding the same connections:
+python-socketio emitting to a room (it authenticates nobody), and the physical limit, a bare
+server that writes one pre-encoded frame to every accepted socket.
 
 Clients run in separate processes (websockets' asyncio client); times are CLOCK_MONOTONIC,
 which is shared by every process on the machine. Loopback only; every loop is bounded in count
 and time.
 
-    python -m bench.suite_realtime [--connections 10000] [--rounds 10] [--revocations 200]
+    python -m bench.suite_realtime [--connections 10000] [--rounds 100] [--revocations 100]
 """
 
 from __future__ import annotations
@@ -26,7 +28,6 @@ import multiprocessing
 import os
 import resource
 import signal
-import statistics
 import subprocess
 import sys
 import time
@@ -38,6 +39,7 @@ import httpx
 import websockets
 
 from bench.common import PASSWORD, Server, free_port, print_table
+from bench.results import count_errors, percentile, record
 
 OPEN_CONCURRENCY = 100
 OPEN_DEADLINE = 400.0  # seconds for all connections to open
@@ -59,12 +61,6 @@ def rss_kib(pid: int) -> int:
             if line.startswith("VmRSS:"):
                 return int(line.split()[1])
     raise RuntimeError("no VmRSS")
-
-
-def percentile(values: list[float], pct: float) -> float:
-    ordered = sorted(values)
-    index = min(len(ordered) - 1, max(0, round(pct / 100 * (len(ordered) - 1))))
-    return ordered[index]
 
 
 # -- client worker process ------------------------------------------------------------------
@@ -113,6 +109,8 @@ class Worker:
                 answer = json.loads(await asyncio.wait_for(ws.recv(), 30))
                 if answer.get("type") != "subscribed":
                     raise RuntimeError(f"subscribe refused: {answer}")
+        elif kind == "limit":
+            ws = await websockets.connect(url, open_timeout=30, ping_interval=None, max_queue=4)
         else:
             room = ",".join(channels)
             ws = await websockets.connect(
@@ -201,6 +199,8 @@ class Clients:
             self.pipes.append(ours)
             self.procs.append(proc)
         self.shares: list[range] = []
+        self.lost = 0  # subscribers that never saw a round's event
+        self.failed = 0  # connections that could not be opened
 
     def open(
         self, kind: str, url: str, token: str, total: int, channels: list[tuple[str, int]]
@@ -230,6 +230,7 @@ class Clients:
             opened, failed = opened + ok, failed + bad
         if failed:
             print(f"  ({failed} connections failed to open)", flush=True)
+        self.failed += failed
         return opened
 
     def round(self, upto: int, publish: Any) -> float:
@@ -245,8 +246,7 @@ class Clients:
             pipe.send(("collect", None))
         results = [pipe.recv() for pipe in self.pipes]
         got = sum(count for count, _ in results)
-        if got < upto:
-            raise RuntimeError(f"only {got} of {upto} connections got the event")
+        self.lost += upto - got
         return max(last for _, last in results) - started
 
     def close(self) -> None:
@@ -310,15 +310,71 @@ def socketio_server(port: int) -> None:
     )
 
 
+def limit_server(port: int) -> None:
+    """The physical limit on the same stack (uvicorn, uvloop, httptools, wsproto): accepted
+    sockets and nothing else; a publish writes one pre-encoded frame to every transport."""
+    import uvicorn
+    from wsproto.frame_protocol import FrameProtocol
+
+    transports: list[Any] = []
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] == "lifespan":
+            while (await receive())["type"] != "lifespan.shutdown":
+                await send({"type": "lifespan.startup.complete"})
+            await send({"type": "lifespan.shutdown.complete"})
+            return
+        if scope["type"] == "websocket":
+            await receive()  # websocket.connect
+            await send({"type": "websocket.accept"})
+            transport = send.__self__.transport
+            transports.append(transport)
+            try:
+                while (await receive())["type"] != "websocket.disconnect":
+                    pass
+            finally:
+                transports.remove(transport)
+            return
+        body = b""
+        while True:
+            message = await receive()
+            body += message.get("body", b"")
+            if not message.get("more_body"):
+                break
+        if scope["path"] == "/publish":
+            text = json.dumps({"type": "event", "data": json.loads(body)["data"]})
+            frame = bytes(FrameProtocol(client=False, extensions=[]).send_data(text, fin=True))
+            for transport in transports:
+                transport.write(frame)
+        await send({"type": "http.response.start", "status": 202 if body else 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"{}"})
+
+    uvicorn.run(
+        app,
+        host="127.0.0.1",
+        port=port,
+        loop="uvloop",
+        http="httptools",
+        ws="wsproto",
+        ws_per_message_deflate=False,
+        ws_ping_interval=None,
+        log_level="warning",
+        access_log=False,
+    )
+
+
 class SocketIOServer:
-    def __init__(self) -> None:
+    """A baseline server in its own process: python-socketio, or the bare limit server."""
+
+    def __init__(self, flag: str = "--socketio-server") -> None:
+        self.flag = flag
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.process: subprocess.Popen[bytes] | None = None
 
     def __enter__(self) -> SocketIOServer:
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "bench.suite_realtime", "--socketio-server", str(self.port)],
+            [sys.executable, "-m", "bench.suite_realtime", self.flag, str(self.port)],
             stdout=subprocess.DEVNULL,
         )
         deadline = time.monotonic() + 30
@@ -400,16 +456,63 @@ def ms(values: list[float], pct: float) -> str:
     return f"{percentile(values, pct) * 1000:.1f}"
 
 
+def http_publisher(client: httpx.Client, path: str, body: Any) -> Any:
+    """``publish(size)(marker)``: one publish request, returning when it was sent."""
+
+    def for_size(size: int) -> Any:
+        def send(marker: str) -> float:
+            started = time.monotonic()
+            response = client.post(path, json=body(size, marker))
+            response.raise_for_status()
+            return started
+
+        return send
+
+    return for_size
+
+
+def baseline(
+    flag: str, kind: str, args: argparse.Namespace, total: int, sizes: list[int]
+) -> tuple[int, float, dict[int, list[float]], Clients]:
+    """Idle memory and fan-out of a baseline server: (opened, KiB per socket, times)."""
+    channels = [(channel_for(s, total), s) for s in sizes]
+    with SocketIOServer(flag) as other:
+        assert other.process is not None
+        publisher = httpx.Client(base_url=other.url, timeout=30)
+        clients = Clients(args.processes)
+        try:
+            before = rss_kib(other.process.pid)
+            url = other.url.replace("http", "ws")
+            opened = clients.open(kind, url, "", total, channels)
+            time.sleep(2)
+            per_conn = (rss_kib(other.process.pid) - before) / max(1, opened)
+            publish = http_publisher(
+                publisher,
+                "/publish",
+                lambda size, marker: {"channel": channel_for(size, total), "data": {"m": marker}},
+            )
+            times = fanout_rounds(clients, sizes, args.rounds, publish)
+        finally:
+            clients.close()
+            publisher.close()
+    print(f"(a) {kind}: {opened} idle connections; {per_conn:.1f} KiB per connection", flush=True)
+    return opened, per_conn, times, clients
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.suite_realtime")
     parser.add_argument("--connections", type=int, default=10_000)
-    parser.add_argument("--rounds", type=int, default=10)
-    parser.add_argument("--revocations", type=int, default=200)
+    parser.add_argument("--rounds", type=int, default=100, help="publishes per size (>= 100)")
+    parser.add_argument("--revocations", type=int, default=100)
     parser.add_argument("--processes", type=int, default=2, help="client processes")
     parser.add_argument("--socketio-server", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--limit-server", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.socketio_server:
         socketio_server(args.socketio_server)
+        return
+    if args.limit_server:
+        limit_server(args.limit_server)
         return
     limit = raise_fd_limit()
     total = min(
@@ -430,7 +533,6 @@ def main(argv: list[str] | None = None) -> None:
             }
         ),
     }
-    rows: list[list[Any]] = []
     with Server(env=env) as server:
         assert server.process is not None
         server.create_user("bench-admin@example.com", roles=["admin"])
@@ -439,23 +541,6 @@ def main(argv: list[str] | None = None) -> None:
         admin = httpx.Client(base_url=server.url, timeout=30)
         admin_token = server.login("bench-admin@example.com", mode="token").json()["access_token"]
         admin.headers["Authorization"] = f"Bearer {admin_token}"
-
-        def publish_watchword(size: int) -> Any:
-            def send(marker: str) -> float:
-                started = time.monotonic()
-                response = admin.post(
-                    "/v1/realtime/publish",
-                    json={
-                        "channel": channel_for(size, total),
-                        "event": "bench",
-                        "data": {"m": marker},
-                    },
-                )
-                response.raise_for_status()
-                return started
-
-            return send
-
         clients = Clients(args.processes)
         try:
             before = rss_kib(server.process.pid)
@@ -470,83 +555,94 @@ def main(argv: list[str] | None = None) -> None:
             open_seconds = time.monotonic() - started
             time.sleep(2)
             after = rss_kib(server.process.pid)
-            per_conn = (after - before) * 1024 / max(1, opened)
+            per_conn = (after - before) / max(1, opened)
             print(
                 f"(a) watchword: {opened} authenticated idle connections in {open_seconds:.1f}s;"
                 f" server RSS {before // 1024} -> {after // 1024} MiB,"
-                f" {per_conn / 1024:.1f} KiB per connection",
+                f" {per_conn:.1f} KiB per connection",
                 flush=True,
             )
-            ww_times = fanout_rounds(clients, sizes, args.rounds, publish_watchword)
+            publish = http_publisher(
+                admin,
+                "/v1/realtime/publish",
+                lambda size, marker: {
+                    "channel": channel_for(size, total),
+                    "event": "bench",
+                    "data": {"m": marker},
+                },
+            )
+            ww_times = fanout_rounds(clients, sizes, args.rounds, publish)
+            # Revocation with every one of those sockets still open.
+            revoked = asyncio.run(revocations(server, args.revocations))
         finally:
             clients.close()
             admin.close()
-        revoked = asyncio.run(revocations(server, args.revocations))
+    count_errors("realtime.watchword.lost_messages", clients.lost)
+    count_errors("realtime.watchword.failed_connections", clients.failed)
 
-    with SocketIOServer() as sio:
-        assert sio.process is not None
-        publisher = httpx.Client(base_url=sio.url, timeout=30)
+    sio_opened, sio_per_conn, sio_times, sio_clients = baseline(
+        "--socketio-server", "socketio", args, total, sizes
+    )
+    count_errors("realtime.socketio.lost_messages", sio_clients.lost)
+    count_errors("realtime.socketio.failed_connections", sio_clients.failed)
+    limit_opened, limit_per_conn, limit_times, limit_clients = baseline(
+        "--limit-server", "limit", args, total, [total]
+    )
+    count_errors("realtime.limit.lost_messages", limit_clients.lost)
+    count_errors("realtime.limit.failed_connections", limit_clients.failed)
 
-        def publish_socketio(size: int) -> Any:
-            def send(marker: str) -> float:
-                started = time.monotonic()
-                response = publisher.post(
-                    "/publish", json={"channel": channel_for(size, total), "data": {"m": marker}}
-                )
-                response.raise_for_status()
-                return started
-
-            return send
-
-        clients = Clients(args.processes)
-        try:
-            sio_before = rss_kib(sio.process.pid)
-            sio_opened = clients.open(
-                "socketio", sio.url.replace("http", "ws"), "", total, channels
-            )
-            time.sleep(2)
-            sio_after = rss_kib(sio.process.pid)
-            sio_per_conn = (sio_after - sio_before) * 1024 / max(1, sio_opened)
-            print(
-                f"(a) socket.io: {sio_opened} idle connections;"
-                f" {sio_per_conn / 1024:.1f} KiB per connection",
-                flush=True,
-            )
-            sio_times = fanout_rounds(clients, sizes, args.rounds, publish_socketio)
-        finally:
-            clients.close()
-            publisher.close()
-
+    rows: list[list[Any]] = []
     for size in sizes:
         ww, so = ww_times[size], sio_times[size]
+        lim = limit_times.get(size)
+        record(f"realtime.fanout_{size}_p50_ms", percentile(ww, 50) * 1000)
+        record(f"realtime.fanout_{size}_p99_ms", percentile(ww, 99) * 1000)
+        record(f"realtime.socketio_fanout_{size}_p99_ms", percentile(so, 99) * 1000)
+        speedup = percentile(so, 99) / percentile(ww, 99)
+        record(f"realtime.socketio_over_watchword_{size}_p99", speedup)
+        of_limit = "-"
+        if lim is not None:
+            record(f"realtime.limit_fanout_{size}_p99_ms", percentile(lim, 99) * 1000)
+            ratio = percentile(lim, 99) / percentile(ww, 99)
+            record(f"realtime.watchword_speed_vs_limit_{size}_p99", ratio)
+            of_limit = f"{ratio:.2f}"
         rows.append(
             [
                 size,
-                args.rounds,
+                len(ww),
                 ms(ww, 50),
                 ms(ww, 99),
                 ms(so, 50),
                 ms(so, 99),
-                f"{statistics.median(so) / statistics.median(ww):.2f}",
+                "-" if lim is None else ms(lim, 50),
+                "-" if lim is None else ms(lim, 99),
+                f"{speedup:.2f}",
+                of_limit,
             ]
         )
     print_table(
-        "(b) fan-out: publish request -> last subscriber received (ms)",
+        "(b) fan-out: publish request -> last subscriber received (ms), one sample per publish",
         [
             "subscribers",
-            "rounds",
+            "publishes",
             "watchword p50",
             "p99",
             "socket.io p50",
             "p99",
-            "socket.io/watchword (p50)",
+            "limit p50",
+            "p99",
+            "socket.io/watchword (p99)",
+            "watchword speed vs limit (p99)",
         ],
         rows,
     )
     from_request = [r[0] for r in revoked]
     from_response = [r[1] for r in revoked]
+    record(f"realtime.revoke_close_p50_ms_at_{opened}", percentile(from_request, 50) * 1000)
+    record(f"realtime.revoke_close_p99_ms_at_{opened}", percentile(from_request, 99) * 1000)
     print_table(
-        f"(c) revocation: logout -> socket closed with 4003, {len(revoked)} sessions (ms)",
+        f"(c) revocation: logout -> socket closed with 4003, {len(revoked)} sessions,"
+        f" with {opened} other sockets open (ms)",
         ["measured from", "p50", "p99", "max"],
         [
             [
@@ -563,12 +659,16 @@ def main(argv: list[str] | None = None) -> None:
             ],
         ],
     )
+    record("realtime.idle_kib_per_socket", per_conn)
+    record("realtime.socketio_idle_kib_per_socket", sio_per_conn)
+    record("realtime.limit_idle_kib_per_socket", limit_per_conn)
     print_table(
-        "(a) idle connections: server memory",
+        "(a) idle connections: server memory (RSS growth over the connections)",
         ["server", "connections", "KiB per connection"],
         [
-            ["watchword (authenticated, bearer)", opened, f"{per_conn / 1024:.1f}"],
-            ["python-socketio (no auth)", sio_opened, f"{sio_per_conn / 1024:.1f}"],
+            ["watchword (authenticated, bearer)", opened, f"{per_conn:.1f}"],
+            ["python-socketio (no auth)", sio_opened, f"{sio_per_conn:.1f}"],
+            ["bare limit server (no auth)", limit_opened, f"{limit_per_conn:.1f}"],
         ],
     )
 

@@ -21,6 +21,7 @@ import uuid
 from collections.abc import Callable
 
 from bench.common import PASSWORD, Server, print_table
+from bench.results import count_errors
 from watchword.sdk import RedisRevocationSource, TokenRevoked, Verifier, WatchwordClient
 
 REDIS_URL = os.environ.get("WATCHWORD_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
@@ -117,6 +118,7 @@ def run(
                     ("DELETE /v1/sessions/{id}", delete_from_another_session(other)),
                 ):
                     latencies, lost = measure(server, verifier, count, revoke)
+                    count_errors(f"revocation.{label}.{name}.lost", lost)
                     rows.append(
                         [
                             label,

@@ -8,18 +8,21 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import importlib
 import json
 import logging
 import os
 import socket
 import sys
+import tempfile
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from pydantic import ValidationError
 from pydantic_settings import SettingsError
 
+from watchword.bus.workers import WorkerBroker
 from watchword.config import Settings
 from watchword.domain.errors import WatchwordError
 from watchword.domain.sessions import RevokeReason
@@ -254,6 +257,9 @@ def serve(args: argparse.Namespace) -> int:
         # compressed once per socket); frames are bounded near the gateway's own limit.
         ws_per_message_deflate=settings.realtime_compression,
         ws_max_size=max(4 * settings.realtime_max_message_bytes, 1 << 20),
+        # The gateway pings at the application level (and closes with 4102 on no pong): the
+        # protocol-level keepalive would add two timers per socket for nothing.
+        ws_ping_interval=None,
         access_log=False,  # URLs may carry tickets or tokens: never logged
         log_level=args.log_level,
         timeout_graceful_shutdown=10,
@@ -262,10 +268,29 @@ def serve(args: argparse.Namespace) -> int:
     if args.workers > 1:
         from uvicorn.supervisors import Multiprocess
 
-        Multiprocess(config, sockets=[sock]).run()
+        broker = _worker_broker(settings)
+        try:
+            Multiprocess(config, sockets=[sock]).run()
+        finally:
+            if broker is not None:
+                broker.stop()
+                with contextlib.suppress(OSError):
+                    os.rmdir(os.path.dirname(broker.path))
     else:
         server.run(sockets=[sock])
     return 0 if server.started or args.workers > 1 else 1
+
+
+def _worker_broker(settings: Settings) -> WorkerBroker | None:
+    """Without Redis, the workers' caches are linked through a broker in this process, so a
+    revocation made by one worker reaches the others at once (the workers inherit the path)."""
+    if settings.redis_url:
+        return None
+    folder = tempfile.mkdtemp(prefix="watchword-workers-")
+    broker = WorkerBroker(os.path.join(folder, "bus.sock"))
+    broker.start()
+    os.environ["WATCHWORD_WORKER_BUS"] = broker.path
+    return broker
 
 
 def _bind(host: str, port: int) -> socket.socket:

@@ -174,6 +174,9 @@ class Settings(BaseSettings):
     # A session cached in Redis is re-read from the database at least this often.
     redis_session_ttl: int = Field(default=30, ge=1, le=3600)
     bus_reconnect_max_delay: float = Field(default=5.0, gt=0)
+    # Set by `serve --workers N` without Redis: the supervisor's Unix socket that relays the
+    # bus between the workers (not meant to be set by hand).
+    worker_bus: str | None = None
 
     @field_validator("redis_url")
     @classmethod

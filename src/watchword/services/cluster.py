@@ -29,6 +29,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from watchword.bus.base import EventBus
 from watchword.bus.local import LocalBus
 from watchword.bus.redis import RedisBus
+from watchword.bus.workers import WorkerBus
 from watchword.config import Settings
 from watchword.domain import events
 from watchword.domain.errors import StoreUnavailable
@@ -81,9 +82,12 @@ def redis_options(settings: Settings) -> RedisOptions | None:
 
 def make_bus(settings: Settings) -> EventBus:
     options = redis_options(settings)
-    if options is None:
-        return LocalBus()
-    return RedisBus(options, max_backoff=settings.bus_reconnect_max_delay)
+    if options is not None:
+        return RedisBus(options, max_backoff=settings.bus_reconnect_max_delay)
+    if settings.worker_bus:
+        # `serve --workers N` on the embedded default: the supervisor relays between workers.
+        return WorkerBus(settings.worker_bus)
+    return LocalBus()
 
 
 def rate_limit_storage(settings: Settings) -> tuple[str | None, dict[str, Any]]:

@@ -88,13 +88,18 @@ class AuthenticationMiddleware:
             path: str = scope["path"]
             chain = next((c for prefix, c in self.chains if path.startswith(prefix)), None)
             if chain is not None:
-                try:
-                    scope[PRINCIPAL] = await chain.authenticate(HTTPConnection(scope))
-                except WatchwordError as exc:
-                    scope[PRINCIPAL] = ANONYMOUS
-                    scope[AUTH_ERROR] = exc
-                    metrics.AUTH_REJECTED.labels(code=exc.code).inc()
+                await authenticate_scope(scope, chain)
         await self.app(scope, receive, send)
+
+
+async def authenticate_scope(scope: Scope, chain: AuthChain) -> None:
+    """Put the chain's ``Principal`` (or its refusal) in the scope, for routes to read."""
+    try:
+        scope[PRINCIPAL] = await chain.authenticate(HTTPConnection(scope))
+    except WatchwordError as exc:
+        scope[PRINCIPAL] = ANONYMOUS
+        scope[AUTH_ERROR] = exc
+        metrics.AUTH_REJECTED.labels(code=exc.code).inc()
 
 
 def principal_of(conn: HTTPConnection) -> Principal:

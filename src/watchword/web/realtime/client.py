@@ -23,6 +23,7 @@ from watchword.web.realtime.closecodes import CloseCode
 from watchword.web.realtime.credentials import RealtimeCredentials
 from watchword.web.realtime.node import RealtimeNode
 from watchword.web.realtime.transport.connection import Connection
+from watchword.web.realtime.transport.frames import frame_writer
 
 log = logging.getLogger("watchword.realtime")
 
@@ -164,6 +165,7 @@ class Gateway:
             burst=limits.burst,
             close_timeout=limits.close_timeout,
             abort=abort,
+            frames=frame_writer(websocket.scope),
         )
         welcome = protocol.welcome(
             connection_id=conn.id,

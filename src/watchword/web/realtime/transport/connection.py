@@ -19,6 +19,7 @@ from typing import Protocol
 from watchword.domain.clock import monotonic
 from watchword.web.realtime import closecodes
 from watchword.web.realtime.closecodes import CloseCode
+from watchword.web.realtime.transport.frames import FrameWriter, text_frame
 
 log = logging.getLogger("watchword.realtime")
 
@@ -36,6 +37,7 @@ class Connection:
         "_abort",
         "_burst",
         "_close_task",
+        "_frames",
         "_queue",
         "_queued",
         "_rate",
@@ -81,6 +83,7 @@ class Connection:
         burst: int,
         close_timeout: float,
         abort: Callable[[], None] | None = None,
+        frames: FrameWriter | None = None,
     ) -> None:
         self.id = id
         self._transport = transport
@@ -100,6 +103,7 @@ class Connection:
         self._writer: asyncio.Task[None] | None = None
         self._close_task: asyncio.Task[None] | None = None
         self._abort = abort
+        self._frames = frames
         self._rate = rate
         self._burst = float(burst)
         self._tokens = float(burst)
@@ -127,6 +131,17 @@ class Connection:
         """Queue ``text``; ``False`` when the connection is closing or was just cut off."""
         if self.close_code is not None:
             return False
+        frames = self._frames
+        if frames is not None and self._writer is None:
+            # The fast path: no task, the frame shared with every other socket of the publish.
+            # Unread bytes worth the queue's bound of such messages (4 KiB each at least, so
+            # one large message does not make the next small one look late): too slow.
+            frame = text_frame(text)
+            written = frames.offer(frame, self.queue_limit * max(len(frame), 4096))
+            if written is not None:
+                if not written:
+                    self.close(closecodes.SLOW_CONSUMER, f"more than {self.queue_limit} queued")
+                return written
         if self._queued >= self.queue_limit:
             self.close(closecodes.SLOW_CONSUMER, f"more than {self.queue_limit} queued")
             return False
