@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import importlib
+import ipaddress
 import json
 import logging
 import os
@@ -229,6 +230,7 @@ def serve(args: argparse.Namespace) -> int:
             await container.db.close()
 
     asyncio.run(prepare())
+    _warn_about_edges(settings, host)
     # Bind first, so what is printed is true (and --port 0 prints the port it got).
     sock = _bind(host, port)
     port = sock.getsockname()[1]
@@ -255,6 +257,9 @@ def serve(args: argparse.Namespace) -> int:
         ws_per_message_deflate=settings.realtime_compression,
         ws_max_size=max(4 * settings.realtime_max_message_bytes, 1 << 20),
         access_log=False,  # URLs may carry tickets or tokens: never logged
+        # The client's address is Watchword's own decision (web/client_address.py): uvicorn
+        # would otherwise take X-Forwarded-For from any loopback peer.
+        proxy_headers=False,
         log_level=args.log_level,
         timeout_graceful_shutdown=10,
     )
@@ -266,6 +271,33 @@ def serve(args: argparse.Namespace) -> int:
     else:
         server.run(sockets=[sock])
     return 0 if server.started or args.workers > 1 else 1
+
+
+def _warn_about_edges(settings: Settings, host: str) -> None:
+    """Settings that work but are probably not what the operator meant, said at start."""
+    if settings.trust_forwarded_for:
+        _warn(
+            "WATCHWORD_TRUST_FORWARDED_FOR is deprecated: it trusts forwarding headers from every "
+            "peer. Set WATCHWORD_TRUSTED_PROXIES to your proxies' addresses instead."
+        )
+    loopback = host in ("localhost", "") or _is_loopback(host)
+    if settings.public_url and not settings.https_public_url and not loopback:
+        _warn(
+            f"WATCHWORD_PUBLIC_URL is {settings.public_url} but the server listens on {host}: "
+            "cookies and tokens would cross the network in clear. Put TLS in front and use an "
+            "https:// URL."
+        )
+
+
+def _warn(message: str) -> None:
+    print(f"warning: {message}", file=sys.stderr, flush=True)
+
+
+def _is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def _bind(host: str, port: int) -> socket.socket:

@@ -20,6 +20,7 @@ from watchword.web.cookies import SessionCookie
 from watchword.web.realtime import routes as realtime
 from watchword.web.routes import admin, auth, me, sessions, system, users, wellknown
 from watchword.web.routes import tokens as token_routes
+from watchword.web.security_headers import SecurityHeadersMiddleware
 
 log = logging.getLogger("watchword")
 
@@ -107,6 +108,7 @@ def create_app(settings: Settings | None = None, *, container: Container | None 
     app.add_middleware(AuthenticationMiddleware, chains=chains)
     app.add_middleware(authn_machines.SignedBodyMiddleware)  # issue 4: signed bodies, replayed
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(SecurityHeadersMiddleware, hsts=settings.https_public_url)
     return app
 
 
