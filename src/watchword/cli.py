@@ -27,6 +27,7 @@ from watchword.domain.sessions import RevokeReason
 from watchword.services.container import Container
 from watchword.services.context import CLI
 from watchword.services.secrets_file import MasterKeyMissing
+from watchword.web import logs
 
 COMMAND_MODULES: tuple[str, ...] = (
     "watchword.commands.keys",  # tokens (issue 3)
@@ -217,7 +218,19 @@ def serve(args: argparse.Namespace) -> int:
         raise CliError(f"the port must be between 0 and 65535, not {port}")
     os.environ["WATCHWORD_HOST"] = host
     os.environ["WATCHWORD_PORT"] = str(port)
+    # The options reach every worker through the environment, like the rest of the settings.
+    if args.log_level is not None:
+        os.environ["WATCHWORD_LOG_LEVEL"] = args.log_level
+    if args.log_format is not None:
+        os.environ["WATCHWORD_LOG_FORMAT"] = args.log_format
+    if args.access_log is False:
+        os.environ["WATCHWORD_ACCESS_LOG"] = "false"
     settings = Settings()
+    logs.configure(
+        level=settings.log_level,
+        json_format=settings.log_format == "json",
+        access=settings.access_log,
+    )
     container = Container(settings)  # resolves (and on first start creates) the master key
 
     async def prepare() -> None:
@@ -260,7 +273,8 @@ def serve(args: argparse.Namespace) -> int:
         # The client's address is Watchword's own decision (web/client_address.py): uvicorn
         # would otherwise take X-Forwarded-For from any loopback peer.
         proxy_headers=False,
-        log_level=args.log_level,
+        log_level=settings.log_level,
+        log_config=None,  # Watchword's own (web/logs.py), set up in each worker
         timeout_graceful_shutdown=10,
     )
     server = uvicorn.Server(config)
@@ -326,7 +340,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--host", default=None, help="address to bind (default 127.0.0.1)")
     p.add_argument("--port", type=int, default=None, help="port (default 8000)")
     p.add_argument("--workers", type=int, default=1, help="worker processes")
-    p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    p.add_argument("--log-level", default=None, choices=["debug", "info", "warning", "error"])
+    p.add_argument(
+        "--log-format", default=None, choices=["text", "json"], help="json: one object per line"
+    )
+    p.add_argument(
+        "--no-access-log",
+        dest="access_log",
+        action="store_false",
+        default=None,
+        help="no line per request",
+    )
     p.set_defaults(run=None)
 
     users = sub.add_parser("users", help="manage accounts").add_subparsers(

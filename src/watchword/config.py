@@ -97,6 +97,10 @@ class Settings(BaseSettings):
     # The client's address: only a TCP peer in these addresses or networks (comma-separated)
     # may say who the client is, in X-Forwarded-For or Forwarded (RFC 7239).
     trusted_proxies: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    # Logs of `watchword serve` (its --log-level, --log-format and --no-access-log set these).
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    log_format: Literal["text", "json"] = "text"
+    access_log: bool = True
 
     session_cache_size: int = Field(default=100_000, ge=1)
     session_cache_ttl: float = Field(default=30.0, gt=0)

@@ -12,7 +12,7 @@ from watchword import __version__
 from watchword.config import Settings
 from watchword.domain.errors import StoreUnavailable
 from watchword.services.container import Container
-from watchword.web import errors
+from watchword.web import errors, logs
 from watchword.web.authn import AuthChain, AuthenticationMiddleware, CookieAuthenticator
 from watchword.web.authn_bearer import BearerTokenAuthenticator
 from watchword.web.bodylimit import BodyLimitMiddleware
@@ -109,9 +109,17 @@ def create_app(settings: Settings | None = None, *, container: Container | None 
     app.add_middleware(authn_machines.SignedBodyMiddleware)  # issue 4: signed bodies, replayed
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(SecurityHeadersMiddleware, hsts=settings.https_public_url)
+    app.add_middleware(logs.AccessLogMiddleware)
+    logs.install_redaction()
     return app
 
 
 def app_from_env() -> FastAPI:
     """Entry point for uvicorn's ``--factory`` (one per worker process)."""
-    return create_app()
+    settings = Settings()
+    logs.configure(
+        level=settings.log_level,
+        json_format=settings.log_format == "json",
+        access=settings.access_log,
+    )
+    return create_app(settings)
