@@ -10,6 +10,7 @@ import argparse
 import asyncio
 import contextlib
 import importlib
+import ipaddress
 import json
 import logging
 import os
@@ -29,6 +30,7 @@ from watchword.domain.sessions import RevokeReason
 from watchword.services.container import Container
 from watchword.services.context import CLI
 from watchword.services.secrets_file import MasterKeyMissing
+from watchword.web import logs
 
 COMMAND_MODULES: tuple[str, ...] = (
     "watchword.commands.keys",  # tokens (issue 3)
@@ -219,7 +221,19 @@ def serve(args: argparse.Namespace) -> int:
         raise CliError(f"the port must be between 0 and 65535, not {port}")
     os.environ["WATCHWORD_HOST"] = host
     os.environ["WATCHWORD_PORT"] = str(port)
+    # The options reach every worker through the environment, like the rest of the settings.
+    if args.log_level is not None:
+        os.environ["WATCHWORD_LOG_LEVEL"] = args.log_level
+    if args.log_format is not None:
+        os.environ["WATCHWORD_LOG_FORMAT"] = args.log_format
+    if args.access_log is False:
+        os.environ["WATCHWORD_ACCESS_LOG"] = "false"
     settings = Settings()
+    logs.configure(
+        level=settings.log_level,
+        json_format=settings.log_format == "json",
+        access=settings.access_log,
+    )
     container = Container(settings)  # resolves (and on first start creates) the master key
 
     async def prepare() -> None:
@@ -232,6 +246,7 @@ def serve(args: argparse.Namespace) -> int:
             await container.db.close()
 
     asyncio.run(prepare())
+    _warn_about_edges(settings, host)
     # Bind first, so what is printed is true (and --port 0 prints the port it got).
     sock = _bind(host, port)
     port = sock.getsockname()[1]
@@ -261,7 +276,11 @@ def serve(args: argparse.Namespace) -> int:
         # protocol-level keepalive would add two timers per socket for nothing.
         ws_ping_interval=None,
         access_log=False,  # URLs may carry tickets or tokens: never logged
-        log_level=args.log_level,
+        # The client's address is Watchword's own decision (web/client_address.py): uvicorn
+        # would otherwise take X-Forwarded-For from any loopback peer.
+        proxy_headers=False,
+        log_level=settings.log_level,
+        log_config=None,  # Watchword's own (web/logs.py), set up in each worker
         timeout_graceful_shutdown=10,
     )
     server = uvicorn.Server(config)
@@ -293,6 +312,33 @@ def _worker_broker(settings: Settings) -> WorkerBroker | None:
     return broker
 
 
+def _warn_about_edges(settings: Settings, host: str) -> None:
+    """Settings that work but are probably not what the operator meant, said at start."""
+    if settings.trust_forwarded_for:
+        _warn(
+            "WATCHWORD_TRUST_FORWARDED_FOR is deprecated: it trusts forwarding headers from every "
+            "peer. Set WATCHWORD_TRUSTED_PROXIES to your proxies' addresses instead."
+        )
+    loopback = host in ("localhost", "") or _is_loopback(host)
+    if settings.public_url and not settings.https_public_url and not loopback:
+        _warn(
+            f"WATCHWORD_PUBLIC_URL is {settings.public_url} but the server listens on {host}: "
+            "cookies and tokens would cross the network in clear. Put TLS in front and use an "
+            "https:// URL."
+        )
+
+
+def _warn(message: str) -> None:
+    print(f"warning: {message}", file=sys.stderr, flush=True)
+
+
+def _is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 def _bind(host: str, port: int) -> socket.socket:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
@@ -319,7 +365,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--host", default=None, help="address to bind (default 127.0.0.1)")
     p.add_argument("--port", type=int, default=None, help="port (default 8000)")
     p.add_argument("--workers", type=int, default=1, help="worker processes")
-    p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    p.add_argument("--log-level", default=None, choices=["debug", "info", "warning", "error"])
+    p.add_argument(
+        "--log-format", default=None, choices=["text", "json"], help="json: one object per line"
+    )
+    p.add_argument(
+        "--no-access-log",
+        dest="access_log",
+        action="store_false",
+        default=None,
+        help="no line per request",
+    )
     p.set_defaults(run=None)
 
     users = sub.add_parser("users", help="manage accounts").add_subparsers(

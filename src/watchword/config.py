@@ -92,7 +92,15 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(default=1_048_576, ge=1024)
     login_rate_limit_account: str = "10/minute"
     login_rate_limit_ip: str = "60/minute"
+    # Deprecated: "every peer is a trusted proxy". Use WATCHWORD_TRUSTED_PROXIES.
     trust_forwarded_for: bool = False
+    # The client's address: only a TCP peer in these addresses or networks (comma-separated)
+    # may say who the client is, in X-Forwarded-For or Forwarded (RFC 7239).
+    trusted_proxies: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    # Logs of `watchword serve` (its --log-level, --log-format and --no-access-log set these).
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    log_format: Literal["text", "json"] = "text"
+    access_log: bool = True
 
     session_cache_size: int = Field(default=100_000, ge=1)
     session_cache_ttl: float = Field(default=30.0, gt=0)
@@ -199,6 +207,27 @@ class Settings(BaseSettings):
     def _origins(cls, value: object) -> object:
         return _split_list(value)
 
+    @field_validator("trusted_proxies", mode="before")
+    @classmethod
+    def _trusted_proxies(cls, value: object) -> object:
+        if isinstance(value, str):
+            value = [part.strip() for part in value.split(",") if part.strip()]
+        if isinstance(value, list):
+            for entry in value:
+                try:
+                    ipaddress.ip_network(str(entry), strict=False)
+                except ValueError as exc:
+                    raise ValueError(f"{entry!r} is not an IP address or network") from exc
+        return value
+
+    @cached_property
+    def proxy_networks(self) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+        return tuple(ipaddress.ip_network(entry, strict=False) for entry in self.trusted_proxies)
+
+    @property
+    def https_public_url(self) -> bool:
+        return bool(self.public_url and self.public_url.lower().startswith("https://"))
+
     @field_validator("cookie_name")
     @classmethod
     def _cookie_name(cls, value: str) -> str:
@@ -243,9 +272,13 @@ class Settings(BaseSettings):
 
     @property
     def secure_cookies(self) -> bool:
-        """HTTPS cookies: on unless told otherwise, except for a server bound to loopback."""
+        """HTTPS cookies: the public URL's scheme decides (a loopback bind behind a TLS proxy
+        is the usual deployment); without one, on except for a server bound to loopback.
+        ``WATCHWORD_COOKIE_SECURE`` overrides both."""
         if self.cookie_secure is not None:
             return self.cookie_secure
+        if self.public_url:
+            return self.https_public_url
         return not self.bound_to_localhost
 
     @property

@@ -130,6 +130,13 @@ class CredentialThrottle:
             await on_refusal()
             raise RateLimited(retry_after)
 
+    async def anonymous_attempt(self, ip: str | None) -> None:
+        """An attempt that proves no credential (an unauthenticated RFC 7009 revocation,
+        which answers 200 whatever the token): it spends the address's budget like a
+        failure, so the endpoint cannot be used to try tokens at leisure."""
+        if ip and (retry_after := await self._limiter.hit(self._per_ip, "machine-fail-ip", ip)):
+            raise RateLimited(retry_after)
+
     async def failed(self, *, kind: str, credential: str | None, ip: str | None) -> None:
         """Count a failure; raise ``RateLimited`` when a budget is now spent."""
         if ip and (retry_after := await self._limiter.hit(self._per_ip, "machine-fail-ip", ip)):

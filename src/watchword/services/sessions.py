@@ -247,23 +247,24 @@ class SessionService:
         session = await self._db.sessions.get(session_id)
         if session is None or (owner_id is not None and session.user_id != owner_id):
             raise NotFound("No such session.")
+        audit_type = (
+            AuditType.LOGOUT if reason == RevokeReason.LOGOUT else AuditType.SESSION_REVOKED
+        )
+        # The audit line is written in the revocation's own transaction: both or neither.
+        event = self._auditor.event(
+            audit_type,
+            ctx,
+            user_id=session.user_id,
+            session_id=session.id,
+            actor_id=actor_id,
+            reason=reason,
+        )
         revoked = await self._db.sessions.revoke(
-            session_id, reason, self._clock.now(), origin=self._control.node_id
+            session_id, reason, self._clock.now(), origin=self._control.node_id, audit=[event]
         )
         if revoked is None:
             raise NotFound("No such session.")
         await self.after_revoke([revoked])
-        audit_type = (
-            AuditType.LOGOUT if reason == RevokeReason.LOGOUT else AuditType.SESSION_REVOKED
-        )
-        await self._auditor.record(
-            audit_type,
-            ctx,
-            user_id=revoked.user_id,
-            session_id=revoked.id,
-            actor_id=actor_id,
-            reason=reason,
-        )
         return revoked
 
     async def revoke_all(

@@ -121,10 +121,17 @@ class SessionStore(Protocol):
         ...
 
     async def revoke(
-        self, session_id: str, reason: str, now: datetime, *, origin: str
+        self,
+        session_id: str,
+        reason: str,
+        now: datetime,
+        *,
+        origin: str,
+        audit: Sequence[AuditEvent] = (),
     ) -> Session | None:
         """Revoke one live session; None if unknown or already revoked. The revocation is
-        in the control feed when this returns."""
+        in the control feed when this returns, and ``audit`` written with it (both or
+        neither)."""
         ...
 
     async def revoke_all(

@@ -236,10 +236,18 @@ class MemorySessionStore:
                 self._db.session_rows[sid] = replace(s, last_seen_at=seen)
 
     async def revoke(
-        self, session_id: str, reason: str, now: datetime, *, origin: str
+        self,
+        session_id: str,
+        reason: str,
+        now: datetime,
+        *,
+        origin: str,
+        audit: Sequence[AuditEvent] = (),
     ) -> Session | None:
         async with self._db._lock:
             revoked = self._db.revoke_matching(lambda s: s.id == session_id, reason, now, origin)
+            for event in audit if revoked else ():
+                await self._db.audit.append(event)
         return revoked[0] if revoked else None
 
     async def revoke_all(

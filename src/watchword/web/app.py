@@ -13,7 +13,7 @@ from watchword import __version__
 from watchword.config import Settings
 from watchword.domain.errors import StoreUnavailable
 from watchword.services.container import Container
-from watchword.web import errors
+from watchword.web import errors, logs
 from watchword.web.authn import AuthChain, AuthenticationMiddleware, CookieAuthenticator
 from watchword.web.authn_bearer import BearerTokenAuthenticator
 from watchword.web.bodylimit import BodyLimitMiddleware
@@ -22,6 +22,7 @@ from watchword.web.realtime import routes as realtime
 from watchword.web.realtime.entry import RealtimeEntry
 from watchword.web.routes import admin, auth, me, sessions, system, users, wellknown
 from watchword.web.routes import tokens as token_routes
+from watchword.web.security_headers import SecurityHeadersMiddleware
 
 log = logging.getLogger("watchword")
 
@@ -109,6 +110,9 @@ def create_app(settings: Settings | None = None, *, container: Container | None 
     app.add_middleware(AuthenticationMiddleware, chains=chains)
     app.add_middleware(authn_machines.SignedBodyMiddleware)  # issue 4: signed bodies, replayed
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(SecurityHeadersMiddleware, hsts=settings.https_public_url)
+    app.add_middleware(logs.AccessLogMiddleware)
+    logs.install_redaction()
     # Outermost: the gateway's sockets skip the HTTP stack (memory per idle socket), and the
     # fan-out fast path needs the server's own send.
     app.add_middleware(RealtimeEntry, root=app, path=realtime.PATH)
@@ -117,7 +121,13 @@ def create_app(settings: Settings | None = None, *, container: Container | None 
 
 def app_from_env() -> FastAPI:
     """Entry point for uvicorn's ``--factory`` (one per worker process)."""
-    app = create_app()
+    settings = Settings()
+    logs.configure(
+        level=settings.log_level,
+        json_format=settings.log_format == "json",
+        access=settings.access_log,
+    )
+    app = create_app(settings)
     # Everything built so far (modules, routes, the container) lives as long as the process:
     # out of the collector's sight, a full collection no longer walks it on every request
     # burst (a stall that showed as a p99 many times the p50).

@@ -13,6 +13,7 @@ from watchword.domain.principal import Principal
 from watchword.domain.sessions import csrf_token_matches
 from watchword.services.context import RequestContext
 from watchword.web.authn import auth_error_of, principal_of
+from watchword.web.client_address import client_address
 
 if TYPE_CHECKING:
     from watchword.services.container import Container
@@ -26,14 +27,9 @@ def container_of(conn: HTTPConnection) -> Container:
 
 
 def client_ip(conn: HTTPConnection) -> str | None:
-    container = container_of(conn)
-    if container.settings.trust_forwarded_for:
-        forwarded = conn.headers.get("x-forwarded-for")
-        if forwarded:
-            # The last hop is the one our proxy appended; everything left of it is whatever
-            # the client sent, and trusting it would let anyone pick their own rate-limit key.
-            return forwarded.split(",")[-1].strip()[:64] or None
-    return conn.client.host if conn.client else None
+    """The client's address: the TCP peer, or what a trusted proxy says (client_address)."""
+    settings = container_of(conn).settings
+    return client_address(conn, settings.proxy_networks, any_peer=settings.trust_forwarded_for)
 
 
 def context(request: Request) -> RequestContext:
@@ -54,6 +50,10 @@ def check_origin(conn: HTTPConnection) -> None:
 
 
 def check_csrf(request: Request, principal: Principal) -> None:
+    # Fetch metadata (the browser's own word): a cookie sent by another site's page is
+    # refused whatever token it carries.
+    if request.headers.get("sec-fetch-site") == "cross-site":
+        raise CsrfRejected("A cross-site request may not use the session cookie.")
     check_origin(request)
     assert principal.session_id is not None
     if not csrf_token_matches(

@@ -247,9 +247,15 @@ class RedisCachedSessionStore:
         return evicted
 
     async def revoke(
-        self, session_id: str, reason: str, now: datetime, *, origin: str
+        self,
+        session_id: str,
+        reason: str,
+        now: datetime,
+        *,
+        origin: str,
+        audit: Sequence[AuditEvent] = (),
     ) -> Session | None:
-        revoked = await self._inner.revoke(session_id, reason, now, origin=origin)
+        revoked = await self._inner.revoke(session_id, reason, now, origin=origin, audit=audit)
         if revoked is not None:
             await self._invalidate([revoked])
         return revoked

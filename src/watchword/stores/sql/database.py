@@ -386,10 +386,18 @@ class SqlSessionStore:
 
     @guarded
     async def revoke(
-        self, session_id: str, reason: str, now: datetime, *, origin: str
+        self,
+        session_id: str,
+        reason: str,
+        now: datetime,
+        *,
+        origin: str,
+        audit: Sequence[AuditEvent] = (),
     ) -> Session | None:
         async with write_transaction(self._engine) as conn:
             revoked = await revoke_where(conn, t.sessions.c.id == session_id, reason, now, origin)
+            if revoked and audit:
+                await insert_audit(conn, audit)
         return revoked[0] if revoked else None
 
     @guarded

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
@@ -18,6 +19,7 @@ from watchword.domain.errors import (
 from watchword.domain.principal import AuthMethod, Principal
 from watchword.web.authn import AuthChain, auth_error_of, principal_of
 from watchword.web.deps import client_ip, origin_allowed
+from watchword.web.logs import log_access
 from watchword.web.realtime import closecodes, protocol
 from watchword.web.realtime.closecodes import CloseCode
 from watchword.web.realtime.credentials import RealtimeCredentials
@@ -136,6 +138,7 @@ class Gateway:
         return principal, None
 
     async def _run(self, websocket: WebSocket, principal: Principal) -> None:
+        started = time.perf_counter()
         node = self.node
         limits = node.limits
         assert principal.user_id is not None
@@ -180,6 +183,15 @@ class Gateway:
         if refusal is not None:
             await websocket.close(refusal.code, refusal.reason())
             return
+        # Logged as accepted only now that it is authenticated and admitted.
+        log_access(
+            "WEBSOCKET",
+            websocket.url.path,
+            websocket.scope.get("query_string", b"").decode("latin-1"),
+            101,
+            started,
+            conn.method,
+        )
         try:
             await self._loop(websocket, conn)
         except asyncio.CancelledError:

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import logging
-import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import timedelta
@@ -37,31 +35,6 @@ from watchword.web.realtime.tickets import MemoryTicketStore, TicketGrant, Ticke
 
 PATH = "/v1/realtime"
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
-_SECRET_PARAMS = re.compile(r"((?:^|[?&;\s])(?:ticket|access_token)=)[^&\s\"']*")
-
-
-class RedactCredentials(logging.Filter):
-    """uvicorn logs a socket's path with its query string: hide tickets and tokens in it."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if isinstance(record.args, tuple) and record.args:
-            record.args = tuple(
-                _SECRET_PARAMS.sub(r"\1[redacted]", a) if isinstance(a, str) else a
-                for a in record.args
-            )
-        if isinstance(record.msg, str) and ("ticket=" in record.msg or "token=" in record.msg):
-            record.msg = _SECRET_PARAMS.sub(r"\1[redacted]", record.msg)
-        return True
-
-
-_REDACTOR = RedactCredentials()
-
-
-def install_log_redaction() -> None:
-    for name in ("uvicorn.error", "uvicorn.access", "uvicorn"):
-        logger = logging.getLogger(name)
-        if _REDACTOR not in logger.filters:
-            logger.addFilter(_REDACTOR)
 
 
 class Realtime:
@@ -177,7 +150,6 @@ def build_router() -> APIRouter:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         realtime: Realtime = app.state.realtime
-        install_log_redaction()
         await realtime.node.start()
         try:
             yield
@@ -280,4 +252,4 @@ def install(app: FastAPI, container: Container) -> Realtime:
     return realtime
 
 
-__all__ = ["PATH", "Realtime", "RedactCredentials", "install", "realtime_of"]
+__all__ = ["PATH", "Realtime", "install", "realtime_of"]

@@ -74,6 +74,8 @@ async def logout(
     container = container_of(request)
     if principal.session_id is not None:
         await container.sessions.revoke(principal.session_id, RevokeReason.LOGOUT, ctx)
-    response = JSONResponse({"status": "signed_out"}, headers=NO_STORE)
+    # The browser drops every cookie of this origin too, not only the one cleared here.
+    headers = {**NO_STORE, "Clear-Site-Data": '"cookies"'}
+    response = JSONResponse({"status": "signed_out"}, headers=headers)
     request.app.state.session_cookie.clear(response)
     return response

@@ -32,8 +32,14 @@ async def me(request: Request, principal: Principal = Depends(require())) -> Res
         "session": None,
         "authentication": authentication_view(principal),
     }
-    if principal.session is not None:
-        session = principal.session
+    session = principal.session
+    if session is None and principal.session_id is not None:
+        # A bearer token names its session; the row is read once per cached token.
+        session = principal.memo.get("session")
+        if session is None:
+            session = await container.db.sessions.get(principal.session_id)
+            principal.memo["session"] = session
+    if session is not None:
         body["session"] = session_view(
             session,
             container.sessions.last_seen(session),

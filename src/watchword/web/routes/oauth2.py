@@ -22,7 +22,7 @@ from watchword.domain import errors as e
 from watchword.domain.clients import OAuthClient
 from watchword.services.clients import InvalidClient
 from watchword.web.authn_machines import authenticate_oauth_client, presents_client_credentials
-from watchword.web.deps import container_of, context
+from watchword.web.deps import client_ip, container_of, context
 
 router = APIRouter(prefix="/oauth2", tags=["oauth2"])
 
@@ -133,6 +133,8 @@ class RevocationEndpoint:
         client = None
         if presents_client_credentials(request, form):
             client = await authenticate_oauth_client(request, form, container.clients)
+        else:
+            await container.credential_throttle.anonymous_attempt(client_ip(request))
         token = _param(form, "token", required=True)
         container.introspection.check_hint(_param(form, "token_type_hint"))
         assert token is not None

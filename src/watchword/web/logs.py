@@ -1,0 +1,208 @@
+"""What the server logs: one access line per request, and never a secret.
+
+Credentials travel in query strings more often than they should (a socket's `?ticket=` or
+`?access_token=`, a mistyped client sending `?api_key=`), and a log is read by more people
+than the credentials were meant for. Every query parameter whose name (decoded, any case) is
+credential-bearing has its value replaced before any line is written, by a filter on every
+handler, whoever logs (Watchword, uvicorn, a library).
+
+The access line is Watchword's own (uvicorn's is off): method, path with its redacted query,
+status, duration and the kind of principal, at info on ``watchword.access``; a socket gets its
+line only once its authentication succeeded (the gateway logs it), not at the handshake.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import time
+from typing import Any
+from urllib.parse import unquote_plus
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from watchword.web.authn import PRINCIPAL
+
+SECRET_NAMES = frozenset(
+    {
+        "access_token",
+        "refresh_token",
+        "ticket",
+        "token",
+        "api_key",
+        "key",
+        "password",
+        "code",
+        "client_secret",
+        "id_token_hint",
+    }
+)
+REDACTED = "[redacted]"
+ACCESS = logging.getLogger("watchword.access")
+
+_QUERY = re.compile(r"\?[^\s\"'<>]*")
+
+
+def redact_query(query: str) -> str:
+    """``query`` (without the ``?``) with every credential-bearing value replaced."""
+    parts = []
+    for pair in re.split(r"([&;])", query):
+        if pair in ("&", ";"):
+            parts.append(pair)
+            continue
+        name, sep, _ = pair.partition("=")
+        if sep and unquote_plus(name).strip().lower() in SECRET_NAMES:
+            parts.append(f"{name}={REDACTED}")
+        else:
+            parts.append(pair)
+    return "".join(parts)
+
+
+def redact_text(text: str) -> str:
+    """Every query string inside ``text`` (a log message, a URL) redacted."""
+    if "?" not in text:
+        return text
+    return _QUERY.sub(lambda m: "?" + redact_query(m.group(0)[1:]), text)
+
+
+class RedactSecrets(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.msg, str):
+            record.msg = redact_text(record.msg)
+        if isinstance(record.args, tuple) and record.args:
+            record.args = tuple(redact_text(a) if isinstance(a, str) else a for a in record.args)
+        elif isinstance(record.args, dict):
+            record.args = {
+                k: redact_text(v) if isinstance(v, str) else v for k, v in record.args.items()
+            }
+        return True
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: time, level, logger, message, and the access fields."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, Any] = {
+            "time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S"),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        fields = getattr(record, "access", None)
+        if isinstance(fields, dict):
+            entry.update(fields)
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        return json.dumps(entry, separators=(",", ":"))
+
+
+class NoSocketHandshakeLines(logging.Filter):
+    """uvicorn logs a socket as "accepted" at the handshake, before the gateway has
+    authenticated it: the gateway logs it itself once it has."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (isinstance(record.msg, str) and '"WebSocket %s"' in record.msg)
+
+
+_REDACTOR = RedactSecrets()
+
+
+def configure(*, level: str = "info", json_format: bool = False, access: bool = True) -> None:
+    """Logging for ``watchword serve``: one handler on the root logger, redacted, and
+    uvicorn's loggers sent through it; ``access=False`` silences the access lines."""
+    handler = logging.StreamHandler()
+    handler.addFilter(_REDACTOR)
+    handler.addFilter(NoSocketHandshakeLines())
+    if json_format:
+        handler.setFormatter(JsonFormatter())
+    else:
+        handler.setFormatter(
+            logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s", "%H:%M:%S")
+        )
+    root = logging.getLogger()
+    root.handlers = [handler]
+    root.setLevel(level.upper())
+    for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
+        logger = logging.getLogger(name)
+        logger.handlers = []
+        logger.propagate = True
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+    ACCESS.setLevel(logging.NOTSET if access else logging.WARNING)
+
+
+def install_redaction() -> None:
+    """For apps not started by ``serve`` (tests, embedding): redact on every existing handler
+    and on the loggers that print URLs."""
+    for logger in (logging.getLogger(), *map(logging.getLogger, ("uvicorn", "uvicorn.error"))):
+        if _REDACTOR not in logger.filters:
+            logger.addFilter(_REDACTOR)
+        for handler in logger.handlers:
+            if _REDACTOR not in handler.filters:
+                handler.addFilter(_REDACTOR)
+
+
+def log_access(
+    method: str, path: str, query: str, status: int, started: float, principal: str
+) -> None:
+    if not ACCESS.isEnabledFor(logging.INFO):
+        return
+    shown = f"{path}?{redact_query(query)}" if query else path
+    duration = (time.perf_counter() - started) * 1000
+    ACCESS.info(
+        "%s %s %d %.1fms %s",
+        method,
+        shown,
+        status,
+        duration,
+        principal,
+        extra={
+            "access": {
+                "method": method,
+                "path": shown,
+                "status": status,
+                "duration_ms": round(duration, 2),
+                "principal": principal,
+            }
+        },
+    )
+
+
+class AccessLogMiddleware:
+    """One line per HTTP request, after its answer started (sockets: see the gateway)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not ACCESS.isEnabledFor(logging.INFO):
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500
+
+        async def send_noting_status(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_noting_status)
+        finally:
+            log_access(
+                scope["method"],
+                scope["path"],
+                scope.get("query_string", b"").decode("latin-1"),
+                status,
+                started,
+                principal_kind(scope),
+            )
+
+
+def principal_kind(scope: Scope) -> str:
+    principal = scope.get(PRINCIPAL)
+    method = getattr(principal, "method", None)
+    if principal is None or not getattr(principal, "is_authenticated", False):
+        return "anonymous"
+    return str(getattr(method, "value", method))
