@@ -175,6 +175,11 @@ class Settings(BaseSettings):
     redis_session_ttl: int = Field(default=30, ge=1, le=3600)
     bus_reconnect_max_delay: float = Field(default=5.0, gt=0)
 
+    # -- pages: sign-in, account and admin pages served by the package --------------------
+    # WATCHWORD_UI=false serves no pages (GET / stays a JSON 404); the title names the product.
+    ui: bool = True
+    ui_title: str = Field(default="Watchword", min_length=1, max_length=60)
+
     @field_validator("redis_url")
     @classmethod
     def _redis_url(cls, value: str | None) -> str | None:
