@@ -270,6 +270,14 @@ def test_the_pages_load_no_blocked_or_failing_resources(server: Server, browser:
 # -- screenshots -----------------------------------------------------------------------------
 
 
+WIDER_THAN_VIEWPORT = """
+return [...document.querySelectorAll('body *')]
+  .filter(e => e.getBoundingClientRect().right > arguments[0] + 1)
+  .filter(e => !e.closest('.table-wrap') || e.classList.contains('table-wrap'))
+  .slice(0, 5).map(e => e.tagName + '.' + e.className + '#' + e.id);
+"""
+
+
 def screenshot(driver: WebDriver, name: str) -> None:
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     for scheme in ("light", "dark"):
@@ -284,15 +292,19 @@ def screenshot(driver: WebDriver, name: str) -> None:
             metrics["height"] = max(600, min(height, 6000))
             driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride", metrics)
             scroll = driver.execute_script("return document.documentElement.scrollWidth")
-            assert scroll <= width + 1, f"{name} scrolls sideways at {width} px ({scroll})"
+            wide = driver.execute_script(WIDER_THAN_VIEWPORT, width)
+            assert scroll <= width + 1, f"{name} scrolls sideways at {width} px: {wide}"
             path = ARTIFACTS / f"{name}-{scheme}-{width}.png"
             assert driver.save_screenshot(str(path)), path
     driver.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})
 
 
 def test_screenshots_of_each_page(server: Server, browser: Browser) -> None:
-    other, driver = browser(), browser()
-    sign_in(other, server, "root@example.com", device="Office desktop")
+    alice, desktop, driver = browser(), browser(), browser()
+    sign_in(alice, server, "alice@example.com", device="Alice's phone")
+    live(alice)
+    sign_in(desktop, server, "root@example.com", device="Office desktop")
+    live(desktop)
     driver.get(server.http + "/login")
     screenshot(driver, "login")
     driver.get(server.http + "/signup")
@@ -300,13 +312,39 @@ def test_screenshots_of_each_page(server: Server, browser: Browser) -> None:
     sign_in(driver, server, "root@example.com", device="Laptop")
     live(driver)
     wait(driver, LIVE, lambda d: len(d.find_elements(By.CSS_SELECTOR, ".dot.online")) >= 2, "dots")
+
+    # An API key: created from the page, shown once with a copy button.
+    driver.find_element(By.ID, "key-name").send_keys("Deploy bot")
+    driver.find_element(By.CSS_SELECTOR, "input[name=scopes][value=profile]").click()
+    driver.find_element(By.XPATH, "//button[text()='Create key']").click()
+    wait(driver, LOAD, lambda d: d.find_elements(By.ID, "new-key"), "the new key is shown")
+    assert driver.switch_to.active_element.get_attribute("id") == "new-key-box"
+    secret = driver.find_element(By.ID, "new-key").text
+    assert secret.startswith("ww_live_")
+    driver.find_element(By.CSS_SELECTOR, "button[data-copy]").click()
+    wait(
+        driver, LIVE, lambda d: d.find_element(By.CSS_SELECTOR, "[data-copy-status]").text, "copied"
+    )
+    screenshot(driver, "account-new-key")
+    driver.get(server.http + "/account")
+    assert secret not in driver.page_source  # shown once
+    live(driver)
     screenshot(driver, "account")
+
     driver.get(server.http + "/admin")
     live(driver)
+    wait(
+        driver,
+        LIVE,
+        lambda d: "alice@example.com" in d.find_element(By.ID, "online-list").text,
+        "Alice is online",
+    )
     screenshot(driver, "admin")
-    alice = server.users["alice@example.com"]
-    driver.get(f"{server.http}/admin/users/{alice['id']}")
+    user = server.users["alice@example.com"]
+    driver.get(f"{server.http}/admin/users/{user['id']}")
     screenshot(driver, "admin-user")
     driver.get(server.http + "/admin/audit")
     screenshot(driver, "admin-audit")
-    assert len(list(ARTIFACTS.glob("*.png"))) >= 24
+    driver.get(server.http + "/admin/users/no-such-user")
+    screenshot(driver, "not-found")
+    assert len(list(ARTIFACTS.glob("*.png"))) >= 32

@@ -233,10 +233,18 @@ async def audit_trail(
             older = events[-1].id
     except (InvalidInput, NotFound) as exc:  # a bad date, or no user with that email
         error = exc.message
+    emails: dict[str, str] = {}
+    for someone in {e.user_id for e in events} | {e.actor_id for e in events}:
+        if someone is not None and someone not in emails:
+            try:
+                emails[someone] = (await container.accounts.get_user(someone)).email
+            except NotFound:
+                pass  # a deleted user, or an actor that is not a user (the CLI)
     return render(
         request,
         "admin_audit.html",
         {
+            "emails": emails,
             "events": events,
             "older": older,
             "filters": {"user": user, "event": event, "since": since, "until": until},

@@ -48,6 +48,29 @@ def _device(user_agent: str | None) -> dict[str, Any]:
     return describe_user_agent(user_agent)
 
 
+EVENT_LABELS = {
+    "login.succeeded": "Signed in",
+    "login.failed": "Failed sign-in",
+    "login.rate_limited": "Sign-in throttled",
+    "logout": "Signed out",
+    "session.revoked": "Device signed out",
+    "sessions.revoked": "Devices signed out",
+    "session.evicted": "Oldest device signed out (limit)",
+    "password.changed": "Password changed",
+    "user.registered": "Account created",
+    "admin.user_updated": "Account changed by an admin",
+    "admin.user_disabled": "Account disabled",
+    "token.refresh_reuse": "Refresh token reused (session ended)",
+    "credential.created": "Key created",
+    "credential.revoked": "Key revoked",
+}
+
+
+def _event_label(kind: str) -> str:
+    return EVENT_LABELS.get(kind, kind)
+
+
+TEMPLATES.filters["event_label"] = _event_label
 TEMPLATES.filters["when"] = _when
 TEMPLATES.filters["iso"] = _iso
 TEMPLATES.filters["device"] = _device
