@@ -186,6 +186,11 @@ class Settings(BaseSettings):
     # bus between the workers (not meant to be set by hand).
     worker_bus: str | None = None
 
+    # -- pages: sign-in, account and admin pages served by the package --------------------
+    # WATCHWORD_UI=false serves no pages (GET / stays a JSON 404); the title names the product.
+    ui: bool = True
+    ui_title: str = Field(default="Watchword", min_length=1, max_length=60)
+
     @field_validator("redis_url")
     @classmethod
     def _redis_url(cls, value: str | None) -> str | None:

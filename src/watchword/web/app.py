@@ -89,6 +89,11 @@ def create_app(settings: Settings | None = None, *, container: Container | None 
 
     compat_mounted = compat_v1.install(app, container)
 
+    # pages: sign-in, account and admin pages (WATCHWORD_UI=false leaves them out)
+    from watchword.web import pages
+
+    pages.install(app, settings)
+
     # The one chain for the Watchword API. Explicit credentials (bearer, API key, signature)
     # come before the cookie, which the browser attaches by itself.
     chain = AuthChain(

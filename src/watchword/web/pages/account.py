@@ -1,0 +1,368 @@
+"""Sign-in, sign-up, sign-out and the account page: the same services the API calls."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Depends, Query, Request
+from starlette.datastructures import FormData
+from starlette.responses import RedirectResponse, Response
+
+from watchword.domain.errors import (
+    AccountDisabled,
+    InvalidCredentials,
+    InvalidInput,
+    NotFound,
+    RateLimited,
+    StoreUnavailable,
+    WatchwordError,
+)
+from watchword.domain.principal import Principal
+from watchword.domain.sessions import RevokeReason
+from watchword.web.authn import principal_of
+from watchword.web.deps import container_of, context, require
+from watchword.web.pages.rendering import PageRoute, page_for_error, render
+from watchword.web.pages.security import (
+    FORM_FIELD,
+    check_pre_session_token,
+    pre_session_token,
+    set_pre_session_cookie,
+)
+from watchword.web.pages.signin import DEFAULT_NEXT, safe_next, sign_in
+from watchword.web.realtime.routes import realtime_of
+
+router = APIRouter(route_class=PageRoute, include_in_schema=False)
+
+EVENTS_PER_PAGE = 20
+KEY_LIFETIMES = {"": None, "7d": 7 * 86_400, "30d": 30 * 86_400, "90d": 90 * 86_400}
+account_reader = require("profile")
+device_manager = require("sessions")
+key_manager = require("api-keys")
+
+
+def _text(form: FormData, name: str, limit: int = 1024) -> str:
+    value = form.get(name)
+    return value[:limit] if isinstance(value, str) else ""
+
+
+def _signed_in(request: Request) -> bool:
+    principal = principal_of(request)
+    return principal.is_authenticated and principal.user_id is not None
+
+
+@router.get("/")
+async def home(request: Request) -> Response:
+    return RedirectResponse("/account" if _signed_in(request) else "/login", status_code=303)
+
+
+# -- sign-in -----------------------------------------------------------------------------
+
+
+def _login_page(
+    request: Request,
+    *,
+    next_path: str,
+    email: str = "",
+    error: str | None = None,
+    status: int = 200,
+) -> Response:
+    token, nonce = pre_session_token(request)
+    response = render(
+        request,
+        "login.html",
+        {
+            "form_token": token,
+            "next": next_path,
+            "email": email,
+            "error": error,
+            "open_registration": container_of(request).accounts.open_registration,
+        },
+        status=status,
+    )
+    set_pre_session_cookie(request, response, nonce)
+    return response
+
+
+@router.get("/login")
+async def login_form(request: Request, next: str | None = Query(None)) -> Response:
+    target = safe_next(next, "")
+    if _signed_in(request):
+        return RedirectResponse(target or DEFAULT_NEXT, status_code=303)
+    return _login_page(request, next_path=target)
+
+
+@router.post("/login")
+async def login_submit(request: Request) -> Response:
+    form = await request.form()
+    target = safe_next(_text(form, "next", 4096) or request.query_params.get("next"), "")
+    check_pre_session_token(request, _text(form, FORM_FIELD))
+    email = _text(form, "email", 320)
+    try:
+        _, response = await sign_in(
+            request,
+            email=email,
+            password=_text(form, "password", 4096),
+            device_name=_text(form, "device_name", 200).strip() or None,
+            next_path=target,
+        )
+    except RateLimited as exc:
+        wait = max(1, exc.retry_after)
+        message = f"Too many sign-in attempts. Try again in {wait} second{'s' * (wait != 1)}."
+        page = _login_page(request, next_path=target, email=email, error=message, status=429)
+        page.headers["Retry-After"] = str(wait)
+        return page
+    except (InvalidCredentials, AccountDisabled) as exc:
+        status = 403 if isinstance(exc, AccountDisabled) else 401
+        return _login_page(request, next_path=target, email=email, error=exc.message, status=status)
+    except InvalidInput as exc:
+        return _login_page(request, next_path=target, email=email, error=exc.message, status=400)
+    return response
+
+
+@router.get("/signup")
+async def signup_form(request: Request) -> Response:
+    if not container_of(request).accounts.open_registration:
+        raise NotFound("Registration is closed on this server.")
+    return _signup_page(request)
+
+
+def _signup_page(
+    request: Request, *, email: str = "", error: str | None = None, status: int = 200
+) -> Response:
+    token, nonce = pre_session_token(request)
+    policy = container_of(request).accounts.password_policy
+    response = render(
+        request,
+        "signup.html",
+        {"form_token": token, "email": email, "error": error, "policy": policy},
+        status=status,
+    )
+    set_pre_session_cookie(request, response, nonce)
+    return response
+
+
+@router.post("/signup")
+async def signup_submit(request: Request) -> Response:
+    accounts = container_of(request).accounts
+    if not accounts.open_registration:
+        raise NotFound("Registration is closed on this server.")
+    form = await request.form()
+    check_pre_session_token(request, _text(form, FORM_FIELD))
+    email = _text(form, "email", 320)
+    password = _text(form, "password", 4096)
+    if password != _text(form, "password_again", 4096):
+        return _signup_page(request, email=email, error="The passwords do not match.", status=400)
+    try:
+        await accounts.register(email=email, password=password, ctx=context(request))
+        _, response = await sign_in(request, email=email, password=password)
+    except InvalidInput as exc:
+        return _signup_page(request, email=email, error=exc.message, status=400)
+    except WatchwordError as exc:
+        if isinstance(exc, StoreUnavailable):
+            raise
+        return _signup_page(request, email=email, error=exc.message, status=400)
+    return response
+
+
+@router.post("/logout")
+async def logout(request: Request, principal: Principal = Depends(require())) -> Response:
+    if principal.session_id is not None:
+        await container_of(request).sessions.revoke(
+            principal.session_id, RevokeReason.LOGOUT, context(request)
+        )
+    response = RedirectResponse("/login", status_code=303)
+    request.app.state.session_cookie.clear(response)
+    return response
+
+
+# -- the account page ----------------------------------------------------------------------
+
+
+async def online_sessions(request: Request, user_id: str) -> set[str]:
+    """Sessions of ``user_id`` with a live realtime connection (empty if presence is down)."""
+    try:
+        entries = await realtime_of(request).node.presence.list(user_id)
+    except StoreUnavailable:
+        return set()
+    return {entry.session_id for entry in entries if entry.session_id}
+
+
+async def _devices(request: Request, principal: Principal) -> dict[str, Any]:
+    assert principal.user_id is not None
+    live = await container_of(request).sessions.list_live(principal.user_id)
+    return {
+        "sessions": [(s, seen) for s, seen in live],
+        "current_id": principal.session_id,
+        "online": await online_sessions(request, principal.user_id),
+    }
+
+
+async def _account_values(
+    request: Request, principal: Principal, before: int | None
+) -> dict[str, Any]:
+    container = container_of(request)
+    assert principal.user_id is not None
+    user = principal.user or await container.accounts.get_user(principal.user_id)
+    events = await container.accounts.events_for(
+        principal.user_id, limit=EVENTS_PER_PAGE + 1, before_id=before
+    )
+    older = events[EVENTS_PER_PAGE - 1].id if len(events) > EVENTS_PER_PAGE else None
+    keys = await container.api_keys.list_for_user(user.id) if "api-keys" in principal.scopes else []
+    return {
+        "user": user,
+        **await _devices(request, principal),
+        "events": events[:EVENTS_PER_PAGE],
+        "events_older": older,
+        "events_before": before,
+        "api_keys": keys,
+        "grantable": sorted(principal.scopes),
+        "lifetimes": list(KEY_LIFETIMES),
+        "policy": container.accounts.password_policy,
+    }
+
+
+async def _account_page(
+    request: Request,
+    principal: Principal,
+    *,
+    before: int | None = None,
+    status: int = 200,
+    **extra: Any,
+) -> Response:
+    values = await _account_values(request, principal, before)
+    values.update(extra)
+    return render(request, "account.html", values, status=status)
+
+
+@router.get("/account")
+async def account(
+    request: Request,
+    before: int | None = Query(None, ge=1),
+    principal: Principal = Depends(account_reader),
+) -> Response:
+    notice = {"password": "Your password was changed. Your other devices were signed out."}.get(
+        request.query_params.get("done", "")
+    )
+    return await _account_page(request, principal, before=before, notice=notice)
+
+
+@router.get("/account/devices")
+async def account_devices(
+    request: Request, principal: Principal = Depends(device_manager)
+) -> Response:
+    """The device list alone, for the page to refresh itself when realtime events arrive."""
+    return render(request, "devices.html", await _devices(request, principal))
+
+
+@router.post("/account/password")
+async def change_password(
+    request: Request, principal: Principal = Depends(account_reader)
+) -> Response:
+    form = await request.form()
+    new = _text(form, "new_password", 4096)
+    if new != _text(form, "new_password_again", 4096):
+        return await _account_page(
+            request, principal, status=400, password_error="The new passwords do not match."
+        )
+    try:
+        await container_of(request).accounts.change_password(
+            principal, current=_text(form, "current_password", 4096), new=new, ctx=context(request)
+        )
+    except (InvalidCredentials, InvalidInput, RateLimited) as exc:
+        status = 429 if isinstance(exc, RateLimited) else 400
+        message = exc.message
+        if isinstance(exc, RateLimited):
+            message = f"Too many attempts. Try again in {max(1, exc.retry_after)} seconds."
+        return await _account_page(request, principal, status=status, password_error=message)
+    return RedirectResponse("/account?done=password#password", status_code=303)
+
+
+@router.post("/account/sessions/{session_id}/revoke")
+async def revoke_device(
+    request: Request, session_id: str, principal: Principal = Depends(device_manager)
+) -> Response:
+    assert principal.user_id is not None
+    await container_of(request).sessions.revoke(
+        session_id[:64],
+        RevokeReason.REVOKED,
+        context(request),
+        owner_id=principal.user_id,
+        actor_id=principal.user_id,
+    )
+    if session_id == principal.session_id:
+        response = RedirectResponse("/login", status_code=303)
+        request.app.state.session_cookie.clear(response)
+        return response
+    return RedirectResponse("/account#devices", status_code=303)
+
+
+@router.post("/account/sessions/revoke-others")
+async def revoke_other_devices(
+    request: Request, principal: Principal = Depends(device_manager)
+) -> Response:
+    assert principal.user_id is not None
+    await container_of(request).sessions.revoke_all(
+        principal.user_id,
+        RevokeReason.REVOKED_OTHERS,
+        context(request),
+        except_session_id=principal.session_id,
+        actor_id=principal.user_id,
+    )
+    return RedirectResponse("/account#devices", status_code=303)
+
+
+@router.post("/account/sessions/revoke-all")
+async def revoke_every_device(
+    request: Request, principal: Principal = Depends(device_manager)
+) -> Response:
+    assert principal.user_id is not None
+    await container_of(request).sessions.revoke_all(
+        principal.user_id, RevokeReason.REVOKED, context(request), actor_id=principal.user_id
+    )
+    response = RedirectResponse("/login", status_code=303)
+    request.app.state.session_cookie.clear(response)
+    return response
+
+
+@router.post("/account/api-keys")
+async def create_api_key(request: Request, principal: Principal = Depends(key_manager)) -> Response:
+    form = await request.form()
+    container = container_of(request)
+    assert principal.user_id is not None
+    owner = principal.user or await container.accounts.get_user(principal.user_id)
+    lifetime = _text(form, "expires", 8)
+    scopes = [s for s in form.getlist("scopes") if isinstance(s, str)]
+    try:
+        if lifetime not in KEY_LIFETIMES:
+            raise InvalidInput("Choose a lifetime from the list.")
+        if not scopes:
+            raise InvalidInput("Choose at least one scope.")
+        created = await container.api_keys.create(
+            owner,
+            name=_text(form, "name", 200).strip(),
+            scopes=scopes,
+            grantable=principal.scopes,
+            expires_in=KEY_LIFETIMES[lifetime],
+            ctx=context(request),
+            actor_id=principal.user_id,
+        )
+    except InvalidInput as exc:
+        return await _account_page(request, principal, status=400, key_error=exc.message)
+    # The key is in this answer only (no-store): it is never shown again.
+    return await _account_page(
+        request, principal, status=201, new_key=created.secret, new_key_name=created.key.name
+    )
+
+
+@router.post("/account/api-keys/{key_id}/revoke")
+async def revoke_api_key(
+    request: Request, key_id: str, principal: Principal = Depends(key_manager)
+) -> Response:
+    assert principal.user_id is not None
+    await container_of(request).api_keys.revoke(
+        key_id[:64], context(request), owner_id=principal.user_id, actor_id=principal.user_id
+    )
+    return RedirectResponse("/account#api-keys", status_code=303)
+
+
+__all__ = ["online_sessions", "page_for_error", "router"]
