@@ -123,10 +123,15 @@ def configure(*, level: str = "info", json_format: bool = False, access: bool = 
     root = logging.getLogger()
     root.handlers = [handler]
     root.setLevel(level.upper())
-    for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
+    for name in ("uvicorn", "uvicorn.error"):
         logger = logging.getLogger(name)
         logger.handlers = []
         logger.propagate = True
+    # uvicorn writes its access line whenever this logger has a handler, its own included:
+    # none, and no propagation, so the one access line is Watchword's (redacted).
+    uvicorn_access = logging.getLogger("uvicorn.access")
+    uvicorn_access.handlers = []
+    uvicorn_access.propagate = False
     logging.getLogger("alembic").setLevel(logging.WARNING)
     ACCESS.setLevel(logging.NOTSET if access else logging.WARNING)
 
