@@ -4,6 +4,7 @@
     +-- InvalidInput            the request is malformed or breaks a rule
     |   +-- WeakPassword        the password policy refused it
     |   +-- InvalidEmail
+    |   +-- InvalidAccountToken a mailed link's token is unknown, used, superseded or expired
     +-- NotAuthenticated        no credential where one is needed
     +-- InvalidCredentials      sign-in failed (same answer for unknown user and bad password)
     +-- InvalidCredential       a presented cookie, token or key is bad, expired or revoked
@@ -12,6 +13,7 @@
     |   +-- CsrfRejected
     |   +-- AccountDisabled
     |   +-- RegistrationClosed
+    |   +-- EmailNotVerified
     +-- NotFound
     +-- Conflict
     |   +-- EmailTaken
@@ -54,6 +56,15 @@ class InvalidEmail(InvalidInput):
 
     code = "invalid_email"
     default_message = "The email address is not valid."
+
+
+class InvalidAccountToken(InvalidInput):
+    """A mailed token (verification, reset) is unknown, used, superseded or expired."""
+
+    code = "invalid_token"
+    default_message = (
+        "This link is not valid (it may be used, replaced by a newer one, or expired)."
+    )
 
 
 class NotAuthenticated(WatchwordError):
@@ -118,6 +129,13 @@ class RegistrationClosed(Forbidden):
 
     code = "registration_closed"
     default_message = "Registration is closed on this server."
+
+
+class EmailNotVerified(Forbidden):
+    """Sign-in needs a verified email address on this server."""
+
+    code = "email_not_verified"
+    default_message = "Verify your email address first: follow the link we sent you."
 
 
 class NotFound(WatchwordError):

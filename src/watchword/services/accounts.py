@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -12,6 +12,7 @@ from watchword.domain.audit import AuditEvent, AuditType
 from watchword.domain.clock import Clock, Randomness
 from watchword.domain.errors import (
     AccountDisabled,
+    EmailNotVerified,
     InvalidCredentials,
     InvalidEmail,
     NotFound,
@@ -68,6 +69,12 @@ class AccountService:
         # Hashing is ~25 ms of CPU: run it in threads, a bounded number at a time, so a login
         # storm queues up instead of stalling the event loop.
         self._hash_slots = anyio.CapacityLimiter(hashing_concurrency)
+        # Account lifecycle: registration writes the verification mail with the user, and
+        # sign-in may wait for a verified address.
+        self.registration_writer: (
+            Callable[[User, list[AuditEvent], RequestContext], Awaitable[None]] | None
+        ) = None
+        self.require_verified_email = False
 
     async def hash_password(self, password: str) -> str:
         return await anyio.to_thread.run_sync(self._hasher.hash, password, limiter=self._hash_slots)
@@ -110,7 +117,10 @@ class AccountService:
         registered = self._auditor.event(
             AuditType.USER_REGISTERED, ctx, user_id=user.id, self_service=self_service
         )
-        await self._db.users.create(user, audit=[registered])
+        if self.registration_writer is not None:
+            await self.registration_writer(user, [registered], ctx)
+        else:
+            await self._db.users.create(user, audit=[registered])
         return user
 
     # -- sign-in --------------------------------------------------------------------------
@@ -146,6 +156,11 @@ class AccountService:
                 AuditType.LOGIN_FAILED, ctx, user_id=user.id, reason="disabled"
             )
             raise AccountDisabled()
+        if self.require_verified_email and user.email_verified_at is None:
+            await self._auditor.record(
+                AuditType.LOGIN_FAILED, ctx, user_id=user.id, reason="email_not_verified"
+            )
+            raise EmailNotVerified()
         if self._hasher.needs_rehash(user.password_hash):
             rehashed = await self.hash_password(password)
             user = (
@@ -258,6 +273,9 @@ class AccountService:
         if user is None:
             raise NotFound("No user with this email address.")
         return user
+
+    async def find_user_or_none(self, normalized_email: str) -> User | None:
+        return await self._db.users.get_by_email(normalized_email)
 
     async def list_users(self, *, limit: int, offset: int) -> list[User]:
         return await self._db.users.page(limit=limit, offset=offset)

@@ -85,6 +85,10 @@ def create_app(settings: Settings | None = None, *, container: Container | None 
     from watchword.web import compat_v1
 
     compat_mounted = compat_v1.install(app, container)
+    # account lifecycle: verification, change of address, password reset
+    from watchword.web.routes import account_lifecycle
+
+    app.include_router(account_lifecycle.router)
 
     # The one chain for the Watchword API. Explicit credentials (bearer, API key, signature)
     # come before the cookie, which the browser attaches by itself.
