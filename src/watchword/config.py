@@ -192,6 +192,8 @@ class Settings(BaseSettings):
     password_reset_rate_limit_address: str = "5/hour"
     password_reset_rate_limit_account: str = "5/hour"
     password_reset_rate_limit_ip: str = "30/hour"
+    # Step-up: changing how the account signs in needs a sign-in at most this many seconds old.
+    reauth_max_age: int = Field(default=300, ge=1)
 
     @field_validator("smtp_url")
     @classmethod

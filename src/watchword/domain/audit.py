@@ -37,6 +37,7 @@ class AuditType:
     EMAIL_CHANGED = "email.changed"
     PASSWORD_RESET_REQUESTED = "password.reset_requested"
     PASSWORD_RESET = "password.reset"
+    STEP_UP = "login.step_up"
 
 
 @dataclass(frozen=True, slots=True)

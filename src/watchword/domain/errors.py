@@ -6,6 +6,7 @@
     |   +-- InvalidEmail
     |   +-- InvalidAccountToken a mailed link's token is unknown, used, superseded or expired
     +-- NotAuthenticated        no credential where one is needed
+    |   +-- ReauthRequired      the sign-in is older than the step-up limit
     +-- InvalidCredentials      sign-in failed (same answer for unknown user and bad password)
     +-- InvalidCredential       a presented cookie, token or key is bad, expired or revoked
     +-- Forbidden               authenticated, but not allowed
@@ -72,6 +73,13 @@ class NotAuthenticated(WatchwordError):
 
     code = "unauthenticated"
     default_message = "Authentication is required."
+
+
+class ReauthRequired(NotAuthenticated):
+    """The operation needs a recent sign-in: confirm the password (``POST /v1/auth/reauth``)."""
+
+    code = "reauth_required"
+    default_message = "Confirm your password to continue (POST /v1/auth/reauth)."
 
 
 class InvalidCredentials(WatchwordError):

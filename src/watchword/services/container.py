@@ -28,6 +28,7 @@ from watchword.services.secrets_file import resolve_secret_key
 from watchword.services.session_cache import SessionCache
 from watchword.services.sessions import SessionService
 from watchword.services.signing import SigningService
+from watchword.services.stepup import StepUp
 from watchword.services.tokens import TokenService
 from watchword.stores.accounts import account_stores_for
 from watchword.stores.base import Database
@@ -274,6 +275,16 @@ class Container:
             reset_rate_ip=settings.password_reset_rate_limit_ip,
         )
         self.accounts.require_verified_email = settings.require_verified_email
+        self.step_up = StepUp(
+            store=self.account_stores.session_auth,
+            db=self.db,
+            accounts=self.accounts,
+            throttle=self.throttle,
+            auditor=self.auditor,
+            clock=self.clock,
+            max_age=settings.reauth_max_age,
+            announce=self.lifecycle.announce,
+        )
         self._started = False
 
     async def start(self) -> None:

@@ -98,7 +98,7 @@ class AccountLifecycle:
         """Call ``hook(user_id, event, data)`` after each step (the user's sockets)."""
         self._hooks.append(hook)
 
-    async def _announce(self, user_id: str | None, event: str, data: dict[str, Any]) -> None:
+    async def announce(self, user_id: str | None, event: str, data: dict[str, Any]) -> None:
         if user_id is None:
             return
         for hook in self._hooks:
@@ -113,7 +113,7 @@ class AccountLifecycle:
         await self._auditor.record(
             AuditType.MAIL_SENT, Ctx(), user_id=mail.user_id, mail_id=mail.id, kind=mail.kind
         )
-        await self._announce(mail.user_id, "security.mail_sent", {"kind": mail.kind})
+        await self.announce(mail.user_id, "security.mail_sent", {"kind": mail.kind})
 
     def _queued(self, ctx: RequestContext, mail: Sequence[OutgoingMail]) -> list[AuditEvent]:
         return [
@@ -186,7 +186,7 @@ class AccountLifecycle:
         )
         await self._stores.tokens.issue(token, mail=mail, audit=[sent, *self._queued(ctx, mail)])
         self.sender.notify()
-        await self._announce(user.id, "security.email_verification_sent", {"email": user.email})
+        await self.announce(user.id, "security.email_verification_sent", {"email": user.email})
 
     async def verify_email(self, secret: str, ctx: RequestContext) -> User:
         token = await self._find(secret, (TokenPurpose.VERIFY_EMAIL, TokenPurpose.CHANGE_EMAIL))
@@ -222,7 +222,7 @@ class AccountLifecycle:
         await self._sessions.announce_user_changed(user.id, disabled=user.disabled)
         if mail:
             self.sender.notify()
-        await self._announce(
+        await self.announce(
             user.id,
             "security.email_changed" if changed else "security.email_verified",
             {"email": user.email},
@@ -266,7 +266,7 @@ class AccountLifecycle:
         ]
         await self._stores.tokens.issue(token, mail=mail, audit=audit)
         self.sender.notify()
-        await self._announce(user.id, "security.email_change_requested", {"new_email": email})
+        await self.announce(user.id, "security.email_change_requested", {"new_email": email})
 
     # -- password reset --------------------------------------------------------------------
 
@@ -323,7 +323,7 @@ class AccountLifecycle:
         ]
         await self._stores.tokens.issue(token, mail=[mail], audit=audit_rows)
         self.sender.notify()
-        await self._announce(user.id, "security.password_reset_requested", {})
+        await self.announce(user.id, "security.password_reset_requested", {})
 
     async def send_reset(self, email: str, ctx: RequestContext, *, actor_id: str) -> OutgoingMail:
         """An administrator sends a reset link (no throttle, and unknown addresses fail)."""
@@ -351,7 +351,7 @@ class AccountLifecycle:
         ]
         await self._stores.tokens.issue(token, mail=[mail], audit=audit)
         self.sender.notify()
-        await self._announce(user.id, "security.password_reset_requested", {})
+        await self.announce(user.id, "security.password_reset_requested", {})
         return mail
 
     async def reset_password(
@@ -399,7 +399,7 @@ class AccountLifecycle:
         await self._sessions.after_revoke(revoked)
         await self._sessions.announce_user_changed(changed.id, disabled=changed.disabled)
         self.sender.notify()
-        await self._announce(changed.id, "security.password_reset", {"revoked": len(revoked)})
+        await self.announce(changed.id, "security.password_reset", {"revoked": len(revoked)})
         return changed, revoked
 
     # -- the outbox, for operators ---------------------------------------------------------

@@ -87,6 +87,25 @@ class AccountTokenStore(Protocol):
         ...
 
 
+class SessionAuthStore(Protocol):
+    """When and how a session last proved its user (RFC 8176 ``amr`` values)."""
+
+    async def get(self, session_id: str) -> tuple[datetime, list[str]] | None:
+        """None: never re-proved since the sign-in that made the session."""
+        ...
+
+    async def record(
+        self,
+        session_id: str,
+        auth_time: datetime,
+        amr: Sequence[str],
+        *,
+        audit: Sequence[AuditEvent] = (),
+    ) -> None:
+        """Insert or replace, with the audit rows, in one transaction."""
+        ...
+
+
 class MailOutbox(Protocol):
     async def claim_due(
         self, now: datetime, lease_until: datetime, *, limit: int
@@ -116,6 +135,9 @@ class AccountStores(Protocol):
 
     @property
     def outbox(self) -> MailOutbox: ...
+
+    @property
+    def session_auth(self) -> SessionAuthStore: ...
 
 
 def account_stores_for(db: object) -> AccountStores:

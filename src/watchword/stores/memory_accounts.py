@@ -174,10 +174,32 @@ class MemoryMailOutbox:
         return sorted(rows, key=lambda m: m.created_at, reverse=True)[:limit]
 
 
+class MemorySessionAuthStore:
+    def __init__(self, db: MemoryDatabase) -> None:
+        self._db = db
+        self.rows: dict[str, tuple[datetime, list[str]]] = {}
+
+    async def get(self, session_id: str) -> tuple[datetime, list[str]] | None:
+        return self.rows.get(session_id)
+
+    async def record(
+        self,
+        session_id: str,
+        auth_time: datetime,
+        amr: Sequence[str],
+        *,
+        audit: Sequence[AuditEvent] = (),
+    ) -> None:
+        self.rows[session_id] = (auth_time, list(amr))
+        for event in audit:
+            await self._db.audit.append(event)
+
+
 class MemoryAccountStores:
     def __init__(self, db: MemoryDatabase) -> None:
         self.outbox = MemoryMailOutbox()
         self.tokens = MemoryAccountTokenStore(db, self.outbox)
+        self.session_auth = MemorySessionAuthStore(db)
 
 
 if TYPE_CHECKING:

@@ -6,7 +6,7 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Row, and_, insert, select, update
+from sqlalchemy import Row, and_, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -367,10 +367,46 @@ class SqlMailOutbox:
             return [_mail(row) for row in await conn.execute(query)]
 
 
+class SqlSessionAuthStore:
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._engine = engine
+
+    @guarded
+    async def get(self, session_id: str) -> tuple[datetime, list[str]] | None:
+        async with self._engine.connect() as conn:
+            row = (
+                await conn.execute(
+                    select(t.session_auth).where(t.session_auth.c.session_id == session_id)
+                )
+            ).first()
+        return (row.auth_time, list(row.amr)) if row else None
+
+    @guarded
+    async def record(
+        self,
+        session_id: str,
+        auth_time: datetime,
+        amr: Sequence[str],
+        *,
+        audit: Sequence[AuditEvent] = (),
+    ) -> None:
+        async with write_transaction(self._engine) as conn:
+            await conn.execute(
+                delete(t.session_auth).where(t.session_auth.c.session_id == session_id)
+            )
+            await conn.execute(
+                insert(t.session_auth).values(
+                    session_id=session_id, auth_time=auth_time, amr=list(amr)
+                )
+            )
+            await insert_audit(conn, audit)
+
+
 class SqlAccountStores:
     def __init__(self, engine: AsyncEngine) -> None:
         self.tokens = SqlAccountTokenStore(engine)
         self.outbox = SqlMailOutbox(engine)
+        self.session_auth = SqlSessionAuthStore(engine)
 
 
 if TYPE_CHECKING:

@@ -202,6 +202,18 @@ account_tokens = Table(
     Index("ix_account_tokens_user", "user_id", "purpose"),
 )
 
+# When and how a session last proved its user (RFC 8176 ``amr``); absent: at its creation, by
+# password.
+session_auth = Table(
+    "session_auth",
+    metadata,
+    Column(
+        "session_id", String(36), ForeignKey("sessions.id", ondelete="CASCADE"), primary_key=True
+    ),
+    Column("auth_time", UTCDateTime, nullable=False),
+    Column("amr", JSON, nullable=False),
+)
+
 mail_outbox = Table(
     "mail_outbox",
     metadata,

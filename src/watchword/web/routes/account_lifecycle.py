@@ -13,6 +13,7 @@ from watchword.domain.principal import Principal
 from watchword.services.context import RequestContext
 from watchword.web.deps import check_origin, container_of, context, require
 from watchword.web.routes.schemas import Body
+from watchword.web.stepup import require_recent_auth
 
 router = APIRouter(tags=["account lifecycle"])
 
@@ -76,7 +77,7 @@ async def resend_verification(
 async def change_email(
     body: EmailChange,
     request: Request,
-    principal: Principal = Depends(require()),
+    principal: Principal = Depends(require_recent_auth()),
     ctx: RequestContext = Depends(context),
 ) -> dict[str, Any]:
     if principal.user_id is None:
@@ -113,4 +114,25 @@ async def confirm_password_reset(
     )
     return JSONResponse(
         {"status": "password_reset", "revoked_sessions": len(revoked)}, headers=NO_STORE
+    )
+
+
+class Reauth(Body):
+    password: str = Field(max_length=4096)
+
+
+@router.post(
+    "/v1/auth/reauth",
+    summary="Confirm the password: the current session counts as freshly signed in (step-up)",
+)
+async def reauth(
+    body: Reauth,
+    request: Request,
+    principal: Principal = Depends(require()),
+    ctx: RequestContext = Depends(context),
+) -> JSONResponse:
+    auth_time, amr = await container_of(request).step_up.reauth(principal, body.password, ctx)
+    return JSONResponse(
+        {"status": "reauthenticated", "auth_time": int(auth_time.timestamp()), "amr": amr},
+        headers=NO_STORE,
     )

@@ -1,4 +1,5 @@
-"""Account lifecycle: verified addresses, mailed single-use tokens, the mail outbox.
+"""Account lifecycle: verified addresses, mailed single-use tokens, the mail outbox, and when
+each session last proved its user (step-up).
 
 Revision ID: 0004_account_lifecycle
 Revises: 0003
@@ -33,6 +34,17 @@ def upgrade() -> None:
     )
     op.create_index("ix_account_tokens_user", "account_tokens", ["user_id", "purpose"])
     op.create_table(
+        "session_auth",
+        sa.Column(
+            "session_id",
+            sa.String(36),
+            sa.ForeignKey("sessions.id", ondelete="CASCADE"),
+            primary_key=True,
+        ),
+        sa.Column("auth_time", UTCDateTime, nullable=False),
+        sa.Column("amr", sa.JSON, nullable=False),
+    )
+    op.create_table(
         "mail_outbox",
         sa.Column("id", sa.String(36), primary_key=True),
         sa.Column("kind", sa.String(32), nullable=False),
@@ -53,6 +65,7 @@ def upgrade() -> None:
 def downgrade() -> None:
     op.drop_index("ix_mail_outbox_due", "mail_outbox")
     op.drop_table("mail_outbox")
+    op.drop_table("session_auth")
     op.drop_index("ix_account_tokens_user", "account_tokens")
     op.drop_table("account_tokens")
     op.drop_column("users", "email_verified_at")
