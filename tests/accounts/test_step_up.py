@@ -67,3 +67,36 @@ async def test_reauth_is_throttled_like_a_password(client_factory: ClientFactory
         assert wrong.status_code == 401
     limited = await client.post("/v1/auth/reauth", json={"password": PASSWORD})
     assert limited.status_code == 429
+
+
+async def test_how_the_session_signed_in_shows_in_me_sessions_and_tokens(
+    client_factory: ClientFactory, clock: Any
+) -> None:
+    import jwt
+
+    client = await signed_in(client_factory)
+    signed_in_at = int(clock.now().timestamp())
+    me = (await client.get("/v1/me")).json()["authentication"]
+    assert (me["amr"], me["auth_time"], me["acr"]) == (["pwd"], signed_in_at, "aal1")
+    (listed,) = (await client.get("/v1/sessions")).json()["sessions"]
+    assert (listed["amr"], listed["auth_time"]) == (["pwd"], signed_in_at)
+
+    clock.advance(120)
+    await client.post("/v1/auth/reauth", json={"password": PASSWORD})
+    me = (await client.get("/v1/me")).json()["authentication"]
+    assert me["auth_time"] == signed_in_at + 120
+
+    tokens = await client.post(
+        "/v1/auth/login",
+        json={"email": "alice@example.com", "password": PASSWORD, "mode": "token"},
+    )
+    claims = jwt.decode(tokens.json()["access_token"], options={"verify_signature": False})
+    assert (claims["amr"], claims["auth_time"], claims["acr"]) == (
+        ["pwd"],
+        int(clock.now().timestamp()),
+        "aal1",
+    )
+    bearer = await client.get(
+        "/v1/me", headers={"Authorization": "Bearer " + tokens.json()["access_token"]}
+    )
+    assert bearer.json()["authentication"]["amr"] == ["pwd"]

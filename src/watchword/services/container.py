@@ -284,7 +284,9 @@ class Container:
             clock=self.clock,
             max_age=settings.reauth_max_age,
             announce=self.lifecycle.announce,
+            shown_ttl=settings.session_cache_ttl,
         )
+        self.tokens.session_claims = self.step_up.token_claims  # amr, auth_time, acr
         self._started = False
 
     async def start(self) -> None:

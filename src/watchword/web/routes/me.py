@@ -33,6 +33,11 @@ async def me(request: Request, principal: Principal = Depends(require())) -> Res
         "session": None,
         "authentication": authentication_view(principal),
     }
+    if principal.session_id is not None:  # how the session signed in: amr, auth_time, acr
+        body["authentication"] = {
+            **body["authentication"],
+            **await container.step_up.shown(principal),
+        }
     if principal.session is not None:
         session = principal.session
         body["session"] = session_view(
