@@ -17,7 +17,7 @@ from aiosmtpd.smtp import SMTP, Envelope, Session
 
 from tests.helpers import free_port
 
-LINK = re.compile(r"http://127\.0\.0\.1:8000/[a-z-]+\?token=[A-Za-z0-9_%-]+")
+LINK = re.compile(r"http://127\.0\.0\.1:\d+/[a-z-]+\?token=[A-Za-z0-9_%-]+")
 
 
 @dataclass

@@ -178,6 +178,8 @@ async def test_password_reset_by_mail_ends_every_session_and_token(
     assert (await client.get("/v1/me")).status_code == 401
     refreshed = await client.post("/v1/auth/refresh", json={"refresh_token": refresh_token})
     assert refreshed.status_code == 401
+    bearer = {"Authorization": "Bearer " + tokens.json()["access_token"]}
+    assert (await client.get("/v1/me", headers=bearer)).status_code == 401
     again = await client.post(
         "/v1/auth/password-reset/confirm", json={"token": token, "new_password": NEW_PASSWORD}
     )
