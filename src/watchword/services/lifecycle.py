@@ -108,10 +108,12 @@ class AccountLifecycle:
                 log.exception("security-event hook failed")
 
     async def _mail_sent(self, mail: OutgoingMail) -> None:
-        from watchword.services.context import RequestContext as Ctx
-
         await self._auditor.record(
-            AuditType.MAIL_SENT, Ctx(), user_id=mail.user_id, mail_id=mail.id, kind=mail.kind
+            AuditType.MAIL_SENT,
+            RequestContext(),
+            user_id=mail.user_id,
+            mail_id=mail.id,
+            kind=mail.kind,
         )
         await self.announce(mail.user_id, "security.mail_sent", {"kind": mail.kind})
 
