@@ -259,3 +259,25 @@ async def test_an_administrator_sends_a_reset_link(
     token = (await smtp.inbox.wait_for("alice@example.com", 2)).token()
     body = {"token": token, "new_password": NEW_PASSWORD}
     assert (await client.post("/v1/auth/password-reset/confirm", json=body)).status_code == 200
+
+
+async def test_a_signed_out_user_asks_for_a_new_link_and_the_answer_reveals_nothing(
+    client_factory: ClientFactory, smtp: SmtpServer, clock: Any
+) -> None:
+    client = await client_factory(**fast_mail(smtp, require_verified_email=True))
+    await client.register()
+    await smtp.inbox.wait_for("alice@example.com")
+    clock.advance(24 * 3600 + 1)  # the first link expired before it was used
+    answers = [
+        await client.post("/v1/me/email/verification", json={"email": address})
+        for address in ("alice@example.com", "nobody@example.com")
+    ]
+    assert [a.status_code for a in answers] == [202, 202]
+    assert answers[0].content == answers[1].content
+    token = (await smtp.inbox.wait_for("alice@example.com", 2)).token()
+    assert (await client.post("/v1/me/email/verify", json={"token": token})).status_code == 200
+    await client.login()
+    assert smtp.inbox.to("nobody@example.com") == []
+    bare = await client_factory()
+    refused = await bare.post("/v1/me/email/verification")
+    assert refused.status_code == 401

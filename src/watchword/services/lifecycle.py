@@ -190,6 +190,46 @@ class AccountLifecycle:
         self.sender.notify()
         await self.announce(user.id, "security.email_verification_sent", {"email": user.email})
 
+    async def resend_verification_to(self, email: str, ctx: RequestContext) -> None:
+        """A new link for a signed-out user: the same answer whether or not the address has
+        an account waiting for verification; budgets as for password resets."""
+        try:
+            normalized = normalize_email(email)
+        except InvalidEmail:
+            normalized = email.strip().lower()[:254]
+        if ctx.ip and (retry := await self._limiter.hit(self._reset_ip, "verify-ip", ctx.ip)):
+            raise RateLimited(retry)
+        if retry := await self._limiter.hit(self._reset_address, "verify-address", normalized):
+            raise RateLimited(retry)
+        user = await self._accounts.find_user_or_none(normalized)
+        secret, token = self._token(
+            user.id if user else "", TokenPurpose.VERIFY_EMAIL, normalized, self._verification_ttl
+        )
+        mail = self._verify_mail(token.user_id, normalized, secret, MailKind.VERIFY_EMAIL)
+        usable = user is not None and not user.disabled and user.email_verified_at is None
+        if user is not None and usable:
+            usable = not await self._limiter.hit(self._verification_rate, "verify-mail", user.id)
+        if user is None or not usable:
+            audit = self._auditor.event(
+                AuditType.EMAIL_VERIFICATION_SENT,
+                ctx,
+                user_id=user.id if user else None,
+                email=normalized,
+                sent=False,
+            )
+            await self._stores.tokens.issue_nothing(
+                token.token_hash, self._clock.now(), audit=[audit]
+            )
+            return
+        sent = self._auditor.event(
+            AuditType.EMAIL_VERIFICATION_SENT, ctx, user_id=user.id, email=normalized, sent=True
+        )
+        await self._stores.tokens.issue(
+            token, mail=[mail], audit=[sent, *self._queued(ctx, [mail])]
+        )
+        self.sender.notify()
+        await self.announce(user.id, "security.email_verification_sent", {"email": normalized})
+
     async def verify_email(self, secret: str, ctx: RequestContext) -> User:
         token = await self._find(secret, (TokenPurpose.VERIFY_EMAIL, TokenPurpose.CHANGE_EMAIL))
         before = await self._accounts.get_user(token.user_id)

@@ -8,9 +8,10 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 from pydantic import Field
 
-from watchword.domain.errors import NotFound
+from watchword.domain.errors import NotAuthenticated, NotFound
 from watchword.domain.principal import Principal
 from watchword.services.context import RequestContext
+from watchword.web.authn import principal_of
 from watchword.web.deps import check_origin, container_of, context, require
 from watchword.web.routes.schemas import Body
 from watchword.web.stepup import require_recent_auth
@@ -53,20 +54,39 @@ async def verify_email(
     return JSONResponse({"status": "verified", "user": user.public()}, headers=NO_STORE)
 
 
+class VerificationRequest(Body):
+    email: str = Field(max_length=320)
+
+
+VERIFICATION_ACCEPTED = {
+    "status": "accepted",
+    "message": "If an account with an unverified address uses it, a new link is on its way.",
+}
+
+
 @router.post(
     "/v1/me/email/verification",
     status_code=202,
-    summary="Send a new verification link to the account's address (throttled)",
+    summary="Send a new verification link (throttled); without a session, give the address",
 )
 async def resend_verification(
     request: Request,
-    principal: Principal = Depends(require()),
+    body: VerificationRequest | None = None,
     ctx: RequestContext = Depends(context),
-) -> dict[str, Any]:
-    if principal.user_id is None:
-        raise NotFound("Only users have email addresses.")
-    await container_of(request).lifecycle.resend_verification(principal.user_id, ctx)
-    return {"status": "sent"}
+) -> JSONResponse:
+    container = container_of(request)
+    if principal_of(request).is_authenticated:
+        principal = await require()(request)
+        if principal.user_id is None:
+            raise NotFound("Only users have email addresses.")
+        await container.lifecycle.resend_verification(principal.user_id, ctx)
+        return JSONResponse({"status": "sent"}, status_code=202, headers=NO_STORE)
+    # Signed out (sign-in may be waiting for verification): the same answer for any address.
+    if body is None:
+        raise NotAuthenticated("Sign in, or give the account's email address.")
+    check_origin(request)
+    await container.lifecycle.resend_verification_to(body.email, ctx)
+    return JSONResponse(VERIFICATION_ACCEPTED, status_code=202, headers=NO_STORE)
 
 
 @router.post(
