@@ -95,21 +95,35 @@ async def test_reset_answers_alike_for_known_and_unknown_addresses(
         password_reset_rate_limit_ip="1000/minute",
     )
     await client.register()
-    answers: dict[str, list[tuple[int, bytes]]] = {"known": [], "unknown": []}
-    times: dict[str, list[float]] = {"known": [], "unknown": []}
     addresses = {"known": "alice@example.com", "unknown": "nobody@example.com"}
-    for round_ in range(32):  # interleaved, the first round of each is warm-up
-        for kind in ("known", "unknown") if round_ % 2 else ("unknown", "known"):
-            started = time.perf_counter()
-            response = await client.post("/v1/auth/password-reset", json={"email": addresses[kind]})
-            elapsed = time.perf_counter() - started
-            answers[kind].append((response.status_code, response.content))
-            if round_ >= 2:
-                times[kind].append(elapsed)
-    assert set(answers["known"]) == set(answers["unknown"])
-    assert len(set(answers["known"])) == 1
-    known, unknown = statistics.median(times["known"]), statistics.median(times["unknown"])
-    assert abs(known - unknown) / max(known, unknown) < 0.2, (known, unknown)
+    answers: set[tuple[int, bytes]] = set()
+
+    async def medians() -> tuple[float, float]:
+        times: dict[str, list[float]] = {"known": [], "unknown": []}
+        for round_ in range(32):  # interleaved; the first round of each is warm-up
+            for kind in ("known", "unknown") if round_ % 2 else ("unknown", "known"):
+                started = time.perf_counter()
+                response = await client.post(
+                    "/v1/auth/password-reset", json={"email": addresses[kind]}
+                )
+                elapsed = time.perf_counter() - started
+                answers.add((response.status_code, response.content))
+                if round_ >= 2:
+                    times[kind].append(elapsed)
+        return statistics.median(times["known"]), statistics.median(times["unknown"])
+
+    # Generous against a busy machine: a real difference fails every try, a burst of load
+    # from elsewhere does not.
+    tries = []
+    for _ in range(3):
+        known, unknown = await medians()
+        tries.append((known, unknown))
+        if abs(known - unknown) / max(known, unknown) < 0.2:
+            break
+    else:
+        raise AssertionError(f"medians (known, unknown) differ by 20% or more: {tries}")
+    print("reset medians (known, unknown) in seconds:", tries)
+    assert len(answers) == 1, answers  # one status and one body for both
 
 
 def test_mail_list_and_show_print_queued_mail_with_its_link(

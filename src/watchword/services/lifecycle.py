@@ -6,8 +6,9 @@ tells the user's sockets (security events) once it has happened.
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import replace
 from datetime import timedelta
 from typing import Any
@@ -89,6 +90,7 @@ class AccountLifecycle:
         self._reset_account: RateLimitItem = parse(reset_rate_account)
         self._reset_ip: RateLimitItem = parse(reset_rate_ip)
         self._hooks: list[SecurityHook] = []
+        self._pending: set[asyncio.Task[None]] = set()
         accounts.registration_writer = self._register
         sender.on_sent.append(self._mail_sent)
 
@@ -116,6 +118,11 @@ class AccountLifecycle:
             kind=mail.kind,
         )
         await self.announce(mail.user_id, "security.mail_sent", {"kind": mail.kind})
+
+    def _later(self, step: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(step)
+        self._pending.add(task)
+        task.add_done_callback(self._pending.discard)
 
     def _queued(self, ctx: RequestContext, mail: Sequence[OutgoingMail]) -> list[AuditEvent]:
         return [
@@ -335,10 +342,11 @@ class AccountLifecycle:
             valid_for=human_duration(self._reset_ttl),
         )
         usable = user is not None and not user.disabled
-        if user is not None and await self._limiter.hit(
-            self._reset_account, "reset-account", user.id
-        ):
-            usable = False  # over the account's budget: silently, as for an unknown address
+        # Every request spends from an account budget (an unknown address from one of its
+        # own), so both cost the same; over it, silence, as for an unknown address.
+        account_key = user.id if user else "?" + normalized
+        if await self._limiter.hit(self._reset_account, "reset-account", account_key):
+            usable = False
         if not usable:
             audit = self._auditor.event(
                 AuditType.PASSWORD_RESET_REQUESTED,
@@ -353,19 +361,19 @@ class AccountLifecycle:
             )
             return
         assert user is not None
-        audit_rows = [
-            self._auditor.event(
-                AuditType.PASSWORD_RESET_REQUESTED,
-                ctx,
-                user_id=user.id,
-                email=normalized,
-                sent=True,
-            ),
-            *self._queued(ctx, [mail]),
-        ]
-        await self._stores.tokens.issue(token, mail=[mail], audit=audit_rows)
+        # One audit row, as for an unknown address; it names the mail it queued.
+        audit_row = self._auditor.event(
+            AuditType.PASSWORD_RESET_REQUESTED,
+            ctx,
+            user_id=user.id,
+            email=normalized,
+            sent=True,
+            mail_queued=[mail.id],
+        )
+        await self._stores.tokens.issue(token, mail=[mail], audit=[audit_row])
         self.sender.notify()
-        await self.announce(user.id, "security.password_reset_requested", {})
+        # After the answer: the request takes as long as one for an unknown address.
+        self._later(self.announce(user.id, "security.password_reset_requested", {}))
 
     async def send_reset(self, email: str, ctx: RequestContext, *, actor_id: str) -> OutgoingMail:
         """An administrator sends a reset link (no throttle, and unknown addresses fail)."""
