@@ -39,6 +39,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "watchword.commands.apikeys",
     "watchword.commands.clients",
     "watchword.commands.signing_keys",
+    "watchword.commands.mail",  # account lifecycle: the outbox
 )
 
 Handler = Callable[[argparse.Namespace, Container], Awaitable[Any]]
@@ -129,6 +130,13 @@ async def users_set_roles(args: argparse.Namespace, c: Container) -> None:
     user = await c.accounts.find_user(args.email)
     user = await c.accounts.set_roles(user.id, args.roles, CLI, actor_id="cli")
     emit(args, user.public(), USER_COLUMNS)
+
+
+async def users_send_reset(args: argparse.Namespace, c: Container) -> None:
+    mail = await c.lifecycle.send_reset(args.email, CLI, actor_id="cli")
+    emit(args, mail.summary(), ("id", "to", "subject", "created_at"))
+    if not args.json and c.mail_sender.target is None:
+        print(f"\nNo SMTP server is set: see the link with `watchword mail show {mail.id}`.")
 
 
 # -- sessions ---------------------------------------------------------------------------------
@@ -402,6 +410,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("email")
     p.add_argument("roles", nargs="*")
     p.set_defaults(run=users_set_roles)
+    p = users.add_parser("send-reset", parents=[common], help="mail a password-reset link")
+    p.add_argument("email")
+    p.set_defaults(run=users_send_reset)
 
     sessions = sub.add_parser("sessions", help="see and revoke sessions").add_subparsers(
         dest="sub", required=True

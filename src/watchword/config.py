@@ -191,6 +191,50 @@ class Settings(BaseSettings):
     ui: bool = True
     ui_title: str = Field(default="Watchword", min_length=1, max_length=60)
 
+    # -- account lifecycle: mail, verification, password reset --------------------------
+    # smtp://user:pass@host:port, smtp+starttls://..., smtps://...; unset: mail stays in the
+    # outbox (`watchword mail list`).
+    smtp_url: str | None = Field(default=None, repr=False)
+    mail_from: str = "Watchword <watchword@localhost>"
+    smtp_timeout: float = Field(default=10.0, gt=0)
+    mail_poll_interval: float = Field(default=5.0, gt=0)
+    mail_retry_base: float = Field(default=10.0, gt=0)  # first retry; doubles up to the max
+    mail_retry_max: float = Field(default=3600.0, gt=0)
+    email_verification_ttl: int = Field(default=86_400, ge=60)
+    password_reset_ttl: int = Field(default=1800, ge=60)
+    require_verified_email: bool = False
+    verification_rate_limit: str = "5/hour"  # new verification mails per account
+    password_reset_rate_limit_address: str = "5/hour"
+    password_reset_rate_limit_account: str = "5/hour"
+    password_reset_rate_limit_ip: str = "30/hour"
+    # Step-up: changing how the account signs in needs a sign-in at most this many seconds old.
+    reauth_max_age: int = Field(default=300, ge=1)
+
+    @field_validator("smtp_url")
+    @classmethod
+    def _smtp_url(cls, value: str | None) -> str | None:
+        if not value:
+            return None
+        if not value.startswith(("smtp://", "smtp+starttls://", "smtps://")):
+            raise ValueError("an SMTP URL starts with smtp://, smtp+starttls:// or smtps://")
+        return value
+
+    @field_validator(
+        "verification_rate_limit",
+        "password_reset_rate_limit_address",
+        "password_reset_rate_limit_account",
+        "password_reset_rate_limit_ip",
+    )
+    @classmethod
+    def _account_rate_limit(cls, value: str) -> str:
+        from limits import parse
+
+        try:
+            parse(value)
+        except ValueError as exc:
+            raise ValueError(f"{value!r} is not a rate such as '5/hour'") from exc
+        return value
+
     @field_validator("redis_url")
     @classmethod
     def _redis_url(cls, value: str | None) -> str | None:

@@ -28,6 +28,16 @@ class AuditType:
     CREDENTIAL_CREATED = "credential.created"
     CREDENTIAL_REVOKED = "credential.revoked"
     CREDENTIAL_RATE_LIMITED = "credential.rate_limited"
+    # -- account lifecycle: mail, verification, password reset
+    MAIL_QUEUED = "mail.queued"
+    MAIL_SENT = "mail.sent"
+    EMAIL_VERIFICATION_SENT = "email.verification_sent"
+    EMAIL_VERIFIED = "email.verified"
+    EMAIL_CHANGE_REQUESTED = "email.change_requested"
+    EMAIL_CHANGED = "email.changed"
+    PASSWORD_RESET_REQUESTED = "password.reset_requested"
+    PASSWORD_RESET = "password.reset"
+    STEP_UP = "login.step_up"
 
 
 @dataclass(frozen=True, slots=True)

@@ -4,7 +4,9 @@
     +-- InvalidInput            the request is malformed or breaks a rule
     |   +-- WeakPassword        the password policy refused it
     |   +-- InvalidEmail
+    |   +-- InvalidAccountToken a mailed link's token is unknown, used, superseded or expired
     +-- NotAuthenticated        no credential where one is needed
+    |   +-- ReauthRequired      the sign-in is older than the step-up limit
     +-- InvalidCredentials      sign-in failed (same answer for unknown user and bad password)
     +-- InvalidCredential       a presented cookie, token or key is bad, expired or revoked
     +-- Forbidden               authenticated, but not allowed
@@ -12,6 +14,7 @@
     |   +-- CsrfRejected
     |   +-- AccountDisabled
     |   +-- RegistrationClosed
+    |   +-- EmailNotVerified
     +-- NotFound
     +-- Conflict
     |   +-- EmailTaken
@@ -56,11 +59,27 @@ class InvalidEmail(InvalidInput):
     default_message = "The email address is not valid."
 
 
+class InvalidAccountToken(InvalidInput):
+    """A mailed token (verification, reset) is unknown, used, superseded or expired."""
+
+    code = "invalid_token"
+    default_message = (
+        "This link is not valid (it may be used, replaced by a newer one, or expired)."
+    )
+
+
 class NotAuthenticated(WatchwordError):
     """No credential was presented where one is needed."""
 
     code = "unauthenticated"
     default_message = "Authentication is required."
+
+
+class ReauthRequired(NotAuthenticated):
+    """The operation needs a recent sign-in: confirm the password (``POST /v1/auth/reauth``)."""
+
+    code = "reauth_required"
+    default_message = "Confirm your password to continue (POST /v1/auth/reauth)."
 
 
 class InvalidCredentials(WatchwordError):
@@ -118,6 +137,13 @@ class RegistrationClosed(Forbidden):
 
     code = "registration_closed"
     default_message = "Registration is closed on this server."
+
+
+class EmailNotVerified(Forbidden):
+    """Sign-in needs a verified email address on this server."""
+
+    code = "email_not_verified"
+    default_message = "Verify your email address first: follow the link we sent you."
 
 
 class NotFound(WatchwordError):

@@ -24,6 +24,7 @@ class RevokeReason(StrEnum):
     REVOKED = "revoked"
     REVOKED_OTHERS = "revoked_by_user"
     PASSWORD_CHANGED = "password_changed"
+    PASSWORD_RESET = "password_reset"
     USER_DISABLED = "user_disabled"
     ADMIN = "admin"
     EVICTED = "session_limit"

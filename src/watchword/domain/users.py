@@ -56,6 +56,7 @@ class User:
     last_name: str | None = None
     roles: tuple[str, ...] = ()
     disabled: bool = False
+    email_verified_at: datetime | None = None
 
     def public(self) -> dict[str, object]:
         """The user as the API shows it: never the password hash."""
@@ -66,6 +67,7 @@ class User:
             "last_name": self.last_name,
             "roles": list(self.roles),
             "disabled": self.disabled,
+            "email_verified": self.email_verified_at is not None,
             "created_at": self.created_at.isoformat(),
             "updated_at": self.updated_at.isoformat(),
         }

@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import os
 import threading
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -15,6 +15,7 @@ from watchword.domain.audit import AuditEvent, AuditType
 from watchword.domain.clock import Clock, Randomness
 from watchword.domain.errors import (
     AccountDisabled,
+    EmailNotVerified,
     InvalidCredentials,
     InvalidEmail,
     NotFound,
@@ -83,6 +84,12 @@ class AccountService:
             thread_name_prefix="watchword-hash",
             initializer=_yield_to_requests,
         )
+        # Account lifecycle: registration writes the verification mail with the user, and
+        # sign-in may wait for a verified address.
+        self.registration_writer: (
+            Callable[[User, list[AuditEvent], RequestContext], Awaitable[None]] | None
+        ) = None
+        self.require_verified_email = False
 
     async def hash_password(self, password: str) -> str:
         loop = asyncio.get_running_loop()
@@ -127,7 +134,10 @@ class AccountService:
         registered = self._auditor.event(
             AuditType.USER_REGISTERED, ctx, user_id=user.id, self_service=self_service
         )
-        await self._db.users.create(user, audit=[registered])
+        if self.registration_writer is not None:
+            await self.registration_writer(user, [registered], ctx)
+        else:
+            await self._db.users.create(user, audit=[registered])
         return user
 
     # -- sign-in --------------------------------------------------------------------------
@@ -163,6 +173,11 @@ class AccountService:
                 AuditType.LOGIN_FAILED, ctx, user_id=user.id, reason="disabled"
             )
             raise AccountDisabled()
+        if self.require_verified_email and user.email_verified_at is None:
+            await self._auditor.record(
+                AuditType.LOGIN_FAILED, ctx, user_id=user.id, reason="email_not_verified"
+            )
+            raise EmailNotVerified()
         if self._hasher.needs_rehash(user.password_hash):
             rehashed = await self.hash_password(password)
             user = (
@@ -275,6 +290,9 @@ class AccountService:
         if user is None:
             raise NotFound("No user with this email address.")
         return user
+
+    async def find_user_or_none(self, normalized_email: str) -> User | None:
+        return await self._db.users.get_by_email(normalized_email)
 
     async def list_users(self, *, limit: int, offset: int) -> list[User]:
         return await self._db.users.page(limit=limit, offset=offset)

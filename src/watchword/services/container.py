@@ -21,12 +21,16 @@ from watchword.services.control import ControlPlane, RevokedSessions
 from watchword.services.credential_guard import CredentialThrottle
 from watchword.services.introspection import TokenIntrospection
 from watchword.services.keys import KeyService
+from watchword.services.lifecycle import AccountLifecycle
+from watchword.services.mail import MailComposer, MailSender, SmtpTarget
 from watchword.services.ratelimit import LoginThrottle, RateLimiter
 from watchword.services.secrets_file import resolve_secret_key
 from watchword.services.session_cache import SessionCache
 from watchword.services.sessions import SessionService
 from watchword.services.signing import SigningService
+from watchword.services.stepup import StepUp
 from watchword.services.tokens import TokenService
+from watchword.stores.accounts import account_stores_for
 from watchword.stores.base import Database
 from watchword.stores.machines import machine_stores_for
 from watchword.stores.nonces import MemoryNonceStore, NonceStore
@@ -235,6 +239,54 @@ class Container:
         self.cluster.attach(
             db=self.db, bus=self.bus, control=self.control, local_cache=self.session_cache
         )
+        # -- account lifecycle: mail outbox, verification, password reset ----------------
+        self.account_stores = account_stores_for(self.db)
+        self.mail_sender = MailSender(
+            outbox=self.account_stores.outbox,
+            clock=self.clock,
+            target=SmtpTarget.parse(settings.smtp_url) if settings.smtp_url else None,
+            sender=settings.mail_from,
+            timeout=settings.smtp_timeout,
+            poll_interval=settings.mail_poll_interval,
+            retry_base=settings.mail_retry_base,
+            retry_max=settings.mail_retry_max,
+        )
+        self.lifecycle = AccountLifecycle(
+            stores=self.account_stores,
+            accounts=self.accounts,
+            sessions=self.sessions,
+            composer=MailComposer(
+                title=settings.ui_title,
+                public_url=settings.issuer,
+                clock=self.clock,
+                randomness=self.randomness,
+            ),
+            sender=self.mail_sender,
+            auditor=self.auditor,
+            limiter=self.rate_limiter,
+            login_throttle=self.throttle,
+            clock=self.clock,
+            randomness=self.randomness,
+            verification_ttl=settings.email_verification_ttl,
+            reset_ttl=settings.password_reset_ttl,
+            verification_rate=settings.verification_rate_limit,
+            reset_rate_address=settings.password_reset_rate_limit_address,
+            reset_rate_account=settings.password_reset_rate_limit_account,
+            reset_rate_ip=settings.password_reset_rate_limit_ip,
+        )
+        self.accounts.require_verified_email = settings.require_verified_email
+        self.step_up = StepUp(
+            store=self.account_stores.session_auth,
+            db=self.db,
+            accounts=self.accounts,
+            throttle=self.throttle,
+            auditor=self.auditor,
+            clock=self.clock,
+            max_age=settings.reauth_max_age,
+            announce=self.lifecycle.announce,
+            shown_ttl=settings.session_cache_ttl,
+        )
+        self.tokens.session_claims = self.step_up.token_claims  # amr, auth_time, acr
         self._started = False
 
     async def start(self) -> None:
@@ -248,6 +300,7 @@ class Container:
         self.api_keys.start()  # machines (issue 4): coalesced last-used writes
         self.signing.start()
         await self.clients.start(sweep_interval=self.settings.sweep_interval)
+        self.mail_sender.start()  # account lifecycle: delivers the outbox
         self._started = True
 
     async def stop(self) -> None:
@@ -258,6 +311,7 @@ class Container:
             await self.api_keys.stop()
             await self.signing.stop()
             await self.clients.stop()
+            await self.mail_sender.stop()
             await self.control.stop()
             await self.bus.close()
         await self.cluster.stop()

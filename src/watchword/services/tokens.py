@@ -25,7 +25,7 @@ import contextlib
 import hashlib
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -178,6 +178,8 @@ class TokenService:
         self._verified: dict[bytes, _Verified] = {}
         # machines (issue 4): False for a disabled OAuth2 client, whose JWTs stop at once.
         self.client_enabled: Callable[[str], bool] | None = None
+        # How the session's user signed in (amr, auth_time, acr), in every access token.
+        self.session_claims: Callable[[Session], Awaitable[dict[str, Any]]] | None = None
         self._users: dict[str, _UserState] = {}
         self._task: asyncio.Task[None] | None = None
         self.ready = False
@@ -302,6 +304,7 @@ class TokenService:
         )
 
     async def _session_token(self, session: Session, user: User) -> tuple[IssuedToken, str]:
+        extra = await self.session_claims(session) if self.session_claims is not None else None
         now = self._clock.now()
         remaining = int((session.expires_at - now).total_seconds())
         scopes = self._scopes.scopes_for_roles(user.roles)
@@ -311,6 +314,7 @@ class TokenService:
             roles=frozenset(user.roles) | {IMPLICIT_ROLE},
             session_id=session.id,
             ttl=max(1, min(self.ttl, remaining)),
+            extra_claims=extra,
         )
         return token, " ".join(sorted(scopes))
 

@@ -88,6 +88,10 @@ def create_app(settings: Settings | None = None, *, container: Container | None 
     from watchword.web import compat_v1
 
     compat_mounted = compat_v1.install(app, container)
+    # account lifecycle: verification, change of address, password reset
+    from watchword.web.routes import account_lifecycle
+
+    app.include_router(account_lifecycle.router)
 
     # pages: sign-in, account and admin pages (WATCHWORD_UI=false leaves them out)
     from watchword.web import pages

@@ -31,6 +31,7 @@ def _user(row: Row[Any]) -> User:
         disabled=bool(row.disabled),
         created_at=row.created_at,
         updated_at=row.updated_at,
+        email_verified_at=row.email_verified_at,
     )
 
 
@@ -145,6 +146,7 @@ class SqlUserStore:
                         disabled=user.disabled,
                         created_at=user.created_at,
                         updated_at=user.updated_at,
+                        email_verified_at=user.email_verified_at,
                     )
                 )
                 await insert_audit(conn, audit)

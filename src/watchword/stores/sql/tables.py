@@ -183,3 +183,51 @@ revoked_tokens = Table(
 
 # A starting node reads the sessions revoked within the last access-token lifetime.
 Index("ix_sessions_revoked_at", sessions.c.revoked_at)
+
+# -- account lifecycle: verified addresses, mailed tokens, the mail outbox -------------------
+
+users.append_column(Column("email_verified_at", UTCDateTime))
+
+account_tokens = Table(
+    "account_tokens",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("user_id", String(36), ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    Column("purpose", String(32), nullable=False),
+    Column("token_hash", String(64), nullable=False, unique=True),
+    Column("email", String(254), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("expires_at", UTCDateTime, nullable=False),
+    Column("used_at", UTCDateTime),
+    Index("ix_account_tokens_user", "user_id", "purpose"),
+)
+
+# When and how a session last proved its user (RFC 8176 ``amr``); absent: at its creation, by
+# password.
+session_auth = Table(
+    "session_auth",
+    metadata,
+    Column(
+        "session_id", String(36), ForeignKey("sessions.id", ondelete="CASCADE"), primary_key=True
+    ),
+    Column("auth_time", UTCDateTime, nullable=False),
+    Column("amr", JSON, nullable=False),
+)
+
+mail_outbox = Table(
+    "mail_outbox",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("kind", String(32), nullable=False),
+    Column("user_id", String(36)),
+    Column("to_address", String(254), nullable=False),
+    Column("subject", String(300), nullable=False),
+    Column("text_body", Text, nullable=False),
+    Column("html_body", Text, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("next_attempt_at", UTCDateTime, nullable=False),
+    Column("sent_at", UTCDateTime),
+    Column("last_error", String(500)),
+    Index("ix_mail_outbox_due", "sent_at", "next_attempt_at"),
+)

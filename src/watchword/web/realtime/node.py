@@ -162,6 +162,10 @@ class RealtimeNode:
             },
         )
 
+    async def on_account_event(self, user_id: str, event: str, data: dict[str, Any]) -> None:
+        """A step of the account's life (address verified, password reset...)."""
+        await self._announce(protocol.USER_PREFIX + user_id, event, data)
+
     async def on_control(self, message: dict[str, Any]) -> None:
         kind = message.get("type")
         if kind == events.SESSION_REVOKED:

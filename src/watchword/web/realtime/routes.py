@@ -112,6 +112,9 @@ class Realtime:
         on_created = getattr(container.sessions, "on_created", None)
         if on_created is not None:
             on_created(self.node.on_session_created)
+        lifecycle = getattr(container, "lifecycle", None)  # account lifecycle steps
+        if lifecycle is not None:
+            lifecycle.on_security_event(self.node.on_account_event)
 
 
 def _shared_stores(container: Container) -> tuple[Presence, TicketStore] | None:

@@ -13,6 +13,7 @@ from watchword.domain.principal import Principal
 from watchword.domain.users import User
 from watchword.services.context import RequestContext
 from watchword.web.deps import container_of, context, require
+from watchword.web.stepup import require_recent_auth
 
 router = APIRouter(prefix="/v1/api-keys", tags=["api-keys"])
 
@@ -40,7 +41,7 @@ async def owner_of(request: Request, principal: Principal) -> User:
 async def create_api_key(
     body: ApiKeyCreate,
     request: Request,
-    principal: Principal = Depends(require("api-keys")),
+    principal: Principal = Depends(require_recent_auth("api-keys")),
     ctx: RequestContext = Depends(context),
 ) -> JSONResponse:
     owner = await owner_of(request, principal)

@@ -14,6 +14,7 @@ from watchword.services.context import RequestContext
 from watchword.web.deps import container_of, context, require
 from watchword.web.responses import FastJSONResponse
 from watchword.web.routes.schemas import PasswordChange
+from watchword.web.stepup import require_recent_auth
 from watchword.web.views import authentication_view, session_view, user_view
 
 NO_STORE = {"Cache-Control": "no-store"}
@@ -32,6 +33,11 @@ async def me(request: Request, principal: Principal = Depends(require())) -> Res
         "session": None,
         "authentication": authentication_view(principal),
     }
+    if principal.session_id is not None:  # how the session signed in: amr, auth_time, acr
+        body["authentication"] = {
+            **body["authentication"],
+            **await container.step_up.shown(principal),
+        }
     session = principal.session
     if session is None and principal.session_id is not None:
         # A bearer token names its session; the row is read once per cached token.
@@ -58,7 +64,7 @@ async def me(request: Request, principal: Principal = Depends(require())) -> Res
 async def change_password(
     body: PasswordChange,
     request: Request,
-    principal: Principal = Depends(require()),
+    principal: Principal = Depends(require_recent_auth()),
     ctx: RequestContext = Depends(context),
 ) -> dict[str, Any]:
     if principal.user_id is None:

@@ -10,6 +10,7 @@ from watchword.domain.errors import NotFound
 from watchword.domain.principal import Principal
 from watchword.domain.sessions import RevokeReason
 from watchword.services.context import RequestContext
+from watchword.services.stepup import claims_of
 from watchword.web.deps import container_of, context, require
 from watchword.web.views import session_view
 
@@ -28,10 +29,18 @@ def _owner(principal: Principal) -> str:
 async def list_sessions(
     request: Request, principal: Principal = Depends(require("sessions"))
 ) -> dict[str, Any]:
-    live = await container_of(request).sessions.list_live(_owner(principal))
-    return {
-        "sessions": [session_view(s, seen, current_id=principal.session_id) for s, seen in live]
-    }
+    container = container_of(request)
+    live = await container.sessions.list_live(_owner(principal))
+    views = []
+    for session, seen in live:
+        info = await container.step_up.session_info(session.id, session)
+        views.append(
+            {
+                **session_view(session, seen, current_id=principal.session_id),
+                **(claims_of(info) if info is not None else {}),
+            }
+        )
+    return {"sessions": views}
 
 
 @router.delete("/{session_id}", summary="Sign out one of my sessions")

@@ -1,0 +1,141 @@
+"""Step-up: operations that change how an account signs in need a recent sign-in.
+
+A session's ``auth_time`` is when its user last proved who they are (the sign-in that made
+it, or a later ``POST /v1/auth/reauth``), with how (``amr``, RFC 8176).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from datetime import datetime, timedelta
+from typing import Any
+
+from watchword.domain.audit import AuditType
+from watchword.domain.clock import Clock, monotonic
+from watchword.domain.errors import InvalidCredentials, NotFound, ReauthRequired
+from watchword.domain.principal import Principal
+from watchword.domain.sessions import Session
+from watchword.services.accounts import AccountService
+from watchword.services.audit import Auditor
+from watchword.services.context import RequestContext
+from watchword.services.ratelimit import LoginThrottle
+from watchword.stores.accounts import SessionAuthStore
+from watchword.stores.base import Database
+
+PASSWORD = "pwd"  # RFC 8176
+MULTI_FACTOR = "mfa"
+SHOWN_MAX = 10_000
+
+
+def claims_of(info: tuple[datetime, list[str]]) -> dict[str, Any]:
+    auth_time, amr = info
+    # acr: NIST SP 800-63B assurance levels, AAL2 once a second factor was used.
+    return {
+        "auth_time": int(auth_time.timestamp()),
+        "amr": list(amr),
+        "acr": "aal2" if MULTI_FACTOR in amr else "aal1",
+    }
+
+
+class StepUp:
+    def __init__(
+        self,
+        *,
+        store: SessionAuthStore,
+        db: Database,
+        accounts: AccountService,
+        throttle: LoginThrottle,
+        auditor: Auditor,
+        clock: Clock,
+        max_age: int,
+        shown_ttl: float = 30.0,
+        announce: Callable[[str | None, str, dict[str, Any]], Awaitable[None]],
+    ) -> None:
+        self._store = store
+        self._db = db
+        self._accounts = accounts
+        self._throttle = throttle
+        self._auditor = auditor
+        self._clock = clock
+        self.max_age = timedelta(seconds=max_age)
+        self._announce = announce
+        self._shown: dict[str, tuple[float, tuple[datetime, list[str]]]] = {}
+        self._shown_ttl = shown_ttl
+
+    async def auth_info(self, principal: Principal) -> tuple[datetime, list[str]] | None:
+        """(auth_time, amr) of the principal's session; None without a session."""
+        if principal.session_id is None:
+            return None
+        return await self.session_info(principal.session_id, principal.session)
+
+    async def session_info(
+        self, session_id: str, session: Session | None = None
+    ) -> tuple[datetime, list[str]] | None:
+        """Read from the store (never cached: the step-up check relies on it)."""
+        recorded = await self._store.get(session_id)
+        if recorded is None:
+            session = session or await self._db.sessions.get(session_id)
+            if session is None:
+                return None
+            recorded = (session.created_at, [PASSWORD])
+        self._shown[session_id] = (monotonic(), recorded)
+        if len(self._shown) > SHOWN_MAX:
+            self._shown.pop(next(iter(self._shown)))
+        return recorded
+
+    async def shown(self, principal: Principal) -> dict[str, Any]:
+        """``auth_time``, ``amr`` and ``acr`` for display (``/v1/me``): from a short-lived
+        cache, so the hot path does not read the store on every call."""
+        if principal.session_id is None:
+            return {}
+        cached = self._shown.get(principal.session_id)
+        if cached is not None and monotonic() - cached[0] < self._shown_ttl:
+            info: tuple[datetime, list[str]] | None = cached[1]
+        else:
+            info = await self.auth_info(principal)
+        return claims_of(info) if info is not None else {}
+
+    async def token_claims(self, session: Session) -> dict[str, Any]:
+        """The claims every access token of ``session`` carries (RFC 9068 section 2.2.1)."""
+        info = await self.session_info(session.id, session)
+        return claims_of(info) if info is not None else {}
+
+    async def check(self, principal: Principal) -> None:
+        """Raise ``ReauthRequired`` when the session's sign-in is older than the limit.
+
+        A principal without a session (an API key, a client) is not judged here: the rule
+        that account changes need a person's session refuses it.
+        """
+        info = await self.auth_info(principal)
+        if info is None:
+            return
+        auth_time, _ = info
+        if self._clock.now() - auth_time > self.max_age:
+            raise ReauthRequired()
+
+    async def reauth(
+        self, principal: Principal, password: str, ctx: RequestContext
+    ) -> tuple[datetime, list[str]]:
+        if principal.user_id is None or principal.session_id is None:
+            raise NotFound("Only a user's session can be re-authenticated.")
+        user = await self._accounts.get_user(principal.user_id)
+        await self._throttle.check(account=user.email, ip=ctx.ip)
+        if not await self._accounts.verify_password(user.password_hash, password):
+            await self._throttle.failed(account=user.email)
+            await self._auditor.record(
+                AuditType.LOGIN_FAILED,
+                ctx,
+                user_id=user.id,
+                session_id=principal.session_id,
+                reason="step_up",
+            )
+            raise InvalidCredentials("The password is incorrect.")
+        now = self._clock.now()
+        amr = [PASSWORD]
+        audit = self._auditor.event(
+            AuditType.STEP_UP, ctx, user_id=user.id, session_id=principal.session_id, amr=amr
+        )
+        await self._store.record(principal.session_id, now, amr, audit=[audit])
+        self._shown[principal.session_id] = (monotonic(), (now, amr))
+        await self._announce(user.id, "security.step_up", {"session_id": principal.session_id})
+        return now, amr

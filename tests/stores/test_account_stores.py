@@ -1,0 +1,198 @@
+"""The account-lifecycle stores keep one contract on memory, SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+
+from watchword.domain.account_tokens import AccountToken, TokenPurpose
+from watchword.domain.audit import AuditEvent
+from watchword.domain.errors import EmailTaken
+from watchword.domain.mail import OutgoingMail
+from watchword.domain.sessions import Session
+from watchword.domain.users import User
+from watchword.stores.accounts import account_stores_for
+from watchword.stores.base import Database
+
+NOW = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
+
+
+def new_id() -> str:
+    return str(uuid.uuid4())
+
+
+def user() -> User:
+    return User(
+        id=new_id(),
+        email=f"{uuid.uuid4().hex[:10]}@example.com",
+        password_hash="x",
+        created_at=NOW,
+        updated_at=NOW,
+    )
+
+
+def token(owner: User, purpose: str, email: str | None = None, at: datetime = NOW) -> AccountToken:
+    return AccountToken(
+        id=new_id(),
+        user_id=owner.id,
+        purpose=purpose,
+        token_hash=uuid.uuid4().hex + uuid.uuid4().hex,
+        email=email or owner.email,
+        created_at=at,
+        expires_at=at + timedelta(minutes=30),
+    )
+
+
+def mail(owner: User) -> OutgoingMail:
+    return OutgoingMail(
+        id=new_id(),
+        kind="verify_email",
+        to=owner.email,
+        subject="s",
+        text="t",
+        html="h",
+        created_at=NOW,
+        next_attempt_at=NOW,
+        user_id=owner.id,
+    )
+
+
+def audit(owner: User) -> AuditEvent:
+    return AuditEvent(type="test.step", at=NOW, user_id=owner.id)
+
+
+async def test_registration_writes_user_token_mail_and_audit_or_nothing(db: Database) -> None:
+    stores = account_stores_for(db)
+    alice = user()
+    first = token(alice, TokenPurpose.VERIFY_EMAIL)
+    note = mail(alice)
+    await stores.tokens.register(alice, audit=[audit(alice)], token=first, mail=[note])
+    assert await db.users.get(alice.id) == alice
+    assert await stores.tokens.get(first.token_hash) == first
+    assert (await stores.outbox.get(note.id)) == note
+    assert [e.type for e in await db.audit.for_user(alice.id)] == ["test.step"]
+
+    clash = User(id=new_id(), email=alice.email, password_hash="x", created_at=NOW, updated_at=NOW)
+    other = token(clash, TokenPurpose.VERIFY_EMAIL)
+    try:
+        await stores.tokens.register(clash, audit=[], token=other, mail=[mail(clash)])
+    except EmailTaken:
+        pass
+    else:
+        raise AssertionError("an address in use must be refused")
+    assert await stores.tokens.get(other.token_hash) is None
+
+
+async def test_tokens_are_single_use_and_superseded(db: Database) -> None:
+    stores = account_stores_for(db)
+    alice = user()
+    first = token(alice, TokenPurpose.VERIFY_EMAIL)
+    await stores.tokens.register(alice, audit=[], token=first, mail=[])
+    second = token(alice, TokenPurpose.VERIFY_EMAIL, at=NOW + timedelta(seconds=1))
+    await stores.tokens.issue(second, mail=[], audit=[])
+    assert (await stores.tokens.get(first.token_hash)).used_at is not None  # type: ignore[union-attr]
+    later = NOW + timedelta(seconds=2)
+    assert await stores.tokens.verify_email(first, later, origin="t", audit=[], mail=[]) is None
+    verified = await stores.tokens.verify_email(second, later, origin="t", audit=[], mail=[])
+    assert verified is not None and verified.email_verified_at == later
+    assert await stores.tokens.verify_email(second, later, origin="t", audit=[], mail=[]) is None
+
+
+async def test_a_reset_uses_the_token_and_revokes_every_session(db: Database) -> None:
+    stores = account_stores_for(db)
+    alice = user()
+    await stores.tokens.register(
+        alice, audit=[], token=token(alice, TokenPurpose.VERIFY_EMAIL), mail=[]
+    )
+    session = Session(
+        id=new_id(),
+        user_id=alice.id,
+        secret_hash=uuid.uuid4().hex,
+        created_at=NOW,
+        last_seen_at=NOW,
+        expires_at=NOW + timedelta(hours=1),
+        idle_timeout_seconds=1800,
+    )
+    await db.sessions.create(session, limit=0, policy="evict-oldest", grace_seconds=0, origin="t")
+    reset = token(alice, TokenPurpose.PASSWORD_RESET)
+    await stores.tokens.issue(reset, mail=[], audit=[])
+    later = NOW + timedelta(minutes=1)
+    changed, revoked = await stores.tokens.reset_password(
+        reset,
+        "new-hash",
+        later,
+        origin="t",
+        revoke_reason="password_reset",
+        audit=lambda r: [audit(alice)],
+        mail=[mail(alice)],
+    )
+    assert changed is not None and changed.password_hash == "new-hash"
+    assert changed.email_verified_at == later
+    assert [s.id for s in revoked] == [session.id]
+    again = await stores.tokens.reset_password(
+        reset,
+        "other",
+        later,
+        origin="t",
+        revoke_reason="password_reset",
+        audit=lambda r: [],
+        mail=[],
+    )
+    assert again == (None, [])
+    expired = token(alice, TokenPurpose.PASSWORD_RESET)
+    await stores.tokens.issue(expired, mail=[], audit=[])
+    gone = await stores.tokens.reset_password(
+        expired,
+        "other",
+        NOW + timedelta(hours=1),
+        origin="t",
+        revoke_reason="password_reset",
+        audit=lambda r: [],
+        mail=[],
+    )
+    assert gone == (None, [])
+
+
+async def test_the_outbox_leases_each_row_to_one_sender(db: Database) -> None:
+    stores = account_stores_for(db)
+    alice = user()
+    note = mail(alice)
+    await stores.tokens.register(
+        alice, audit=[], token=token(alice, TokenPurpose.VERIFY_EMAIL), mail=[note]
+    )
+    lease = NOW + timedelta(minutes=1)
+    claimed = await stores.outbox.claim_due(NOW, lease, limit=100)
+    assert note.id in [m.id for m in claimed]
+    assert note.id not in [m.id for m in await stores.outbox.claim_due(NOW, lease, limit=100)]
+    retry = NOW + timedelta(seconds=10)
+    await stores.outbox.mark_failed(note.id, attempts=1, next_attempt_at=retry, error="down")
+    failed = await stores.outbox.get(note.id[:8])
+    assert failed is not None and failed.attempts == 1 and failed.last_error == "down"
+    assert note.id in [m.id for m in await stores.outbox.claim_due(retry, lease, limit=100)]
+    await stores.outbox.mark_sent(note.id, retry)
+    sent = await stores.outbox.get(note.id)
+    assert sent is not None and sent.sent_at == retry and sent.attempts == 2
+    assert note.id not in [m.id for m in await stores.outbox.page(unsent_only=True)]
+
+
+async def test_session_auth_is_recorded_and_replaced(db: Database) -> None:
+    stores = account_stores_for(db)
+    alice = user()
+    await db.users.create(alice)
+    session = Session(
+        id=new_id(),
+        user_id=alice.id,
+        secret_hash=uuid.uuid4().hex,
+        created_at=NOW,
+        last_seen_at=NOW,
+        expires_at=NOW + timedelta(hours=1),
+        idle_timeout_seconds=1800,
+    )
+    await db.sessions.create(session, limit=0, policy="evict-oldest", grace_seconds=0, origin="t")
+    assert await stores.session_auth.get(session.id) is None
+    await stores.session_auth.record(session.id, NOW, ["pwd"])
+    await stores.session_auth.record(session.id, NOW + timedelta(seconds=5), ["pwd", "otp"])
+    assert await stores.session_auth.get(session.id) == (
+        NOW + timedelta(seconds=5),
+        ["pwd", "otp"],
+    )
