@@ -20,6 +20,10 @@ from watchword.services.context import CLI
 COLUMNS = ("id", "email", "roles", "disabled", "created_at")
 
 
+def stdin_is_terminal() -> bool:
+    return sys.stdin.isatty()
+
+
 def read_password(args: argparse.Namespace, *, prompt: str = "Password") -> str:
     """From standard input with ``--password-stdin``; asked twice on a terminal otherwise."""
     if args.password_stdin:
@@ -27,7 +31,7 @@ def read_password(args: argparse.Namespace, *, prompt: str = "Password") -> str:
         if not line:
             raise CliError("no password on standard input")
         return line.rstrip("\r\n")
-    if not sys.stdin.isatty():
+    if not stdin_is_terminal():
         raise CliError("give the password on standard input with --password-stdin")
     first = getpass.getpass(f"{prompt}: ")
     second = getpass.getpass(f"{prompt} (again): ")
