@@ -1,4 +1,4 @@
-"""The ``watchword`` command: serve, and administer the same stores the servers use.
+"""The `watchword` command: serve, and administer the same stores the servers use.
 
 Thin on purpose: it builds the services from the same settings as ``serve`` and calls them.
 Revocations made here reach running servers through the control feed they poll.
@@ -11,7 +11,6 @@ import asyncio
 import contextlib
 import importlib
 import ipaddress
-import json
 import logging
 import os
 import socket
@@ -23,16 +22,20 @@ from typing import Any
 from pydantic import ValidationError
 from pydantic_settings import SettingsError
 
+from watchword import __version__
 from watchword.bus.workers import WorkerBroker
+from watchword.commands.output import CliError, emit
 from watchword.config import Settings
 from watchword.domain.errors import WatchwordError
-from watchword.domain.sessions import RevokeReason
 from watchword.services.container import Container
-from watchword.services.context import CLI
 from watchword.services.secrets_file import MasterKeyMissing
 from watchword.web import logs
+from watchword.web.compat_v1.settings import CompatSettings
 
 COMMAND_MODULES: tuple[str, ...] = (
+    "watchword.commands.users",
+    "watchword.commands.sessions",
+    "watchword.commands.audit",
     "watchword.commands.keys",  # tokens (issue 3)
     "watchword.commands.cluster",
     # machines (issue 4)
@@ -45,154 +48,14 @@ COMMAND_MODULES: tuple[str, ...] = (
 Handler = Callable[[argparse.Namespace, Container], Awaitable[Any]]
 
 
-class CliError(Exception):
-    """A one-line error for the operator; exit status 1."""
-
-
-def _print_table(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> None:
-    if not rows:
-        print("(none)")
-        return
-    cells = [[_cell(row.get(col)) for col in columns] for row in rows]
-    widths = [max(len(col), *(len(r[i]) for r in cells)) for i, col in enumerate(columns)]
-    print("  ".join(col.upper().ljust(widths[i]) for i, col in enumerate(columns)).rstrip())
-    for r in cells:
-        print("  ".join(r[i].ljust(widths[i]) for i in range(len(columns))).rstrip())
-
-
-def _cell(value: Any) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, bool):
-        return "yes" if value else "no"
-    if isinstance(value, (list, tuple)):
-        return ",".join(str(v) for v in value) or "-"
-    if isinstance(value, dict):
-        return value.get("label") or json.dumps(value)
-    return str(value)
-
-
-def emit(args: argparse.Namespace, data: Any, columns: Sequence[str] | None = None) -> None:
-    if args.json:
-        print(json.dumps(data, indent=2, default=str))
-    elif columns is not None and isinstance(data, list):
-        _print_table(data, columns)
-    elif isinstance(data, dict) and columns is not None:
-        _print_table([data], columns)
-    else:
-        print(data)
-
-
-# -- users ------------------------------------------------------------------------------------
-
-
-def _read_password(args: argparse.Namespace) -> str:
-    if not args.password_stdin:
-        raise CliError("give the password on standard input with --password-stdin")
-    line = sys.stdin.readline()
-    if not line:
-        raise CliError("no password on standard input")
-    return line.rstrip("\r\n")
-
-
-USER_COLUMNS = ("id", "email", "roles", "disabled", "created_at")
-
-
-async def users_create(args: argparse.Namespace, c: Container) -> None:
-    user = await c.accounts.register(
-        email=args.email,
-        password=_read_password(args),
-        first_name=args.first_name,
-        last_name=args.last_name,
-        roles=args.role or [],
-        ctx=CLI,
-        self_service=False,
-    )
-    emit(args, user.public(), USER_COLUMNS)
-
-
-async def users_list(args: argparse.Namespace, c: Container) -> None:
-    users = await c.accounts.list_users(limit=args.limit, offset=args.offset)
-    emit(args, [u.public() for u in users], USER_COLUMNS)
-
-
-async def users_disable(args: argparse.Namespace, c: Container) -> None:
-    user = await c.accounts.find_user(args.email)
-    user, revoked = await c.accounts.set_disabled(user.id, not args.enable, CLI, actor_id="cli")
-    emit(
-        args,
-        {**user.public(), "revoked_sessions": len(revoked)},
-        (*USER_COLUMNS, "revoked_sessions"),
-    )
-
-
-async def users_set_roles(args: argparse.Namespace, c: Container) -> None:
-    user = await c.accounts.find_user(args.email)
-    user = await c.accounts.set_roles(user.id, args.roles, CLI, actor_id="cli")
-    emit(args, user.public(), USER_COLUMNS)
-
-
-async def users_send_reset(args: argparse.Namespace, c: Container) -> None:
-    mail = await c.lifecycle.send_reset(args.email, CLI, actor_id="cli")
-    emit(args, mail.summary(), ("id", "to", "subject", "created_at"))
-    if not args.json and c.mail_sender.target is None:
-        print(f"\nNo SMTP server is set: see the link with `watchword mail show {mail.id}`.")
-
-
-# -- sessions ---------------------------------------------------------------------------------
-
-SESSION_COLUMNS = ("id", "kind", "device", "ip", "created_at", "last_seen_at", "expires_at")
-
-
-async def sessions_list(args: argparse.Namespace, c: Container) -> None:
-    from watchword.web.views import session_view
-
-    user = await c.accounts.find_user(args.email)
-    live = await c.sessions.list_live(user.id)
-    emit(args, [session_view(s, seen, current_id=None) for s, seen in live], SESSION_COLUMNS)
-
-
-async def sessions_revoke(args: argparse.Namespace, c: Container) -> None:
-    revoked = await c.sessions.revoke(args.session_id, RevokeReason.ADMIN, CLI, actor_id="cli")
-    emit(
-        args,
-        {"id": revoked.id, "user_id": revoked.user_id, "status": "revoked"},
-        ("id", "user_id", "status"),
-    )
-
-
-# -- audit, db --------------------------------------------------------------------------------
-
-AUDIT_COLUMNS = ("id", "at", "type", "user_id", "session_id", "ip", "details")
-
-
-async def audit_tail(args: argparse.Namespace, c: Container) -> None:
-    events = await c.db.audit.tail(limit=args.limit)
-    last = events[-1].id if events else None
-    emit(args, [e.public() for e in events], AUDIT_COLUMNS)
-    while args.follow:
-        await asyncio.sleep(1.0)
-        events = await c.db.audit.tail(limit=500, after_id=last)
-        if events:
-            last = events[-1].id
-            for event in events:
-                print(
-                    json.dumps(event.public(), default=str)
-                    if args.json
-                    else _audit_line(event.public())
-                )
-            sys.stdout.flush()
-
-
-def _audit_line(event: dict[str, Any]) -> str:
-    return "  ".join(_cell(event.get(col)) for col in AUDIT_COLUMNS)
-
-
 async def db_upgrade(args: argparse.Namespace, c: Container) -> None:
     upgrade = getattr(c.db, "upgrade", None)
     if upgrade is None:
         raise CliError("this database has no migrations")
-    await upgrade()
+    try:
+        await upgrade()
+    except Exception as exc:
+        raise store_failure(c.settings.database_url, exc) from exc
     emit(
         args,
         {"status": "upgraded", "database": _redact_url(c.settings.database_url)},
@@ -201,12 +64,68 @@ async def db_upgrade(args: argparse.Namespace, c: Container) -> None:
 
 
 def _redact_url(url: str) -> str:
+    """The URL with its password masked."""
     if "@" in url and "://" in url:
         scheme, rest = url.split("://", 1)
         creds, host = rest.rsplit("@", 1)
-        user = creds.split(":", 1)[0]
-        return f"{scheme}://{user}:***@{host}"
+        if ":" in creds:
+            return f"{scheme}://{creds.split(':', 1)[0]}:***@{host}"
     return url
+
+
+def _driver_reason(exc: BaseException) -> str:
+    """What the driver itself said, from the bottom of the exception chain."""
+    seen: set[int] = set()
+    reason = exc
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        reason = current
+        orig = getattr(current, "orig", None)
+        current = (
+            orig if isinstance(orig, BaseException) else current.__cause__ or current.__context__
+        )
+    text = str(reason).strip().splitlines()[0] if str(reason).strip() else ""
+    return text or type(reason).__name__
+
+
+def store_failure(url: str, exc: BaseException) -> CliError:
+    """One line: which store, where (password masked), and why."""
+    kind = "SQLite" if url.startswith("sqlite") else "PostgreSQL"
+    reason = _driver_reason(exc)
+    folder = _missing_sqlite_folder(url)
+    if folder:
+        reason = f"{reason} (the folder {folder} does not exist)"
+    return CliError(f"cannot open the {kind} database {_redact_url(url)}: {reason}")
+
+
+def _missing_sqlite_folder(url: str) -> str:
+    """The folder a SQLite URL points into, when it does not exist ("" otherwise)."""
+    if not url.startswith("sqlite"):
+        return ""
+    path = url.split(":///", 1)[-1].split("?", 1)[0]
+    folder = os.path.dirname(os.path.abspath(path)) if path and path != ":memory:" else ""
+    return folder if folder and not os.path.isdir(folder) else ""
+
+
+async def open_store(container: Container, *, migrate: bool) -> None:
+    """SQLite (the embedded default) is brought to the current schema by whichever command
+    opens it first; PostgreSQL is upgraded explicitly with `watchword db upgrade`."""
+    url = container.settings.database_url
+    if _missing_sqlite_folder(url):
+        # Said before the driver starts its thread (which could outlive the event loop).
+        raise store_failure(url, OSError("unable to open database file"))
+    try:
+        if container.settings.is_sqlite:
+            if migrate:
+                await container.db.upgrade()  # type: ignore[attr-defined]
+            return
+        pending = getattr(container.db, "pending_migrations", None)
+        behind = bool(await pending()) if pending is not None else False
+    except Exception as exc:
+        raise store_failure(url, exc) from exc
+    if behind and migrate:
+        raise CliError("the database schema is not current: run `watchword db upgrade`")
 
 
 # -- serve ------------------------------------------------------------------------------------
@@ -242,14 +161,12 @@ def serve(args: argparse.Namespace) -> int:
         json_format=settings.log_format == "json",
         access=settings.access_log,
     )
+    CompatSettings()  # the /api/v1 surface's variables, checked before anything listens
     container = Container(settings)  # resolves (and on first start creates) the master key
 
     async def prepare() -> None:
         try:
-            if settings.is_sqlite:
-                await container.db.upgrade()  # type: ignore[attr-defined]
-            elif await container.db.pending_migrations():  # type: ignore[attr-defined]
-                raise CliError("the database schema is not current: run `watchword db upgrade`")
+            await open_store(container, migrate=True)
         finally:
             await container.db.close()
 
@@ -363,11 +280,27 @@ def _bind(host: str, port: int) -> socket.socket:
 # -- parser -----------------------------------------------------------------------------------
 
 
+class Parser(argparse.ArgumentParser):
+    """No option-prefix abbreviations (``--password`` is not ``--password-stdin``); help
+    texts as written."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs["allow_abbrev"] = False
+        super().__init__(*args, **kwargs)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="watchword", description=__doc__.splitlines()[0])
-    sub = parser.add_subparsers(dest="command", required=True)
-    common = argparse.ArgumentParser(add_help=False)
+    parser = Parser(
+        prog="watchword",
+        description="Watchword: serve, and administer the stores the servers use.",
+    )
+    parser.add_argument("--version", action="version", version=f"watchword {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    common = Parser(add_help=False)
     common.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    common.add_argument(
+        "--wide", action="store_true", help="every column, nothing cut (tables fit 100 columns)"
+    )
 
     p = sub.add_parser("serve", help="run the HTTP and WebSocket server")
     p.add_argument("--host", default=None, help="address to bind (default 127.0.0.1)")
@@ -386,52 +319,6 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(run=None)
 
-    users = sub.add_parser("users", help="manage accounts").add_subparsers(
-        dest="sub", required=True
-    )
-    p = users.add_parser("create", parents=[common], help="create an account")
-    p.add_argument("--email", required=True)
-    p.add_argument("--password-stdin", action="store_true", help="read the password from stdin")
-    p.add_argument("--first-name")
-    p.add_argument("--last-name")
-    p.add_argument("--role", action="append", help="a role to grant (repeatable)")
-    p.set_defaults(run=users_create)
-    p = users.add_parser("list", parents=[common], help="list accounts")
-    p.add_argument("--limit", type=int, default=100)
-    p.add_argument("--offset", type=int, default=0)
-    p.set_defaults(run=users_list)
-    p = users.add_parser("disable", parents=[common], help="disable an account (signs it out)")
-    p.add_argument("email")
-    p.set_defaults(run=users_disable, enable=False)
-    p = users.add_parser("enable", parents=[common], help="enable a disabled account")
-    p.add_argument("email")
-    p.set_defaults(run=users_disable, enable=True)
-    p = users.add_parser("set-roles", parents=[common], help="replace an account's roles")
-    p.add_argument("email")
-    p.add_argument("roles", nargs="*")
-    p.set_defaults(run=users_set_roles)
-    p = users.add_parser("send-reset", parents=[common], help="mail a password-reset link")
-    p.add_argument("email")
-    p.set_defaults(run=users_send_reset)
-
-    sessions = sub.add_parser("sessions", help="see and revoke sessions").add_subparsers(
-        dest="sub", required=True
-    )
-    p = sessions.add_parser("list", parents=[common], help="live sessions of an account")
-    p.add_argument("--email", required=True)
-    p.set_defaults(run=sessions_list)
-    p = sessions.add_parser("revoke", parents=[common], help="revoke a session by id")
-    p.add_argument("session_id")
-    p.set_defaults(run=sessions_revoke)
-
-    audit = sub.add_parser("audit", help="the audit trail").add_subparsers(
-        dest="sub", required=True
-    )
-    p = audit.add_parser("tail", parents=[common], help="latest audit events")
-    p.add_argument("--limit", type=int, default=50)
-    p.add_argument("-f", "--follow", action="store_true", help="keep printing new events")
-    p.set_defaults(run=audit_tail)
-
     db = sub.add_parser("db", help="database schema").add_subparsers(dest="sub", required=True)
     p = db.add_parser("upgrade", parents=[common], help="apply migrations")
     p.set_defaults(run=db_upgrade)
@@ -446,17 +333,27 @@ def build_parser() -> argparse.ArgumentParser:
 async def _run(handler: Handler, args: argparse.Namespace) -> None:
     container = Container(Settings())
     try:
-        pending = getattr(container.db, "pending_migrations", None)
-        if handler is not db_upgrade and pending is not None and await pending():
-            raise CliError("the database schema is not current: run `watchword db upgrade`")
+        await open_store(container, migrate=handler is not db_upgrade)
         await handler(args, container)
     finally:
         await container.cluster.close()
         await container.db.close()
 
 
+def setting_problems(exc: ValidationError) -> str:
+    """Each problem under the environment variable that holds it."""
+    prefix = "WATCHWORD_" if exc.title == Settings.__name__ else ""
+    return "; ".join(
+        f"{prefix}{'.'.join(map(str, e['loc'])).upper()}: {e['msg']}" for e in exc.errors()
+    )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 0
     logging.basicConfig(level=logging.INFO, format="watchword: %(levelname)s: %(message)s")
     logging.getLogger("alembic").setLevel(logging.WARNING)
     try:
@@ -468,10 +365,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"watchword: error: {getattr(exc, 'message', None) or exc}", file=sys.stderr)
         return 1
     except ValidationError as exc:
-        problems = "; ".join(
-            f"WATCHWORD_{'.'.join(map(str, e['loc'])).upper()}: {e['msg']}" for e in exc.errors()
-        )
-        print(f"watchword: error: bad setting: {problems}", file=sys.stderr)
+        print(f"watchword: error: bad setting: {setting_problems(exc)}", file=sys.stderr)
         return 1
     except SettingsError as exc:  # a value pydantic-settings could not even decode (JSON)
         print(f"watchword: error: bad setting: {exc}", file=sys.stderr)

@@ -266,12 +266,20 @@ def test_settings_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
         ("session_exp_auth", SessionExpAuth),
         ("session_db_auth", SessionDBAuth),
         ("auth", Auth),
-        ("Basic_Auth", Auth),
     ],
 )
 def test_the_auth_type_switch(container: Container, auth_type: str, cls: type[Auth]) -> None:
     strategy = strategy_for(container, settings(auth_type=auth_type))
     assert type(strategy) is cls
+
+
+@pytest.mark.parametrize("auth_type", ["Basic_Auth", "basic", "session"])
+def test_an_unknown_auth_type_is_an_error_listing_the_valid_ones(auth_type: str) -> None:
+    with pytest.raises(ValidationError) as caught:
+        settings(auth_type=auth_type)
+    message = str(caught.value)
+    for valid in ("auth", "basic_auth", "session_auth", "session_exp_auth", "session_db_auth"):
+        assert valid in message
 
 
 def test_no_auth_type_means_no_strategy(container: Container) -> None:

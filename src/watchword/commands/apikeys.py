@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from watchword.commands.output import emit
 from watchword.services.container import Container
 from watchword.services.context import CLI
 
@@ -15,8 +16,6 @@ COLUMNS = ("id", "name", "prefix", "scopes", "created_at", "last_used_at", "expi
 
 
 async def api_keys_create(args: argparse.Namespace, c: Container) -> None:
-    from watchword.cli import emit
-
     user = await c.accounts.find_user(args.email)
     created = await c.api_keys.create(
         user,
@@ -33,16 +32,20 @@ async def api_keys_create(args: argparse.Namespace, c: Container) -> None:
 
 
 async def api_keys_list(args: argparse.Namespace, c: Container) -> None:
-    from watchword.cli import emit
-
     user = await c.accounts.find_user(args.email)
     keys = await c.api_keys.list_for_user(user.id)
     emit(args, [key.public(used) for key, used in keys], COLUMNS)
 
 
 async def api_keys_revoke(args: argparse.Namespace, c: Container) -> None:
-    from watchword.cli import emit
-
+    existing = await c.api_keys.get(args.key_id)
+    if existing is not None and existing.revoked_at is not None:
+        emit(
+            args,
+            {"id": existing.id, "user_id": existing.user_id, "status": "already revoked"},
+            ("id", "user_id", "status"),
+        )
+        return
     revoked = await c.api_keys.revoke(args.key_id, CLI, actor_id="cli")
     body: dict[str, Any] = {"id": revoked.id, "user_id": revoked.user_id, "status": "revoked"}
     emit(args, body, ("id", "user_id", "status"))

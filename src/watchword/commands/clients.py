@@ -1,4 +1,4 @@
-"""`watchword clients create|list|disable|enable`: OAuth2 confidential clients.
+"""`watchword clients create|list|disable|enable|rotate-secret`: OAuth2 confidential clients.
 
 The secret is printed once and stored as SHA-256. Disabling a client revokes its opaque tokens
 and refuses new ones; running servers learn it from the control feed.
@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from watchword.commands.output import emit
 from watchword.services.container import Container
 from watchword.services.context import CLI
 
@@ -16,8 +17,6 @@ COLUMNS = ("client_id", "name", "scopes", "token_format", "created_at", "disable
 
 
 async def clients_create(args: argparse.Namespace, c: Container) -> None:
-    from watchword.cli import emit
-
     created = await c.clients.create(
         name=args.name,
         scopes=args.scopes,
@@ -35,17 +34,29 @@ async def clients_create(args: argparse.Namespace, c: Container) -> None:
 
 
 async def clients_list(args: argparse.Namespace, c: Container) -> None:
-    from watchword.cli import emit
-
     clients = await c.clients.list_clients(limit=args.limit, offset=args.offset)
     emit(args, [client.public() for client in clients], COLUMNS)
 
 
 async def clients_disable(args: argparse.Namespace, c: Container) -> None:
-    from watchword.cli import emit
-
+    existing = await c.clients.get(args.client_id)
+    if existing is not None and existing.disabled == (not args.enable):
+        state = "already disabled" if existing.disabled else "already enabled"
+        emit(args, {**existing.public(), "status": state}, ("client_id", "name", "status"))
+        return
     client = await c.clients.set_disabled(args.client_id, not args.enable, CLI, actor_id="cli")
     emit(args, client.public(), COLUMNS)
+
+
+async def clients_rotate_secret(args: argparse.Namespace, c: Container) -> None:
+    rotated = await c.clients.rotate_secret(args.client_id, CLI, actor_id="cli")
+    emit(
+        args,
+        {**rotated.client.public(), "client_secret": rotated.secret},
+        ("client_id", "client_secret"),
+    )
+    if not args.json:
+        print("\nThe new secret is shown only now: the old one no longer works.")
 
 
 def add_commands(sub: Any, common: argparse.ArgumentParser) -> None:
@@ -67,3 +78,8 @@ def add_commands(sub: Any, common: argparse.ArgumentParser) -> None:
     p = group.add_parser("enable", parents=[common], help="enable a disabled client")
     p.add_argument("client_id")
     p.set_defaults(run=clients_disable, enable=True)
+    p = group.add_parser(
+        "rotate-secret", parents=[common], help="a new secret (shown once); the old one stops"
+    )
+    p.add_argument("client_id")
+    p.set_defaults(run=clients_rotate_secret)

@@ -9,13 +9,12 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from watchword.commands.output import CliError, emit
 from watchword.services.cluster import agreement
 from watchword.services.container import Container
 
 
 async def cluster_check(args: argparse.Namespace, c: Container) -> None:
-    from watchword.cli import CliError, emit
-
     deps: dict[str, dict[str, Any]] = {}
     try:
         await c.db.ping()

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from watchword.commands.output import emit
 from watchword.services.container import Container
 
 KEY_COLUMNS = (
@@ -23,14 +24,10 @@ KEY_COLUMNS = (
 
 
 async def keys_list(args: argparse.Namespace, c: Container) -> None:
-    from watchword.cli import emit
-
     emit(args, await c.keys.describe_all(), KEY_COLUMNS)
 
 
 async def keys_rotate(args: argparse.Namespace, c: Container) -> None:
-    from watchword.cli import emit
-
     kid = await c.keys.rotate()
     rows = await c.keys.describe_all()
     emit(args, next(row for row in rows if row["kid"] == kid), KEY_COLUMNS)

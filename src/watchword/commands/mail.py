@@ -12,7 +12,7 @@ COLUMNS = ("id", "kind", "to", "subject", "created_at", "attempts", "sent_at", "
 
 
 async def mail_list(args: argparse.Namespace, c: Container) -> None:
-    from watchword.cli import emit
+    from watchword.commands.output import emit
 
     mail = await c.lifecycle.outbox(limit=args.limit, unsent_only=args.unsent)
     emit(args, [m.summary() for m in mail], COLUMNS)
@@ -21,7 +21,7 @@ async def mail_list(args: argparse.Namespace, c: Container) -> None:
 async def mail_show(args: argparse.Namespace, c: Container) -> None:
     mail = await c.lifecycle.mail(args.mail_id)
     if args.json:
-        from watchword.cli import emit
+        from watchword.commands.output import emit
 
         emit(args, {**mail.summary(), "text": mail.text, "html": mail.html})
         return

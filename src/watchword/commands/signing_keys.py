@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from watchword.commands.output import CliError, emit
 from watchword.services.container import Container
 from watchword.services.context import CLI
 
@@ -19,8 +20,6 @@ COLUMNS = ("key_id", "name", "algorithm", "scopes", "created_at", "last_used_at"
 
 
 async def signing_keys_create(args: argparse.Namespace, c: Container) -> None:
-    from watchword.cli import CliError, emit
-
     public_key = None
     if args.public_key_file:
         try:
@@ -49,16 +48,16 @@ async def signing_keys_create(args: argparse.Namespace, c: Container) -> None:
 
 
 async def signing_keys_list(args: argparse.Namespace, c: Container) -> None:
-    from watchword.cli import emit
-
     user = await c.accounts.find_user(args.email)
     keys = await c.signing.list_for_user(user.id)
     emit(args, [key.public(used) for key, used in keys], COLUMNS)
 
 
 async def signing_keys_revoke(args: argparse.Namespace, c: Container) -> None:
-    from watchword.cli import emit
-
+    existing = await c.signing.get(args.key_id)
+    if existing is not None and existing.revoked_at is not None:
+        emit(args, {"key_id": existing.id, "status": "already revoked"}, ("key_id", "status"))
+        return
     revoked = await c.signing.revoke(args.key_id, CLI, actor_id="cli")
     emit(args, {"key_id": revoked.id, "status": "revoked"}, ("key_id", "status"))
 

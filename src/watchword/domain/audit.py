@@ -19,6 +19,7 @@ class AuditType:
     USER_REGISTERED = "user.registered"
     USER_UPDATED = "admin.user_updated"
     USER_DISABLED = "admin.user_disabled"
+    USER_DELETED = "admin.user_deleted"
     ADMIN_SESSIONS_REVOKED = "admin.sessions_revoked"
     REFRESH_REUSE = "token.refresh_reuse"
     TOKEN_REFRESHED = "token.refreshed"
@@ -27,6 +28,7 @@ class AuditType:
     # -- machines (issue 4)
     CREDENTIAL_CREATED = "credential.created"
     CREDENTIAL_REVOKED = "credential.revoked"
+    CREDENTIAL_UPDATED = "credential.updated"
     CREDENTIAL_RATE_LIMITED = "credential.rate_limited"
     # -- account lifecycle: mail, verification, password reset
     MAIL_QUEUED = "mail.queued"

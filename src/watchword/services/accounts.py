@@ -353,3 +353,56 @@ class AccountService:
         await self._sessions.after_revoke(revoked)
         await self._sessions.announce_user_changed(user_id, disabled=disabled)
         return user, revoked
+
+    async def set_password(
+        self, user_id: str, password: str, ctx: RequestContext, *, actor_id: str | None
+    ) -> list[Session]:
+        """An operator sets the password: every session of the user ends with the old one."""
+        user = await self.get_user(user_id)
+        self.password_policy.check(password, email=user.email)
+        new_hash = await self.hash_password(password)
+
+        def audit(revoked: list[Session]) -> list[AuditEvent]:
+            return [
+                self._auditor.event(
+                    AuditType.PASSWORD_CHANGED,
+                    ctx,
+                    user_id=user.id,
+                    actor_id=actor_id,
+                    revoked=len(revoked),
+                    sessions=[s.id for s in revoked],
+                )
+            ]
+
+        changed, revoked = await self._db.users.change_password(
+            user.id,
+            new_hash,
+            self._clock.now(),
+            origin=self._origin,
+            keep_session_id=None,
+            audit=audit,
+        )
+        if changed is None:
+            raise NotFound("No such user.")
+        self._sessions.cache.drop_user(user.id)
+        await self._sessions.after_revoke(revoked)
+        return revoked
+
+    async def delete_user(
+        self, user_id: str, ctx: RequestContext, *, actor_id: str | None, **details: Any
+    ) -> list[Session]:
+        """Delete the account; its sessions end first, pushed to every node. The caller
+        revokes the machine credentials the user owns before this."""
+        revoked = await self._db.users.delete(user_id, self._clock.now(), origin=self._origin)
+        await self._sessions.after_revoke(revoked)
+        self._sessions.cache.drop_user(user_id)
+        await self._sessions.announce_user_changed(user_id, disabled=True)
+        await self._auditor.record(
+            AuditType.USER_DELETED,
+            ctx,
+            user_id=user_id,
+            actor_id=actor_id,
+            revoked=len(revoked),
+            **details,
+        )
+        return revoked

@@ -9,35 +9,28 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import timedelta
+from typing import Any
 
 from watchword.domain.apikeys import (
-    MAX_NAME_LENGTH,
     ApiKey,
-    credential_revoked,
     new_api_key,
     parse_api_key,
 )
 from watchword.domain.audit import AuditType
-from watchword.domain.clock import Clock, Randomness, sha256_hex
+from watchword.domain.clock import sha256_hex
 from watchword.domain.errors import (
     InvalidCredential,
     InvalidInput,
-    NotFound,
-    RateLimited,
 )
 from watchword.domain.principal import AuthMethod, Principal
-from watchword.domain.scopes import IMPLICIT_ROLE, ScopePolicy, parse_scope, require_subset
+from watchword.domain.scopes import IMPLICIT_ROLE
 from watchword.domain.users import User
-from watchword.services.audit import Auditor
 from watchword.services.context import RequestContext
-from watchword.services.control import ControlPlane
 from watchword.services.credential_guard import (
     ContextSource,
-    CredentialThrottle,
-    KeyedCredentialService,
 )
-from watchword.stores.base import Database
+from watchword.services.owned_keys import OwnedKeyService
 from watchword.stores.machines import ApiKeyStore
 
 log = logging.getLogger("watchword.apikeys")
@@ -58,39 +51,19 @@ class NewApiKey:
     secret: str  # the full key, shown once
 
 
-class ApiKeyService(KeyedCredentialService[CachedKey]):
+class ApiKeyService(OwnedKeyService[ApiKey, CachedKey]):
     kind = "api_key"
+    noun = "API key"
 
-    def __init__(
-        self,
-        *,
-        db: Database,
-        store: ApiKeyStore,
-        clock: Clock,
-        randomness: Randomness,
-        scope_policy: ScopePolicy,
-        control: ControlPlane,
-        auditor: Auditor,
-        throttle: CredentialThrottle,
-        cache_size: int,
-        cache_ttl: float,
-        touch_interval: float,
-    ) -> None:
-        self._db = db
+    def __init__(self, *, store: ApiKeyStore, **shared: Any) -> None:
+        super().__init__(store=store, **shared)
         self._store = store
-        self._clock = clock
-        self._random = randomness
-        self._scopes = scope_policy
-        self._control = control
-        self._throttle = throttle
-        super().__init__(
-            touch=store.touch,
-            auditor=auditor,
-            control=control,
-            cache_size=cache_size,
-            cache_ttl=cache_ttl,
-            touch_interval=touch_interval,
-        )
+
+    def _cache_id(self, key: ApiKey) -> str:
+        return key.public_id
+
+    def _audit_details(self, key: ApiKey) -> dict[str, Any]:
+        return {"prefix": key.prefix}
 
     # -- management -----------------------------------------------------------------------
 
@@ -107,16 +80,9 @@ class ApiKeyService(KeyedCredentialService[CachedKey]):
     ) -> NewApiKey:
         """A key for ``owner`` whose scopes stay within ``grantable`` (the creating
         principal's scopes, never more than the owner's roles grant)."""
-        name = name.strip()
-        if not name or len(name) > MAX_NAME_LENGTH or not name.isprintable():
-            raise InvalidInput(f"The name must be 1 to {MAX_NAME_LENGTH} printable characters.")
-        requested = parse_scope(scopes)
-        if not requested:
-            raise InvalidInput("Give the key at least one scope.")
-        if owner.disabled:
-            raise InvalidInput("The account is disabled.")
-        allowed = grantable & self._scopes.scopes_for_roles(owner.roles)
-        require_subset(requested, allowed)
+        name, requested = self._checked_request(
+            owner, name=name, scopes=scopes, grantable=grantable
+        )
         if expires_in is not None and not 60 <= expires_in <= MAX_EXPIRES_IN:
             raise InvalidInput(f"expires_in must be between 60 and {MAX_EXPIRES_IN} seconds.")
         now = self._clock.now()
@@ -132,57 +98,8 @@ class ApiKeyService(KeyedCredentialService[CachedKey]):
             expires_at=now + timedelta(seconds=expires_in) if expires_in else None,
         )
         await self._store.create(key)
-        await self._auditor.record(
-            AuditType.CREDENTIAL_CREATED,
-            ctx,
-            user_id=owner.id,
-            actor_id=actor_id,
-            kind="api_key",
-            credential_id=key.id,
-            prefix=key.prefix,
-            scopes=sorted(requested),
-        )
+        await self._record_created(key, ctx, actor_id=actor_id, scopes=requested)
         return NewApiKey(key=key, secret=secret)
-
-    async def list_for_user(self, user_id: str) -> list[tuple[ApiKey, datetime | None]]:
-        keys = await self._store.list_for_user(user_id)
-        result = []
-        for key in keys:
-            used = self.usage.last_used(key.id)
-            if key.last_used_at is not None and (used is None or key.last_used_at > used):
-                used = key.last_used_at
-            result.append((key, used))
-        return result
-
-    async def revoke(
-        self,
-        key_id: str,
-        ctx: RequestContext,
-        *,
-        owner_id: str | None = None,
-        actor_id: str | None = None,
-    ) -> ApiKey:
-        """Revoke at once on this node; the control feed and bus carry it to the others.
-        With ``owner_id``, another user's key is ``NotFound``."""
-        revoked = await self._store.revoke(
-            key_id, self._clock.now(), origin=self._control.node_id, user_id=owner_id
-        )
-        if revoked is None:
-            raise NotFound("No such API key.")
-        self.cache.pop(revoked.public_id)
-        await self._control.announce(
-            [credential_revoked("api_key", revoked.public_id, revoked.user_id)]
-        )
-        await self._auditor.record(
-            AuditType.CREDENTIAL_REVOKED,
-            ctx,
-            user_id=revoked.user_id,
-            actor_id=actor_id,
-            kind="api_key",
-            credential_id=revoked.id,
-            prefix=revoked.prefix,
-        )
-        return revoked
 
     # -- the hot path ---------------------------------------------------------------------
 
@@ -194,12 +111,7 @@ class ApiKeyService(KeyedCredentialService[CachedKey]):
         key_hash = sha256_hex(presented)
         entry = self.cache.get(public_id)
         if entry is None:
-            await self._throttle.check_address(
-                ctx().ip,
-                lambda: self._auditor.record(
-                    AuditType.CREDENTIAL_RATE_LIMITED, ctx(), kind="api_key", reason="address"
-                ),
-            )
+            await self._check_address(ctx())
             entry = await self._load(public_id)
             if entry is None:
                 await self._reject(ctx(), "unknown", public_id, "The API key is not valid.")
@@ -226,7 +138,7 @@ class ApiKeyService(KeyedCredentialService[CachedKey]):
         key = await self._store.get_by_public_id(public_id)
         if key is None or not key.matches(sha256_hex(presented)):
             return None
-        user = await self._db.users.get(key.user_id)
+        user = await self._owner(key)
         return (key, user) if user is not None else None
 
     def principal_for(self, key: ApiKey, user: User) -> Principal:
@@ -243,10 +155,8 @@ class ApiKeyService(KeyedCredentialService[CachedKey]):
 
     async def _load(self, public_id: str) -> CachedKey | None:
         key = await self._store.get_by_public_id(public_id)
-        if key is None:
-            return None
-        user = await self._db.users.get(key.user_id)
-        if user is None:
+        user = await self._owner(key)
+        if key is None or user is None:
             return None
         entry = CachedKey(key=key, user=user, principal=self.principal_for(key, user))
         self.cache.put(public_id, entry)
@@ -263,11 +173,5 @@ class ApiKeyService(KeyedCredentialService[CachedKey]):
             prefix=f"ww_live_{public_id}" if public_id else None,
         )
         if reason in ("malformed", "unknown", "wrong_secret"):
-            try:
-                await self._throttle.failed(kind="api_key", credential=public_id, ip=ctx.ip)
-            except RateLimited:
-                await self._auditor.record(
-                    AuditType.CREDENTIAL_RATE_LIMITED, ctx, kind="api_key", reason=reason
-                )
-                raise
+            await self._count_failure(ctx, reason, public_id)
         raise InvalidCredential(message, code="invalid_api_key")

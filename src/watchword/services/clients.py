@@ -209,6 +209,28 @@ class ClientService:
         )
         return client
 
+    async def get(self, client_id: str) -> OAuthClient | None:
+        return await self._clients.get(client_id)
+
+    async def rotate_secret(
+        self, client_id: str, ctx: RequestContext, *, actor_id: str | None = None
+    ) -> NewClient:
+        """A new secret, shown once; the old one stops working at once on every node (the
+        secret is checked against the store at each token request)."""
+        _, secret, secret_hash = new_client_credentials(self._random)
+        client = await self._clients.set_secret(client_id, secret_hash)
+        if client is None:
+            raise NotFound("No such client.")
+        await self._auditor.record(
+            AuditType.CREDENTIAL_UPDATED,
+            ctx,
+            actor_id=actor_id,
+            kind="client",
+            credential_id=client_id,
+            change="secret_rotated",
+        )
+        return NewClient(client=client, secret=secret)
+
     # -- client authentication (RFC 6749 section 2.3.1) -----------------------------------
 
     async def authenticate_client(

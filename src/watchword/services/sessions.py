@@ -234,6 +234,19 @@ class SessionService:
                 result.append((session, seen))
         return result
 
+    async def list_all_live(self, *, limit: int) -> list[tuple[Session, datetime]]:
+        """Live sessions of every user, newest first."""
+        now = self._clock.now()
+        result = []
+        for session in await self._db.sessions.list_all_live(now, limit=limit):
+            seen = self.last_seen(session)
+            if session.is_live(now, seen):
+                result.append((session, seen))
+        return result
+
+    async def get(self, session_id: str) -> Session | None:
+        return await self._db.sessions.get(session_id)
+
     async def revoke(
         self,
         session_id: str,

@@ -11,17 +11,14 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from typing import Any
 
-from watchword.domain.apikeys import credential_revoked
 from watchword.domain.audit import AuditType
-from watchword.domain.clock import Clock, Randomness
-from watchword.domain.errors import InvalidInput, NotFound, RateLimited
+from watchword.domain.errors import InvalidInput
 from watchword.domain.masterkey import MasterKey
 from watchword.domain.principal import AuthMethod, Principal
-from watchword.domain.scopes import IMPLICIT_ROLE, ScopePolicy, parse_scope, require_subset
+from watchword.domain.scopes import IMPLICIT_ROLE
 from watchword.domain.signatures import (
-    MAX_NAME_LENGTH,
     SignatureAlgorithm,
     SignaturePolicy,
     SignatureRejected,
@@ -36,11 +33,8 @@ from watchword.domain.signatures import (
     verify_signature,
 )
 from watchword.domain.users import User
-from watchword.services.audit import Auditor
 from watchword.services.context import RequestContext
-from watchword.services.control import ControlPlane
-from watchword.services.credential_guard import CredentialThrottle, KeyedCredentialService
-from watchword.stores.base import Database
+from watchword.services.owned_keys import OwnedKeyService
 from watchword.stores.machines import SigningKeyStore
 from watchword.stores.nonces import NonceStore
 
@@ -63,45 +57,24 @@ class NewSigningKey:
     secret: str | None  # the HMAC secret, shown once; None for Ed25519
 
 
-class SigningService(KeyedCredentialService[CachedSigningKey]):
+class SigningService(OwnedKeyService[SigningKey, CachedSigningKey]):
     kind = "signing_key"
+    noun = "signing key"
 
     def __init__(
         self,
         *,
-        db: Database,
         store: SigningKeyStore,
         nonces: NonceStore,
-        clock: Clock,
-        randomness: Randomness,
         master_key: MasterKey,
-        scope_policy: ScopePolicy,
-        control: ControlPlane,
-        auditor: Auditor,
-        throttle: CredentialThrottle,
         policy: SignaturePolicy,
-        cache_size: int,
-        cache_ttl: float,
-        touch_interval: float,
+        **shared: Any,
     ) -> None:
-        self._db = db
+        super().__init__(store=store, **shared)
         self._store = store
         self._nonces = nonces
-        self._clock = clock
-        self._random = randomness
         self._master_key = master_key
-        self._scopes = scope_policy
-        self._control = control
-        self._throttle = throttle
         self.policy = policy
-        super().__init__(
-            touch=store.touch,
-            auditor=auditor,
-            control=control,
-            cache_size=cache_size,
-            cache_ttl=cache_ttl,
-            touch_interval=touch_interval,
-        )
 
     # -- management -----------------------------------------------------------------------
 
@@ -117,19 +90,13 @@ class SigningService(KeyedCredentialService[CachedSigningKey]):
         public_key: str | None = None,
         actor_id: str | None = None,
     ) -> NewSigningKey:
-        name = name.strip()
-        if not name or len(name) > MAX_NAME_LENGTH or not name.isprintable():
-            raise InvalidInput(f"The name must be 1 to {MAX_NAME_LENGTH} printable characters.")
         try:
             alg = SignatureAlgorithm(algorithm)
         except ValueError as exc:
             raise InvalidInput("algorithm must be 'hmac-sha256' or 'ed25519'.") from exc
-        requested = parse_scope(scopes)
-        if not requested:
-            raise InvalidInput("Give the key at least one scope.")
-        if owner.disabled:
-            raise InvalidInput("The account is disabled.")
-        require_subset(requested, grantable & self._scopes.scopes_for_roles(owner.roles))
+        name, requested = self._checked_request(
+            owner, name=name, scopes=scopes, grantable=grantable
+        )
         secret: str | None = None
         if alg is SignatureAlgorithm.HMAC_SHA256:
             if public_key is not None:
@@ -150,53 +117,10 @@ class SigningService(KeyedCredentialService[CachedSigningKey]):
             created_at=self._clock.now(),
         )
         await self._store.create(key)
-        await self._auditor.record(
-            AuditType.CREDENTIAL_CREATED,
-            ctx,
-            user_id=owner.id,
-            actor_id=actor_id,
-            kind="signing_key",
-            credential_id=key.id,
-            algorithm=alg.value,
-            scopes=sorted(requested),
+        await self._record_created(
+            key, ctx, actor_id=actor_id, scopes=requested, algorithm=alg.value
         )
         return NewSigningKey(key=key, secret=secret)
-
-    async def list_for_user(self, user_id: str) -> list[tuple[SigningKey, datetime | None]]:
-        result = []
-        for key in await self._store.list_for_user(user_id):
-            used = self.usage.last_used(key.id)
-            if key.last_used_at is not None and (used is None or key.last_used_at > used):
-                used = key.last_used_at
-            result.append((key, used))
-        return result
-
-    async def revoke(
-        self,
-        key_id: str,
-        ctx: RequestContext,
-        *,
-        owner_id: str | None = None,
-        actor_id: str | None = None,
-    ) -> SigningKey:
-        revoked = await self._store.revoke(
-            key_id, self._clock.now(), origin=self._control.node_id, user_id=owner_id
-        )
-        if revoked is None:
-            raise NotFound("No such signing key.")
-        self.cache.pop(revoked.id)
-        await self._control.announce(
-            [credential_revoked("signing_key", revoked.id, revoked.user_id)]
-        )
-        await self._auditor.record(
-            AuditType.CREDENTIAL_REVOKED,
-            ctx,
-            user_id=revoked.user_id,
-            actor_id=actor_id,
-            kind="signing_key",
-            credential_id=revoked.id,
-        )
-        return revoked
 
     # -- verification ---------------------------------------------------------------------
 
@@ -221,12 +145,7 @@ class SigningService(KeyedCredentialService[CachedSigningKey]):
             raise
         entry = self.cache.get(sig.key_id)
         if entry is None:
-            await self._throttle.check_address(
-                ctx.ip,
-                lambda: self._auditor.record(
-                    AuditType.CREDENTIAL_RATE_LIMITED, ctx, kind="signing_key", reason="address"
-                ),
-            )
+            await self._check_address(ctx)
             entry = await self._load(sig.key_id)
             if entry is None:
                 await self._reject(
@@ -269,10 +188,8 @@ class SigningService(KeyedCredentialService[CachedSigningKey]):
 
     async def _load(self, key_id: str) -> CachedSigningKey | None:
         key = await self._store.get(key_id)
-        if key is None:
-            return None
-        user = await self._db.users.get(key.user_id)
-        if user is None:
+        user = await self._owner(key)
+        if key is None or user is None:
             return None
         principal = Principal(
             kind="user",
@@ -312,11 +229,5 @@ class SigningService(KeyedCredentialService[CachedSigningKey]):
             detail=exc.message,
         )
         if count:
-            try:
-                await self._throttle.failed(kind="signing_key", credential=key_id, ip=ctx.ip)
-            except RateLimited:
-                await self._auditor.record(
-                    AuditType.CREDENTIAL_RATE_LIMITED, ctx, kind="signing_key", reason=reason
-                )
-                raise
+            await self._count_failure(ctx, reason, key_id)
         raise exc

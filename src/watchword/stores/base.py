@@ -115,6 +115,10 @@ class SessionStore(Protocol):
         """Unrevoked sessions whose absolute expiry is in the future, newest first."""
         ...
 
+    async def list_all_live(self, now: datetime, *, limit: int) -> list[Session]:
+        """``list_live`` across every user: at most ``limit``, newest first."""
+        ...
+
     async def touch(self, last_seen: Mapping[str, datetime]) -> None:
         """Move ``last_seen_at`` forward for many sessions at once (coalesced writes).
         Never moves it back and never touches a revoked session."""

@@ -67,6 +67,11 @@ class ClientStore(Protocol):
         """Disable (or enable) a client; disabling also revokes its opaque tokens."""
         ...
 
+    async def set_secret(self, client_id: str, secret_hash: str) -> OAuthClient | None:
+        """Replace the client's secret hash (the old secret stops working at once); None if
+        there is no such client."""
+        ...
+
 
 class OpaqueTokenStore(Protocol):
     async def create(self, token: OpaqueToken) -> None: ...

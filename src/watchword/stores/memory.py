@@ -229,6 +229,12 @@ class MemorySessionStore:
         ]
         return sorted(live, key=lambda s: (s.created_at, s.id), reverse=True)
 
+    async def list_all_live(self, now: datetime, *, limit: int) -> list[Session]:
+        live = [
+            s for s in self._db.session_rows.values() if s.revoked_at is None and s.expires_at > now
+        ]
+        return sorted(live, key=lambda s: (s.created_at, s.id), reverse=True)[:limit]
+
     async def touch(self, last_seen: Mapping[str, datetime]) -> None:
         for sid, seen in last_seen.items():
             s = self._db.session_rows.get(sid)

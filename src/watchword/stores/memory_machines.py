@@ -122,6 +122,13 @@ class MemoryClientStore:
         self._record([client_changed(client_id, disabled=disabled)], now, origin)
         return client
 
+    async def set_secret(self, client_id: str, secret_hash: str) -> OAuthClient | None:
+        client = self.rows.get(client_id)
+        if client is None:
+            return None
+        client = self.rows[client_id] = replace(client, secret_hash=secret_hash)
+        return client
+
 
 class MemoryOpaqueTokenStore:
     def __init__(self, record: Recorder) -> None:

@@ -294,6 +294,9 @@ class RedisCachedSessionStore:
     async def list_live(self, user_id: str, now: datetime) -> list[Session]:
         return await self._inner.list_live(user_id, now)
 
+    async def list_all_live(self, now: datetime, *, limit: int) -> list[Session]:
+        return await self._inner.list_all_live(now, limit=limit)
+
     async def touch(self, last_seen: Mapping[str, datetime]) -> None:
         await self._inner.touch(last_seen)
 

@@ -371,6 +371,17 @@ class SqlSessionStore:
             return [_session(row) for row in await conn.execute(query)]
 
     @guarded
+    async def list_all_live(self, now: datetime, *, limit: int) -> list[Session]:
+        query = (
+            select(t.sessions)
+            .where(t.sessions.c.revoked_at.is_(None), t.sessions.c.expires_at > now)
+            .order_by(t.sessions.c.created_at.desc(), t.sessions.c.id)
+            .limit(limit)
+        )
+        async with self._engine.connect() as conn:
+            return [_session(row) for row in await conn.execute(query)]
+
+    @guarded
     async def touch(self, last_seen: Mapping[str, datetime]) -> None:
         if not last_seen:
             return

@@ -311,6 +311,19 @@ class SqlClientStore:
             await record_control(conn, [client_changed(client_id, disabled=disabled)], now, origin)
         return _client(row)
 
+    @guarded
+    async def set_secret(self, client_id: str, secret_hash: str) -> OAuthClient | None:
+        async with write_transaction(self._engine) as conn:
+            row = (
+                await conn.execute(
+                    update(t.oauth_clients)
+                    .where(t.oauth_clients.c.id == client_id)
+                    .values(secret_hash=secret_hash)
+                    .returning(*t.oauth_clients.c)
+                )
+            ).first()
+        return _client(row) if row else None
+
 
 class SqlOpaqueTokenStore:
     def __init__(self, engine: AsyncEngine) -> None:

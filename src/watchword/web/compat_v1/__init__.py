@@ -43,7 +43,7 @@ STRATEGIES: dict[str, type[Auth]] = {
 
 
 def strategy_for(container: Container, settings: CompatSettings) -> Auth | None:
-    """The exercise's switch: unset is no authentication, an unknown value is ``Auth``."""
+    """The exercise's switch: unset is no authentication, ``auth`` the base ``Auth``."""
     if settings.auth_type is None:
         return None
     return STRATEGIES.get(settings.auth_type, Auth)(container, settings)

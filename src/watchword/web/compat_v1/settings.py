@@ -15,6 +15,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 # longer than any process lives, and SESSION_DURATION is capped at it.
 NO_EXPIRY = timedelta(days=3650)
 DEFAULT_SESSION_NAME = "_my_session_id"
+AUTH_TYPES = ("auth", "basic_auth", "session_auth", "session_exp_auth", "session_db_auth")
 # RFC 6265 cookie-name characters (an RFC 7230 token).
 _TOKEN_CHARS = frozenset(
     "!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
@@ -32,8 +33,13 @@ class CompatSettings(BaseSettings):
     @field_validator("auth_type", mode="before")
     @classmethod
     def _auth_type(cls, value: object) -> object:
-        # The exercise tests ``if auth_type``: empty is unset. Other values are exact.
-        return value or None
+        # The exercise tests ``if auth_type``: empty is unset. A typo is an error, not a
+        # silently weaker ``Auth``.
+        if not value:
+            return None
+        if value not in AUTH_TYPES:
+            raise ValueError(f"{value!r} is not one of {', '.join(AUTH_TYPES)}")
+        return value
 
     @field_validator("session_name", mode="before")
     @classmethod

@@ -38,7 +38,6 @@ if TYPE_CHECKING:
 
 TIMESTAMP_FORMAT = "%Y-%m-%dT%H:%M:%S"
 PAGE = 500
-USER_DELETED = "admin.user_deleted"
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,19 +152,11 @@ async def delete_user(call: Call) -> Response:
     if user is None:
         return error(404)
     container = call.container
-    revoked = await container.db.users.delete(
-        user.id, container.clock.now(), origin=container.sessions.node_id
-    )
-    await container.sessions.after_revoke(revoked)
-    container.sessions.cache.drop_user(user.id)
-    await container.sessions.announce_user_changed(user.id, disabled=True)
-    await container.auditor.record(
-        USER_DELETED,
+    await container.accounts.delete_user(
+        user.id,
         request_context(call.request, container),
-        user_id=user.id,
         actor_id=call.user.id if call.user else None,
         surface="api/v1",
-        revoked=len(revoked),
     )
     return jsonify({})
 
