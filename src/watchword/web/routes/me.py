@@ -52,7 +52,7 @@ async def me(request: Request, principal: Principal = Depends(require())) -> Res
 async def change_password(
     body: PasswordChange,
     request: Request,
-    principal: Principal = Depends(require()),
+    principal: Principal = Depends(require("profile", session=True)),
     ctx: RequestContext = Depends(context),
 ) -> dict[str, Any]:
     if principal.user_id is None:
@@ -66,7 +66,7 @@ async def change_password(
 @router.get("/events", summary="My security events (audit trail), newest first")
 async def my_events(
     request: Request,
-    principal: Principal = Depends(require()),
+    principal: Principal = Depends(require("profile")),
     limit: int = Query(50, ge=1, le=500),
     before: int | None = Query(None, ge=1),
 ) -> dict[str, Any]:
