@@ -42,6 +42,7 @@ from watchword.domain.principal import AuthMethod, Principal
 from watchword.domain.scopes import IMPLICIT_ROLE, ScopePolicy
 from watchword.domain.sessions import RevokeReason, Session
 from watchword.domain.tokens import (
+    ACTIVE,
     ROTATED,
     TOKEN_TYPE,
     AccessClaims,
@@ -332,8 +333,9 @@ class TokenService:
 
     async def refresh(self, refresh_token: str, ctx: RequestContext) -> tuple[TokenPair, User]:
         """Rotate: a new pair for an active refresh token. A retired one presented again is
-        theft (the session is revoked) unless it comes within the grace window, which gets
-        the very pair its first use got."""
+        theft (the session is revoked) unless it is the immediate predecessor of the live
+        token and comes within the grace window: that one gets the live pair again (a client
+        that lost the answer to its refresh). Older tokens of the family are reuse."""
         if not plausible_refresh(refresh_token):
             raise invalid_grant("The refresh token is malformed.")
         token_hash = sha256_hex(refresh_token)
@@ -403,9 +405,16 @@ class TokenService:
             and now - record.rotated_at <= timedelta(seconds=self.reuse_grace)
             and record.successor_sealed is not None
         )
+        data: dict[str, Any] | None = None
         if within_grace:
             assert record.successor_sealed is not None
             data = json.loads(self._master_key.unseal(record.successor_sealed))
+            # Only the immediate predecessor of the live token gets the live pair again: a
+            # token whose successor was itself rotated would walk the family back in time.
+            successor = await self._stores.refresh.get_by_hash(sha256_hex(data["refresh_token"]))
+            if successor is None or successor.state != ACTIVE:
+                data = None
+        if data is not None:
             exp = float(data["exp"])
             access = IssuedToken(
                 token=data["access_token"],
