@@ -54,3 +54,40 @@ async def test_a_session_token_may_change_the_password(alice: Client) -> None:
 async def test_the_cookie_session_may_change_the_password(alice: Client) -> None:
     response = await alice.post("/v1/me/password", json=change())
     assert response.status_code == 200, response.text
+
+
+async def test_a_password_change_rekeys_the_cookie_session(alice: Client) -> None:
+    old_cookie = alice.cookies.get("watchword_session")
+    assert old_cookie
+    async with bare(alice) as phone:
+        await phone.post(
+            "/v1/auth/login", json={"email": "alice@example.com", "password": PASSWORD}
+        )
+        response = await alice.post("/v1/me/password", json=change())
+        assert response.status_code == 200, response.text
+        new_cookie = alice.cookies.get("watchword_session")
+        assert new_cookie and new_cookie != old_cookie
+        assert response.json()["revoked_sessions"] == 1
+        assert (await phone.get("/v1/me")).status_code == 401  # every other session ends
+    async with bare(alice) as thief:
+        stale = await thief.get("/v1/me", headers={"Cookie": f"watchword_session={old_cookie}"})
+        assert stale.status_code == 401
+        fresh = await thief.get("/v1/me", headers={"Cookie": f"watchword_session={new_cookie}"})
+        assert fresh.status_code == 200
+
+
+async def test_a_password_change_rekeys_the_token_session(alice: Client) -> None:
+    async with bare(alice) as anon:
+        pair = await token_login(anon)
+        response = await anon.post(
+            "/v1/me/password", json=change(), headers=bearer(pair["access_token"])
+        )
+        assert response.status_code == 200, response.text
+        body = response.json()
+        assert body["refresh_token"] != pair["refresh_token"]
+        stale = await anon.post("/v1/auth/refresh", json={"refresh_token": pair["refresh_token"]})
+        assert stale.status_code == 401
+        assert (await anon.get("/v1/me", headers=bearer(pair["access_token"]))).status_code == 401
+        assert (await anon.get("/v1/me", headers=bearer(body["access_token"]))).status_code == 200
+        renewed = await anon.post("/v1/auth/refresh", json={"refresh_token": body["refresh_token"]})
+        assert renewed.status_code == 200
