@@ -50,6 +50,7 @@ from watchword.domain.tokens import (
     build_claims,
     check_header,
     check_times,
+    duplicate_member,
     invalid_grant,
     invalid_token,
     new_refresh_secret,
@@ -177,6 +178,8 @@ class TokenService:
             poll_interval=poll_interval,
         )
         self._verified: dict[bytes, _Verified] = {}
+        # Session ids seen to exist (an insertion-ordered dict as a bounded set).
+        self._issued_sids: dict[str, None] = {}
         # machines (issue 4): False for a disabled OAuth2 client, whose JWTs stop at once.
         self.client_enabled: Callable[[str], bool] | None = None
         self._users: dict[str, _UserState] = {}
@@ -535,6 +538,12 @@ class TokenService:
             header = jwt.get_unverified_header(token)
         except jwt.InvalidTokenError as exc:
             raise invalid_token(f"The access token header is malformed: {exc}.") from exc
+        # RFC 8725 section 3.2 / RFC 7515 section 5.2: a JSON member name twice is refused
+        # (Python's json keeps the last one silently, another parser may keep the first).
+        duplicate = duplicate_member(token)
+        if duplicate is not None:
+            part, name = duplicate
+            raise invalid_token(f"The access token {part} names the member {name[:40]!r} twice.")
         alg, kid = check_header(header, ACCEPTED_ALGORITHMS)
         key = self.keys.verifying_key(kid, now)
         if key is None and await self.keys.reload_for_unknown_kid():
@@ -572,7 +581,28 @@ class TokenService:
             raise invalid_token(f"The access token is not valid: {exc}.") from exc
         claims = parse_claims(payload)
         check_times(claims, now, self.leeway)
+        # Defence in depth against a leaked signing key: what this server would never sign.
+        if claims.expires_at - claims.issued_at > self.max_ttl + self.leeway:
+            raise invalid_token(
+                f"The access token lives longer ({int(claims.expires_at - claims.issued_at)} s)"
+                f" than the {self.max_ttl} s this server issues."
+            )
+        if key.retired_at is not None and claims.issued_at > key.retired_at + self.leeway:
+            raise invalid_token("The access token was issued after its signing key was retired.")
+        if claims.session_id is not None and not claims.is_client:
+            await self._check_sid_issued(claims.session_id)
         return claims
+
+    async def _check_sid_issued(self, session_id: str) -> None:
+        """A user token's ``sid`` must be a session this server created: looked up once per
+        session id, then remembered (bounded), so the hot path never waits on the store."""
+        if session_id in self._issued_sids:
+            return
+        if await self._db.sessions.get(session_id) is None:
+            raise invalid_token("The access token names a session that was never issued.")
+        if len(self._issued_sids) >= self._cache_size:
+            del self._issued_sids[next(iter(self._issued_sids))]
+        self._issued_sids[session_id] = None
 
     # -- revoking -------------------------------------------------------------------------
 
