@@ -314,33 +314,39 @@ async def test_users_crud_round_trip(bob: Client) -> None:
     assert (await bob.get(f"/api/v1/users/{user['id']}")).json() == user
     assert (await bob.get(f"/api/v1/users/{user['id']}/")).json() == user
     assert len((await bob.get("/api/v1/users/")).json()) == 2
-    # PUT: 404 first, then the format, then only the names given
+    # PUT: 404 first, then another user's account is refused, then the format, then only
+    # the names given (the new user changes its own account).
+    new = basic("new@hbtn.io", "long enough")
     assert_error(await bob.put("/api/v1/users/nope", json={"first_name": "x"}), 404, "Not found")
     assert_error(await bob.put("/api/v1/users/me", json={"first_name": "x"}), 404, "Not found")
-    assert_error(await bob.put(f"/api/v1/users/{user['id']}", content=b"x"), 400, "Wrong format")
+    assert_error(await bob.put(f"/api/v1/users/{user['id']}", json={}), 403, "Forbidden")
     assert_error(
-        await bob.put(f"/api/v1/users/{user['id']}", json={"first_name": 7}), 400, "Wrong format"
+        await bob.put(f"/api/v1/users/{user['id']}", content=b"x", headers=new), 400, "Wrong format"
+    )
+    assert_error(
+        await bob.put(f"/api/v1/users/{user['id']}", json={"first_name": 7}, headers=new),
+        400,
+        "Wrong format",
     )
     bob.container.clock.advance(5)  # type: ignore[attr-defined]
     updated = await bob.put(
-        f"/api/v1/users/{user['id']}", json={"last_name": "Dylan", "email": "ignored@x.io"}
+        f"/api/v1/users/{user['id']}",
+        json={"last_name": "Dylan", "email": "ignored@x.io"},
+        headers=new,
     )
     assert updated.status_code == 200
     body = updated.json()
     assert (body["first_name"], body["last_name"], body["email"]) == ("Bo", "Dylan", "new@hbtn.io")
     assert body["updated_at"] > body["created_at"]
-    me = await bob.get("/api/v1/users/me", headers=basic("new@hbtn.io", "long enough"))
+    me = await bob.get("/api/v1/users/me", headers=new)
     assert me.json()["last_name"] == "Dylan"
     # DELETE: {} then gone, and the user can no longer sign in
     assert_error(await bob.delete("/api/v1/users/nope"), 404, "Not found")
-    deleted = await bob.delete(f"/api/v1/users/{user['id']}")
+    assert_error(await bob.delete(f"/api/v1/users/{user['id']}"), 403, "Forbidden")
+    deleted = await bob.delete(f"/api/v1/users/{user['id']}", headers=new)
     assert deleted.status_code == 200 and deleted.json() == {}
     assert_error(await bob.get(f"/api/v1/users/{user['id']}"), 404, "Not found")
-    assert_error(
-        await bob.get("/api/v1/users/me", headers=basic("new@hbtn.io", "long enough")),
-        403,
-        "Forbidden",
-    )
+    assert_error(await bob.get("/api/v1/users/me", headers=new), 403, "Forbidden")
     assert (await bob.get("/api/v1/stats")).json() == {"users": 1}
 
 

@@ -71,7 +71,7 @@ async def test_basic_auth_on_postgresql(compat_factory: CompatFactory, postgres_
 async def test_names_with_nul_are_refused_before_postgresql(
     compat_factory: CompatFactory, postgres_url: str
 ) -> None:
-    client = await compat_factory(None, open_mode="open", database_url=postgres_url)
+    client = await compat_factory(None, open_mode="open,exercise", database_url=postgres_url)
     email = f"pg-{uuid.uuid4().hex[:8]}@hbtn.io"
     response = await client.post(
         "/api/v1/users",

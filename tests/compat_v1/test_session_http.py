@@ -333,7 +333,10 @@ async def test_deleting_a_user_ends_its_sessions(compat_factory: CompatFactory) 
     bob = await login(client, BOB_EMAIL, BOB_PASSWORD)
     mine = await login(client)
     me = (await client.get("/api/v1/users/me", headers=cookie(bob))).json()
-    deleted = await client.delete(f"/api/v1/users/{me['id']}", headers=cookie(mine))
+    # Another plain user may not delete bob; bob may delete himself.
+    refused = await client.delete(f"/api/v1/users/{me['id']}", headers=cookie(mine))
+    assert_error(refused, 403, "Forbidden")
+    deleted = await client.delete(f"/api/v1/users/{me['id']}", headers=cookie(bob))
     assert deleted.status_code == 200 and deleted.json() == {}
     assert_error(await client.get("/api/v1/users/me", headers=cookie(bob)), 403, "Forbidden")
     assert (await client.get("/api/v1/users/me", headers=cookie(mine))).status_code == 200

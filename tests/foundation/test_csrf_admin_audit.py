@@ -124,7 +124,7 @@ async def admin_and_user(client: Client) -> tuple[Client, Client, dict[str, Any]
     return client, bob, bob_user
 
 
-async def test_admin_endpoints_need_the_admin_role(client: Client) -> None:
+async def test_admin_endpoints_need_the_admin_scope(client: Client) -> None:
     _, bob, bob_user = await admin_and_user(client)
     calls = [
         ("GET", "/v1/admin/users", None),
@@ -134,7 +134,12 @@ async def test_admin_endpoints_need_the_admin_role(client: Client) -> None:
     for method, path, body in calls:
         response = await bob.request(method, path, json=body)
         assert response.status_code == 403, path
-        assert response.json() == {"error": "forbidden", "message": "This needs the 'admin' role."}
+        assert response.json() == {
+            "error": "insufficient_scope",
+            "message": "Missing scope: admin.",
+        }
+        # A cookie has nothing to retry with: no bearer challenge.
+        assert "www-authenticate" not in response.headers
         stranger = Client(transport=client._transport, base_url=str(client.base_url))
         anonymous = await stranger.request(method, path, json=body)
         assert anonymous.status_code == 401, path

@@ -194,8 +194,11 @@ async def test_password_change_revokes_every_other_session(client: Client) -> No
         json={"current_password": PASSWORD, "new_password": "a brand new passphrase"},
     )
     assert response.status_code == 200
-    assert response.json() == {"status": "password_changed", "revoked_sessions": 1}
-    assert (await client.get("/v1/me")).status_code == 200
+    body = response.json()
+    assert (body["status"], body["revoked_sessions"]) == ("password_changed", 1)
+    assert "set-cookie" in response.headers and body["csrf_token"]
+    # This session continues re-keyed (the client keeps the new cookie).
+    assert (await client.get("/v1/me")).json()["session"]["id"] == body["session_id"]
     assert (await phone.get("/v1/me")).json()["error"] == "session_revoked"
     old = await client.post(
         "/v1/auth/login", json={"email": "alice@example.com", "password": PASSWORD}

@@ -11,6 +11,7 @@
     +-- InvalidCredential       a presented cookie, token or key is bad, expired or revoked
     +-- Forbidden               authenticated, but not allowed
     |   +-- InsufficientScope
+    |   +-- SessionRequired     the operation needs a person's live session
     |   +-- CsrfRejected
     |   +-- AccountDisabled
     |   +-- RegistrationClosed
@@ -113,9 +114,21 @@ class InsufficientScope(Forbidden):
 
     code = "insufficient_scope"
 
-    def __init__(self, missing: frozenset[str] | set[str]) -> None:
+    def __init__(self, missing: frozenset[str] | set[str], *, challenge: bool = True) -> None:
         self.missing = frozenset(missing)
+        # A ``WWW-Authenticate: Bearer`` challenge only speaks to bearer and API-key callers.
+        self.challenge = challenge
         super().__init__("Missing scope: " + " ".join(sorted(self.missing)) + ".")
+
+
+class SessionRequired(Forbidden):
+    """Only a person's live session (cookie, or an access token naming it) may do this."""
+
+    code = "session_required"
+    default_message = (
+        "This operation changes how the account signs in: it needs a session cookie or an "
+        "access token of a live session, not an API key, client token or signed request."
+    )
 
 
 class CsrfRejected(Forbidden):

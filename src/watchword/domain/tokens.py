@@ -12,6 +12,9 @@ A refresh token is opaque: ``wwr_`` and 256 random bits; the store keeps its SHA
 
 from __future__ import annotations
 
+import base64
+import binascii
+import json
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -194,6 +197,35 @@ def parse_claims(payload: dict[str, Any]) -> AccessClaims:
         session_id=_text(payload, "sid", required=False),
         client_id=_text(payload, "client_id", required=False),
     )
+
+
+def duplicate_member(token: str) -> tuple[str, str] | None:
+    """``("header" | "claims", name)`` when the compact JWS's header or payload JSON names a
+    member twice (RFC 8725 section 3.2, RFC 7515 section 5.2), else None. Segments that do
+    not decode are left for the JWT library to refuse."""
+    parts = token.split(".")
+    if len(parts) != 3:
+        return None
+    found: list[tuple[str, str]] = []
+    label = "header"
+
+    def hook(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+        seen: set[str] = set()
+        for name, _ in pairs:
+            if name in seen and not found:
+                found.append((label, name))
+            seen.add(name)
+        return dict(pairs)
+
+    for label, segment in (("header", parts[0]), ("claims", parts[1])):  # noqa: B007
+        try:
+            raw = base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
+            json.loads(raw, object_pairs_hook=hook)
+        except (ValueError, binascii.Error):
+            return None
+        if found:
+            return found[0]
+    return None
 
 
 def check_times(claims: AccessClaims, now: float, leeway: float) -> None:

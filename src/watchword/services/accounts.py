@@ -37,6 +37,13 @@ HASH_THREAD_NICENESS = 10
 
 
 @dataclass(frozen=True, slots=True)
+class PasswordChanged:
+    user: User
+    revoked: list[Session]  # the account's other sessions, ended
+    session: NewSession | None  # what continues the caller's session, with a new secret
+
+
+@dataclass(frozen=True, slots=True)
 class SignIn:
     user: User
     new: NewSession
@@ -225,7 +232,11 @@ class AccountService:
 
     async def change_password(
         self, principal: Principal, *, current: str, new: str, ctx: RequestContext
-    ) -> list[Session]:
+    ) -> PasswordChanged:
+        """Set a new password and re-key: every session of the account ends (in the same
+        transaction as the new hash), and the session that made the change continues as a
+        new session with a new secret (Django's ``cycle_key``), so a copy of its old cookie
+        or refresh token taken before the change opens nothing."""
         assert principal.user_id is not None
         user = await self._db.users.get(principal.user_id)
         if user is None:
@@ -264,13 +275,24 @@ class AccountService:
             new_hash,
             self._clock.now(),
             origin=self._origin,
-            keep_session_id=principal.session_id,
+            keep_session_id=None,
             audit=audit,
         )
         if changed is None:
             raise NotFound("No such user.")
         await self._sessions.after_revoke(revoked)
-        return revoked
+        mine = next((s for s in revoked if s.id == principal.session_id), None)
+        others = [s for s in revoked if s.id != principal.session_id]
+        replacement = None
+        if mine is not None:
+            replacement = await self._sessions.create(
+                changed,
+                ctx,
+                kind=mine.kind,
+                device_name=mine.device_name,
+                with_secret=mine.secret_hash is not None,
+            )
+        return PasswordChanged(user=changed, revoked=others, session=replacement)
 
     async def events_for(
         self, user_id: str, *, limit: int, before_id: int | None

@@ -244,6 +244,13 @@ class ClientService:
                 AuditType.CREDENTIAL_RATE_LIMITED, ctx, kind="client", reason="address"
             ),
         )
+        await self._throttle.check_credential(
+            "client",
+            client_id,
+            lambda: self._auditor.record(
+                AuditType.CREDENTIAL_RATE_LIMITED, ctx, kind="client", reason="credential"
+            ),
+        )
         client = await self._clients.get(client_id)
         # Compare even for an unknown client, so timing does not tell which ids exist.
         known = client is not None

@@ -110,8 +110,10 @@ class UsageLog:
 
 class CredentialThrottle:
     """Failed attempts spend a budget per client address and per credential id (key id,
-    client id). Past either budget, failures answer 429 and unknown credentials are not
-    looked up at all; a correct credential still works, so nobody is locked out by others."""
+    client id). Past the address budget, failures answer 429 and unknown credentials are not
+    looked up at all. Past a credential's budget, a credential whose secret is guessable from
+    outside (an OAuth2 client secret) answers 429 even to the right secret until the window
+    passes (``check_credential``): otherwise the guess that finally hits would be accepted."""
 
     def __init__(self, *, limiter: RateLimiter, per_ip: str, per_credential: str) -> None:
         self._limiter = limiter
@@ -135,6 +137,18 @@ class CredentialThrottle:
         which answers 200 whatever the token): it spends the address's budget like a
         failure, so the endpoint cannot be used to try tokens at leisure."""
         if ip and (retry_after := await self._limiter.hit(self._per_ip, "machine-fail-ip", ip)):
+            raise RateLimited(retry_after)
+
+    async def check_credential(
+        self, kind: str, credential: str, on_refusal: Callable[[], Awaitable[None]]
+    ) -> None:
+        """Before the secret is compared: refuse a credential that has spent its failure
+        budget, whatever secret comes with it."""
+        retry_after = await self._limiter.test(
+            self._per_credential, "machine-fail", kind, credential
+        )
+        if retry_after:
+            await on_refusal()
             raise RateLimited(retry_after)
 
     async def failed(self, *, kind: str, credential: str | None, ip: str | None) -> None:

@@ -36,6 +36,17 @@ from watchword.services.tokens import TokenService
 from watchword.stores.base import Database
 from watchword.stores.tokens import RefreshTokenStore
 
+
+class UnauthorizedClient(InvalidInput):
+    """RFC 7009 section 2.1: the authenticated client asked to revoke a token that was not
+    issued to it (answered 400 ``unauthorized_client``, RFC 6749 section 5.2)."""
+
+    code = "unauthorized_client"
+    default_message = (
+        "This token was not issued to the authenticated client; it has not been revoked."
+    )
+
+
 INTROSPECT_SCOPE = "introspect"
 INACTIVE: dict[str, Any] = {"active": False}
 
@@ -182,14 +193,26 @@ class TokenIntrospection:
     # -- RFC 7009 -----------------------------------------------------------------------------
 
     async def revoke(self, token: str, caller: OAuthClient | None, ctx: RequestContext) -> None:
+        """RFC 7009 section 2.1. Without client authentication, possession is enough: the
+        holder of a token (a user's refresh token, API key or access token) may end it. A
+        client that authenticates may revoke only tokens issued to it; another credential's
+        token stays valid and ``UnauthorizedClient`` says why. Unknown, expired or already
+        revoked tokens change nothing and answer 200 (section 2.2)."""
         actor = caller.id if caller is not None else None
+
+        def allowed(issued_to: str | None) -> None:
+            if caller is not None and issued_to != caller.id:
+                raise UnauthorizedClient()
+
         if token.startswith(OPAQUE_TOKEN_PREFIX):
             found = await self._clients.find_opaque(token)
             if found is not None:
+                allowed(found[0].client_id)
                 await self._clients.revoke_opaque(found[0], ctx, actor)
         elif token.startswith(API_KEY_PREFIX):
             found_key = await self._api_keys.lookup(token)
             if found_key is not None and found_key[0].revoked_at is None:
+                allowed(None)
                 await self._revoke_quietly(
                     self._api_keys.revoke(found_key[0].id, ctx, actor_id=actor)
                 )
@@ -197,6 +220,7 @@ class TokenIntrospection:
             if plausible_refresh(token):
                 row = await self._refresh.get_by_hash(sha256_hex(token))
                 if row is not None:
+                    allowed(None)
                     # The whole session goes: every refresh and access token of it.
                     await self._revoke_quietly(
                         self._sessions.revoke(
@@ -208,6 +232,7 @@ class TokenIntrospection:
                 principal: Principal = await self._tokens.authenticate_bearer(token)
             except WatchwordError:
                 return
+            allowed(principal.client_id)
             if principal.credential_id and principal.expires_at is not None:
                 await self._tokens.revoke_jti(principal.credential_id, principal.expires_at)
                 await self._auditor.record(

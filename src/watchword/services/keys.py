@@ -48,6 +48,9 @@ class VerifyingKey:
     algorithm: str
     public: Any
     verify_until: float | None  # epoch seconds; None while the key still signs
+    # Epoch seconds the key stopped signing (None while it signs): no token it verifies can
+    # have been issued after that.
+    retired_at: float | None = None
 
 
 class KeyService:
@@ -177,6 +180,7 @@ class KeyService:
                 algorithm=key.algorithm,
                 public=jwt.PyJWK(key.public_jwk, key.algorithm).key,
                 verify_until=until.timestamp() if until is not None else None,
+                retired_at=key.retired_at.timestamp() if key.retired_at is not None else None,
             )
         newest = keys[-1] if keys else None
         if newest is not None and newest.retired_at is None:

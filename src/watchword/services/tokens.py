@@ -42,6 +42,7 @@ from watchword.domain.principal import AuthMethod, Principal
 from watchword.domain.scopes import IMPLICIT_ROLE, ScopePolicy
 from watchword.domain.sessions import RevokeReason, Session
 from watchword.domain.tokens import (
+    ACTIVE,
     ROTATED,
     TOKEN_TYPE,
     AccessClaims,
@@ -49,6 +50,7 @@ from watchword.domain.tokens import (
     build_claims,
     check_header,
     check_times,
+    duplicate_member,
     invalid_grant,
     invalid_token,
     new_refresh_secret,
@@ -176,6 +178,8 @@ class TokenService:
             poll_interval=poll_interval,
         )
         self._verified: dict[bytes, _Verified] = {}
+        # Session ids seen to exist (an insertion-ordered dict as a bounded set).
+        self._issued_sids: dict[str, None] = {}
         # machines (issue 4): False for a disabled OAuth2 client, whose JWTs stop at once.
         self.client_enabled: Callable[[str], bool] | None = None
         # How the session's user signed in (amr, auth_time, acr), in every access token.
@@ -336,8 +340,9 @@ class TokenService:
 
     async def refresh(self, refresh_token: str, ctx: RequestContext) -> tuple[TokenPair, User]:
         """Rotate: a new pair for an active refresh token. A retired one presented again is
-        theft (the session is revoked) unless it comes within the grace window, which gets
-        the very pair its first use got."""
+        theft (the session is revoked) unless it is the immediate predecessor of the live
+        token and comes within the grace window: that one gets the live pair again (a client
+        that lost the answer to its refresh). Older tokens of the family are reuse."""
         if not plausible_refresh(refresh_token):
             raise invalid_grant("The refresh token is malformed.")
         token_hash = sha256_hex(refresh_token)
@@ -407,9 +412,16 @@ class TokenService:
             and now - record.rotated_at <= timedelta(seconds=self.reuse_grace)
             and record.successor_sealed is not None
         )
+        data: dict[str, Any] | None = None
         if within_grace:
             assert record.successor_sealed is not None
             data = json.loads(self._master_key.unseal(record.successor_sealed))
+            # Only the immediate predecessor of the live token gets the live pair again: a
+            # token whose successor was itself rotated would walk the family back in time.
+            successor = await self._stores.refresh.get_by_hash(sha256_hex(data["refresh_token"]))
+            if successor is None or successor.state != ACTIVE:
+                data = None
+        if data is not None:
             exp = float(data["exp"])
             access = IssuedToken(
                 token=data["access_token"],
@@ -530,6 +542,12 @@ class TokenService:
             header = jwt.get_unverified_header(token)
         except jwt.InvalidTokenError as exc:
             raise invalid_token(f"The access token header is malformed: {exc}.") from exc
+        # RFC 8725 section 3.2 / RFC 7515 section 5.2: a JSON member name twice is refused
+        # (Python's json keeps the last one silently, another parser may keep the first).
+        duplicate = duplicate_member(token)
+        if duplicate is not None:
+            part, name = duplicate
+            raise invalid_token(f"The access token {part} names the member {name[:40]!r} twice.")
         alg, kid = check_header(header, ACCEPTED_ALGORITHMS)
         key = self.keys.verifying_key(kid, now)
         if key is None and await self.keys.reload_for_unknown_kid():
@@ -567,7 +585,28 @@ class TokenService:
             raise invalid_token(f"The access token is not valid: {exc}.") from exc
         claims = parse_claims(payload)
         check_times(claims, now, self.leeway)
+        # Defence in depth against a leaked signing key: what this server would never sign.
+        if claims.expires_at - claims.issued_at > self.max_ttl + self.leeway:
+            raise invalid_token(
+                f"The access token lives longer ({int(claims.expires_at - claims.issued_at)} s)"
+                f" than the {self.max_ttl} s this server issues."
+            )
+        if key.retired_at is not None and claims.issued_at > key.retired_at + self.leeway:
+            raise invalid_token("The access token was issued after its signing key was retired.")
+        if claims.session_id is not None and not claims.is_client:
+            await self._check_sid_issued(claims.session_id)
         return claims
+
+    async def _check_sid_issued(self, session_id: str) -> None:
+        """A user token's ``sid`` must be a session this server created: looked up once per
+        session id, then remembered (bounded), so the hot path never waits on the store."""
+        if session_id in self._issued_sids:
+            return
+        if await self._db.sessions.get(session_id) is None:
+            raise invalid_token("The access token names a session that was never issued.")
+        if len(self._issued_sids) >= self._cache_size:
+            del self._issued_sids[next(iter(self._issued_sids))]
+        self._issued_sids[session_id] = None
 
     # -- revoking -------------------------------------------------------------------------
 

@@ -8,8 +8,13 @@ from typing import TYPE_CHECKING, cast
 from fastapi import Request
 from starlette.requests import HTTPConnection
 
-from watchword.domain.errors import CsrfRejected, Forbidden, InsufficientScope, NotAuthenticated
-from watchword.domain.principal import Principal
+from watchword.domain.errors import (
+    CsrfRejected,
+    InsufficientScope,
+    NotAuthenticated,
+    SessionRequired,
+)
+from watchword.domain.principal import AuthMethod, Principal
 from watchword.domain.sessions import csrf_token_matches
 from watchword.services.context import RequestContext
 from watchword.web.authn import auth_error_of, principal_of
@@ -69,20 +74,41 @@ def authenticated(conn: HTTPConnection) -> Principal:
     return principal
 
 
-def require(*scopes: str, role: str | None = None) -> Callable[[Request], Awaitable[Principal]]:
-    """A dependency: an authenticated principal holding ``scopes`` (and ``role``), with the
-    CSRF check applied to unsafe requests authenticated by the cookie."""
+# Callers that present their credential in an Authorization-style header get an RFC 6750
+# challenge naming the scope they lack; a cookie or a signed request has nothing to retry with.
+_CHALLENGED = frozenset({AuthMethod.BEARER_JWT, AuthMethod.BEARER_OPAQUE, AuthMethod.API_KEY})
+
+
+def is_person_session(principal: Principal) -> bool:
+    """A person at a live session: the session cookie, or a user's access token naming its
+    session (``sid``; revoked sessions never get this far). API keys, client tokens and
+    signed requests are delegations and never are."""
+    if principal.kind != "user" or principal.session_id is None or principal.client_id:
+        return False
+    return principal.method in (AuthMethod.COOKIE, AuthMethod.BEARER_JWT)
+
+
+def check_scopes(principal: Principal, needed: frozenset[str]) -> None:
+    """The one permission rule: the principal's effective scopes (what the credential
+    carries, within what its owner's roles grant now) must hold ``needed``."""
+    missing = principal.missing_scopes(needed)
+    if missing:
+        raise InsufficientScope(missing, challenge=principal.method in _CHALLENGED)
+
+
+def require(*scopes: str, session: bool = False) -> Callable[[Request], Awaitable[Principal]]:
+    """A dependency: an authenticated principal holding ``scopes``, with the CSRF check
+    applied to unsafe requests authenticated by the cookie. ``session=True``: only a person's
+    live session will do (operations that change how the account signs in)."""
     needed = frozenset(scopes)
 
     async def dependency(request: Request) -> Principal:
         principal = authenticated(request)
         if principal.needs_csrf and request.method not in SAFE_METHODS:
             check_csrf(request, principal)
-        if role is not None and not principal.has_role(role):
-            raise Forbidden(f"This needs the {role!r} role.")
-        missing = principal.missing_scopes(needed)
-        if missing:
-            raise InsufficientScope(missing)
+        if session and not is_person_session(principal):
+            raise SessionRequired()
+        check_scopes(principal, needed)
         return principal
 
     return dependency

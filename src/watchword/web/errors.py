@@ -78,7 +78,7 @@ def headers_for(exc: e.WatchwordError, status: int) -> dict[str, str]:
             )
         else:
             headers["WWW-Authenticate"] = 'Bearer realm="watchword"'
-    elif isinstance(exc, e.InsufficientScope):
+    elif isinstance(exc, e.InsufficientScope) and exc.challenge:
         headers["WWW-Authenticate"] = (
             f'Bearer realm="watchword", error="insufficient_scope", '
             f'scope="{" ".join(sorted(exc.missing))}"'

@@ -14,8 +14,10 @@ from watchword.domain.principal import Principal
 from watchword.web.deps import container_of, require
 
 
-def require_recent_auth(*scopes: str) -> Callable[[Request], Awaitable[Principal]]:
-    inner = require(*scopes)
+def require_recent_auth(
+    *scopes: str, session: bool = False
+) -> Callable[[Request], Awaitable[Principal]]:
+    inner = require(*scopes, session=session)
 
     async def dependency(request: Request) -> Principal:
         principal = await inner(request)

@@ -107,8 +107,14 @@ def install(app: FastAPI, container: Container, settings: CompatSettings | None 
             "AUTH_TYPE is unset and WATCHWORD_COMPAT_V1=open: /api/v1 is served WITHOUT "
             "AUTHENTICATION; anyone can list, change and delete every user"
         )
+    if settings.exercise_mode:
+        log.warning(
+            "WATCHWORD_COMPAT_V1=exercise: a TEACHING MODE; any signed-in /api/v1 user may "
+            "change or delete any other user, admins included. Never use it in production"
+        )
     auth = strategy_for(container, settings)
-    app.add_middleware(MountAt, prefix=PREFIX, surface=CompatApp(container, auth))
+    surface = CompatApp(container, auth, exercise=settings.exercise_mode)
+    app.add_middleware(MountAt, prefix=PREFIX, surface=surface)
     log.info("/api/v1 compat surface mounted (AUTH_TYPE=%s)", settings.auth_type or "unset")
     return True
 

@@ -78,9 +78,10 @@ def routes_for(auth: Auth | None) -> dict[str, Route]:
 class CompatApp:
     """ASGI app for everything under ``/api/v1``."""
 
-    def __init__(self, container: Container, auth: Auth | None) -> None:
+    def __init__(self, container: Container, auth: Auth | None, *, exercise: bool = False) -> None:
         self.container = container
         self.auth = auth
+        self.exercise = exercise
         self.routes = routes_for(auth)
 
     def match(self, route_path: str) -> tuple[Route | None, dict[str, str]]:
@@ -140,7 +141,9 @@ class CompatApp:
             if method == "OPTIONS":
                 return Response(b"", headers=allow, media_type="text/html")
             return werkzeug_page(405, allow)
-        response: Response = await view(views.Call(request, self.container, auth, user, params))
+        response: Response = await view(
+            views.Call(request, self.container, auth, user, params, exercise=self.exercise)
+        )
         return response
 
 

@@ -1,4 +1,5 @@
-"""Administration (role ``admin``): users, their roles, their sessions."""
+"""Administration (scope ``admin``, which the ``admin`` role grants): users, their roles,
+their sessions."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from watchword.web.routes.schemas import UserPatch
 router = APIRouter(prefix="/v1/admin", tags=["admin"])
 
 UserId = Path(max_length=64)
-admin = require(role="admin")
+admin = require("admin")
 
 
 @router.get("/users", summary="List accounts")

@@ -5,10 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, Depends, Query, Request
-from fastapi.responses import Response
+from fastapi.responses import JSONResponse, Response
 
 from watchword.domain.errors import NotFound
-from watchword.domain.principal import Principal
+from watchword.domain.principal import AuthMethod, Principal
 from watchword.domain.sessions import csrf_token_for
 from watchword.services.context import RequestContext
 from watchword.web.deps import container_of, context, require
@@ -60,25 +60,49 @@ async def me(request: Request, principal: Principal = Depends(require())) -> Res
     return FastJSONResponse(body, headers=NO_STORE)
 
 
-@router.post("/password", summary="Change the password and sign out every other session")
+@router.post(
+    "/password",
+    summary="Change the password: the other sessions end, this one continues re-keyed",
+)
 async def change_password(
     body: PasswordChange,
     request: Request,
-    principal: Principal = Depends(require_recent_auth()),
+    principal: Principal = Depends(require_recent_auth("profile", session=True)),
     ctx: RequestContext = Depends(context),
-) -> dict[str, Any]:
+) -> JSONResponse:
+    """The current session continues under a new secret: a cookie session gets a new cookie
+    (and CSRF token), a token session a new token pair; the old cookie value, refresh token
+    and access tokens stop working, and every other session of the account ends."""
     if principal.user_id is None:
         raise NotFound("Only users have passwords.")
-    revoked = await container_of(request).accounts.change_password(
+    container = container_of(request)
+    changed = await container.accounts.change_password(
         principal, current=body.current_password, new=body.new_password, ctx=ctx
     )
-    return {"status": "password_changed", "revoked_sessions": len(revoked)}
+    result: dict[str, Any] = {
+        "status": "password_changed",
+        "revoked_sessions": len(changed.revoked),
+    }
+    replacement = changed.session
+    if replacement is None:
+        return JSONResponse(result, headers=NO_STORE)
+    session = replacement.session
+    result["session_id"] = session.id
+    if principal.method is AuthMethod.COOKIE and replacement.secret is not None:
+        result["csrf_token"] = csrf_token_for(session.id, container.csrf_key)
+        response = JSONResponse(result, headers=NO_STORE)
+        request.app.state.session_cookie.set(response, replacement.secret)
+        return response
+    pair = await container.tokens.start_session(session, changed.user)
+    result.update(pair.body(changed.user))
+    result["status"] = "password_changed"
+    return JSONResponse(result, headers=NO_STORE)
 
 
 @router.get("/events", summary="My security events (audit trail), newest first")
 async def my_events(
     request: Request,
-    principal: Principal = Depends(require()),
+    principal: Principal = Depends(require("profile")),
     limit: int = Query(50, ge=1, le=500),
     before: int | None = Query(None, ge=1),
 ) -> dict[str, Any]:

@@ -54,7 +54,7 @@ def oauth_error(exc: e.WatchwordError) -> JSONResponse:
         status = 400
         code = (
             exc.code
-            if exc.code in ("invalid_scope", "unsupported_grant_type")
+            if exc.code in ("invalid_scope", "unsupported_grant_type", "unauthorized_client")
             else ("invalid_request")
         )
     else:
