@@ -174,6 +174,8 @@ class Settings(BaseSettings):
     # A session cached in Redis is re-read from the database at least this often.
     redis_session_ttl: int = Field(default=30, ge=1, le=3600)
     bus_reconnect_max_delay: float = Field(default=5.0, gt=0)
+    # contract: the client_id (RFC 9068 section 2.2) that user access tokens name
+    first_party_client_id: str = Field(default="watchword", min_length=1, max_length=255)
 
     @field_validator("redis_url")
     @classmethod

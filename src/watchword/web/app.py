@@ -14,7 +14,7 @@ from watchword.domain.errors import StoreUnavailable
 from watchword.services.container import Container
 from watchword.web import errors
 from watchword.web.authn import AuthChain, AuthenticationMiddleware, CookieAuthenticator
-from watchword.web.authn_bearer import BearerTokenAuthenticator
+from watchword.web.authn_bearer import BearerTokenAuthenticator, UnclaimedBearerAuthenticator
 from watchword.web.bodylimit import BodyLimitMiddleware
 from watchword.web.cookies import SessionCookie
 from watchword.web.realtime import routes as realtime
@@ -95,6 +95,7 @@ def create_app(settings: Settings | None = None, *, container: Container | None 
             authn_machines.ApiKeyAuthenticator(container.api_keys),
             authn_machines.OpaqueTokenAuthenticator(container.clients),
             authn_machines.SignatureAuthenticator(container.signing, settings.public_url),
+            UnclaimedBearerAuthenticator(),  # RFC 6750 3.1: an unknown bearer is invalid
             CookieAuthenticator(container.sessions, settings.effective_cookie_name),
         ]
     )

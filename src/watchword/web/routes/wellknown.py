@@ -35,7 +35,9 @@ async def metadata(request: Request) -> JSONResponse:
         "revocation_endpoint": f"{issuer}/oauth2/revoke",
         "jwks_uri": f"{issuer}/.well-known/jwks.json",
         "grant_types_supported": ["client_credentials"],
-        "response_types_supported": [],
+        # REQUIRED by RFC 8414; no authorization endpoint here, so only the registered
+        # "none" response type (OAuth 2.0 Multiple Response Type Encoding Practices).
+        "response_types_supported": ["none"],
         "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
         "introspection_endpoint_auth_methods_supported": [
             "client_secret_basic",
