@@ -12,7 +12,7 @@ from watchword import __version__
 from watchword.config import Settings
 from watchword.domain.errors import StoreUnavailable
 from watchword.services.container import Container
-from watchword.web import errors
+from watchword.web import errors, openapi
 from watchword.web.authn import AuthChain, AuthenticationMiddleware, CookieAuthenticator
 from watchword.web.authn_bearer import BearerTokenAuthenticator, UnclaimedBearerAuthenticator
 from watchword.web.bodylimit import BodyLimitMiddleware
@@ -108,6 +108,7 @@ def create_app(settings: Settings | None = None, *, container: Container | None 
     app.add_middleware(AuthenticationMiddleware, chains=chains)
     app.add_middleware(authn_machines.SignedBodyMiddleware)  # issue 4: signed bodies, replayed
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    openapi.install(app)  # contract: every status each operation can answer
     return app
 
 

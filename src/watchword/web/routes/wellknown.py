@@ -11,14 +11,18 @@ from watchword.web.deps import container_of
 router = APIRouter(tags=["discovery"])
 
 
-@router.get("/.well-known/jwks.json", summary="Public keys that verify access tokens")
+class JwkSetResponse(JSONResponse):
+    media_type = "application/jwk-set+json"  # RFC 7517 section 8.5.1
+
+
+@router.get(
+    "/.well-known/jwks.json",
+    summary="Public keys that verify access tokens",
+    response_class=JwkSetResponse,
+)
 async def jwks(request: Request) -> JSONResponse:
     keys = container_of(request).keys
-    return JSONResponse(
-        keys.jwks(),
-        headers={"Cache-Control": f"public, max-age={JWKS_MAX_AGE}"},
-        media_type="application/jwk-set+json",
-    )
+    return JwkSetResponse(keys.jwks(), headers={"Cache-Control": f"public, max-age={JWKS_MAX_AGE}"})
 
 
 @router.get(
