@@ -159,7 +159,7 @@ def oauth2_operation(
                         "type": "object",
                         "properties": parameters,
                         "required": required,
-                        # every parameter at most once, and no others (RFC 6749 3.2)
+                        # Clients send only these (RFC 6749 3.2: the server ignores others)
                         "additionalProperties": False,
                     }
                 }
