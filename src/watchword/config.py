@@ -235,6 +235,9 @@ class Settings(BaseSettings):
             raise ValueError(f"{value!r} is not a rate such as '5/hour'") from exc
         return value
 
+    # contract: the client_id (RFC 9068 section 2.2) that user access tokens name
+    first_party_client_id: str = Field(default="watchword", min_length=1, max_length=255)
+
     @field_validator("redis_url")
     @classmethod
     def _redis_url(cls, value: str | None) -> str | None:

@@ -11,6 +11,7 @@ import pytest
 
 from tests.conftest import Client, ClientFactory
 from tests.helpers import PASSWORD
+from watchword.services.context import CLI
 
 
 def assert_error(response: object, status: int, code: str) -> None:
@@ -237,20 +238,92 @@ def random_headers(rng: random.Random, csrf: str) -> dict[str, str]:
     return headers
 
 
+AUTHENTICATED = {
+    ("POST", "/v1/auth/logout"),
+    ("GET", "/v1/me"),
+    ("POST", "/v1/me/password"),
+    ("GET", "/v1/me/events"),
+    ("GET", "/v1/sessions"),
+    ("DELETE", "/v1/sessions/{id}"),
+    ("POST", "/v1/sessions/revoke-others"),
+    ("GET", "/v1/admin/users"),
+    ("PATCH", "/v1/admin/users/{id}"),
+    ("DELETE", "/v1/admin/users/{id}/sessions"),
+}
+OTHER_PASSWORD = "another horse battery staple"
+
+
+class Fuzzer:
+    """Alice (an admin) signs in afresh for each credentialed request, so a request that
+    ends her session (logout, password change, revocations) leaves the next one a live one."""
+
+    def __init__(self, client: Client, bob_id: str) -> None:
+        self.client = client
+        self.bob_id = bob_id
+        self.password = PASSWORD
+
+    @property
+    def next(self) -> str:
+        return OTHER_PASSWORD if self.password == PASSWORD else PASSWORD
+
+    async def sign_in(self) -> tuple[str, str]:
+        response = await self.client.post(
+            "/v1/auth/login",
+            json={"email": "alice@example.com", "password": self.password, "mode": "token"},
+        )
+        assert response.status_code == 200, response.text
+        body = response.json()
+        me = await self.client.get(
+            "/v1/me", headers={"Authorization": f"Bearer {body['access_token']}"}
+        )
+        return body["access_token"], me.json()["authentication"]["session_id"]
+
+    async def well_formed(self, method: str, template: str) -> tuple[str, object | None]:
+        """A path and body the route accepts from Alice."""
+        if template == "/v1/sessions/{id}":
+            return template.replace("{id}", (await self.sign_in())[1]), None
+        if template.startswith("/v1/admin/users/{id}"):
+            body = {"roles": ["user"]} if method == "PATCH" else None
+            return template.replace("{id}", self.bob_id), body
+        if template == "/v1/me/password":
+            return template, {"current_password": self.password, "new_password": self.next}
+        return template, None
+
+
 async def test_fuzzed_requests_never_get_a_500(client_factory: ClientFactory) -> None:
-    client = await client_factory(trust_forwarded_for=True, login_rate_limit_ip="100000/minute")
+    client = await client_factory(
+        trust_forwarded_for=True,
+        login_rate_limit_ip="100000/minute",
+        login_rate_limit_account="100000/minute",
+    )
     user = await client.register()
+    await client.container.accounts.set_roles(user["id"], ["user", "admin"], CLI, actor_id=None)
+    bob = await client.register("bob@example.com")
     csrf = (await client.login()).json()["csrf_token"]
     session_id = (await client.get("/v1/me")).json()["session"]["id"]
     ids = [user["id"], session_id, "x" * 70, "../../etc", "%00", "00000000-0000-0000-0000-0"]
+    fuzzer = Fuzzer(client, bob["id"])
     rng = random.Random(20260101)
     statuses: dict[int, int] = {}
+    reached: set[tuple[str, str]] = set()
     client.cookies.clear()
-    for n in range(400):
+    for n in range(600):
         method, template = rng.choice(ROUTES)
         path = template.replace("{id}", rng.choice(ids))
         body, content_type = random_body(rng)
         headers = random_headers(rng, csrf)
+        credentialed = (method, template) in AUTHENTICATED and rng.random() < 0.5
+        if credentialed:
+            # Half the requests carry a valid credential, half of those a well-formed body.
+            token, _ = await fuzzer.sign_in()
+            headers["Authorization"] = f"Bearer {token}"
+            if template.startswith("/v1/admin/users/{id}"):
+                # Alice may do anything to Bob, but must not disable herself mid-run.
+                path = template.replace("{id}", rng.choice([bob["id"], *ids[1:]]))
+            if rng.random() < 0.5:
+                path, payload = await fuzzer.well_formed(method, template)
+                body, content_type = json.dumps(payload).encode(), "application/json"
+                headers.pop("Content-Length", None)
         if content_type:
             headers["Content-Type"] = content_type
         params = {"limit": str(random_value(rng)), "before": random_text(rng, 5)}
@@ -265,6 +338,10 @@ async def test_fuzzed_requests_never_get_a_500(client_factory: ClientFactory) ->
         assert response.status_code < 500, (n, method, path, headers, body[:200], response.text)
         if response.status_code >= 400 and path != "/metrics":
             assert set(response.json()) >= {"error", "message"}
-    # The fuzzer reached past validation, too (not only 4xx).
-    assert any(status < 300 for status in statuses)
-    assert await client.container.db.users.count() <= 2
+        if credentialed and response.status_code < 300:
+            reached.add((method, template))
+            if template == "/v1/me/password":
+                fuzzer.password = fuzzer.next
+    # The fuzzer reached the handlers: every authenticated route answered 2xx at least once.
+    assert reached == AUTHENTICATED, sorted(AUTHENTICATED - reached)
+    assert await client.container.db.users.count() <= 3

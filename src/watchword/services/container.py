@@ -165,6 +165,7 @@ class Container:
             user_cache_ttl=settings.session_cache_ttl,
             touch_interval=float(settings.session_touch_interval),
             poll_interval=settings.control_poll_interval,
+            first_party_client_id=settings.first_party_client_id,
         )
         # -- machines (issue 4) -----------------------------------------------------------
         self.machines = machine_stores_for(self.db)

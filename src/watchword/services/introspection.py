@@ -157,7 +157,7 @@ class TokenIntrospection:
         principal = self._api_keys.principal_for(key, user)
         return {
             "active": True,
-            "token_type": "api_key",
+            "token_type": "Bearer",  # presented as ``Authorization: Bearer`` (RFC 6750)
             "scope": " ".join(sorted(principal.scopes)),
             "sub": user.id,
             "username": user.email,
@@ -181,7 +181,8 @@ class TokenIntrospection:
             return INACTIVE
         return {
             "active": True,
-            "token_type": "refresh_token",
+            # No token_type: RFC 7662 allows only RFC 6749 section 7.1 access token types,
+            # and a refresh token is none of them.
             "sub": user.id,
             "username": user.email,
             "sid": session.id,

@@ -146,8 +146,10 @@ class TokenService:
         user_cache_ttl: float,
         touch_interval: float,
         poll_interval: float,
+        first_party_client_id: str = "watchword",
     ) -> None:
         self._db = db
+        self.first_party_client_id = first_party_client_id
         self._stores = stores
         self.keys = keys
         self._sessions = sessions
@@ -276,6 +278,10 @@ class TokenService:
         token lifetime (revocation by session relies on it); others at most the maximum."""
         lifetime = self.ttl if ttl is None else int(ttl)
         limit = self.ttl if session_id is not None else self.max_ttl
+        if session_id is not None and client_id is None:
+            # RFC 9068 section 2.2: every access token names a client; a user's token names
+            # the first-party client that signed the user in.
+            client_id = self.first_party_client_id
         if not 0 < lifetime <= limit:
             raise InvalidInput(f"An access token lives 1 to {limit} seconds.")
         key = self.keys.signing_key()

@@ -13,9 +13,9 @@ from watchword import __version__
 from watchword.config import Settings
 from watchword.domain.errors import StoreUnavailable
 from watchword.services.container import Container
-from watchword.web import errors, logs
+from watchword.web import errors, logs, openapi
 from watchword.web.authn import AuthChain, AuthenticationMiddleware, CookieAuthenticator
-from watchword.web.authn_bearer import BearerTokenAuthenticator
+from watchword.web.authn_bearer import BearerTokenAuthenticator, UnclaimedBearerAuthenticator
 from watchword.web.bodylimit import BodyLimitMiddleware
 from watchword.web.cookies import SessionCookie
 from watchword.web.realtime import routes as realtime
@@ -107,6 +107,7 @@ def create_app(settings: Settings | None = None, *, container: Container | None 
             authn_machines.ApiKeyAuthenticator(container.api_keys),
             authn_machines.OpaqueTokenAuthenticator(container.clients),
             authn_machines.SignatureAuthenticator(container.signing, settings.public_url),
+            UnclaimedBearerAuthenticator(),  # RFC 6750 3.1: an unknown bearer is invalid
             CookieAuthenticator(container.sessions, settings.effective_cookie_name),
         ]
     )
@@ -125,6 +126,7 @@ def create_app(settings: Settings | None = None, *, container: Container | None 
     # Outermost: the gateway's sockets skip the HTTP stack (memory per idle socket), and the
     # fan-out fast path needs the server's own send.
     app.add_middleware(RealtimeEntry, root=app, path=realtime.PATH)
+    openapi.install(app)  # contract: every status each operation can answer
     return app
 
 

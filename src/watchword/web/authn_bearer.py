@@ -2,7 +2,9 @@
 
 It claims only ``Authorization: Bearer <JWS>`` values (two dots) and Watchword refresh
 tokens presented as bearers (refused: they are not access tokens). Any other bearer value is
-left to the authenticators after it (API keys, opaque tokens).
+left to the authenticators after it (API keys, opaque tokens); ``UnclaimedBearerAuthenticator``
+closes the chain's bearer part: a bearer value nobody recognised is an invalid token (RFC 6750
+section 3.1), never "no credential".
 """
 
 from __future__ import annotations
@@ -40,3 +42,21 @@ class BearerTokenAuthenticator:
         if not looks_like_jws(value):
             return None
         return await self._tokens.authenticate_bearer(value)
+
+
+class UnclaimedBearerAuthenticator:
+    """Placed after every authenticator that claims bearer values: whatever is left is not a
+    token this server issued, whatever its shape."""
+
+    async def authenticate(self, conn: HTTPConnection) -> Principal | None:
+        if conn.headers.get("authorization") is None:
+            return None
+        if bearer_value(conn) is None and not _is_bearer_scheme(conn):
+            return None
+        raise invalid_token("The bearer token is not one this server issued.")
+
+
+def _is_bearer_scheme(conn: HTTPConnection) -> bool:
+    # ``Authorization: Bearer`` with an empty value is a malformed bearer credential too.
+    header = conn.headers.get("authorization", "")
+    return header.strip().lower() == SCHEME

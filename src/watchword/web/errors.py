@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -107,6 +108,33 @@ def _validation_message(exc: RequestValidationError) -> tuple[int, str, str]:
     return 422, "validation_error", "; ".join(problems) or "The request is not valid."
 
 
+def allowed_methods(app: FastAPI, path: str) -> list[str]:
+    """RFC 9110 section 15.5.6: every method the path answers to, not only the first route's.
+
+    Read from the operations the app declares; a literal path wins over a template that also
+    matches it (``/v1/sessions/revoke-others`` is not a ``/v1/sessions/{session_id}``)."""
+    table: list[tuple[re.Pattern[str], bool, frozenset[str]]] | None = getattr(
+        app.state, "allow_table", None
+    )
+    if table is None:
+        table = []
+        for template, operations in app.openapi().get("paths", {}).items():
+            pattern = re.escape(template)
+            pattern = re.sub(r"\\\{[^/]+?\\\}", "[^/]+", pattern)
+            methods = frozenset(m.upper() for m in operations if m.upper() in _METHODS)
+            table.append((re.compile(pattern + r"\Z"), "{" not in template, methods))
+        app.state.allow_table = table
+    literal: set[str] = set()
+    templated: set[str] = set()
+    for pattern, is_literal, methods in table:
+        if pattern.match(path):
+            (literal if is_literal else templated).update(methods)
+    return sorted(literal or templated)
+
+
+_METHODS = frozenset({"GET", "PUT", "POST", "DELETE", "OPTIONS", "HEAD", "PATCH", "TRACE"})
+
+
 def install(app: FastAPI) -> None:
     @app.exception_handler(e.WatchwordError)
     async def _domain(_: Request, exc: e.WatchwordError) -> JSONResponse:
@@ -118,10 +146,15 @@ def install(app: FastAPI) -> None:
         return error_response(status, code, message)
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         code = _HTTP_CODES.get(exc.status_code, "error")
         message = str(exc.detail) if exc.detail else code.replace("_", " ").capitalize()
-        return error_response(exc.status_code, code, message, dict(exc.headers or {}))
+        headers = dict(exc.headers or {})
+        if exc.status_code == 405:
+            headers["Allow"] = ", ".join(allowed_methods(app, request.url.path)) or headers.get(
+                "Allow", ""
+            )
+        return error_response(exc.status_code, code, message, headers)
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:

@@ -6,11 +6,12 @@ import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import timedelta
-from typing import Any, cast
+from typing import Annotated, Any, cast
 
 from fastapi import APIRouter, Depends, FastAPI, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
+from pydantic.json_schema import SkipJsonSchema
 from starlette.requests import HTTPConnection
 from starlette.websockets import WebSocket
 
@@ -140,12 +141,29 @@ def realtime_of(conn: HTTPConnection) -> Realtime:
 # -- HTTP ----------------------------------------------------------------------------------
 
 
-class PublishBody(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+_ID: dict[str, Any] = {"pattern": r"^[A-Za-z0-9_.:\-]{1,100}$"}
+_CHANNEL: dict[str, Any] = {"pattern": r"^[A-Za-z0-9_.\-]{1,100}$"}
+_EVENT: dict[str, Any] = {"pattern": r"^[A-Za-z0-9_.:\-]{1,64}$"}
 
-    user_id: str | None = Field(default=None, min_length=1, max_length=100)
-    channel: str | None = Field(default=None, min_length=1, max_length=100)
-    event: str = Field(min_length=1, max_length=64)
+
+class PublishBody(BaseModel):
+    # The schema says what the handler checks: exactly one of user_id and channel, and the
+    # same name patterns as the protocol.
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"oneOf": [{"required": ["user_id"]}, {"required": ["channel"]}]},
+    )
+
+    # Patterns declared, not enforced by the model: the handler answers 400 with the rule.
+    user_id: (
+        Annotated[str, Field(min_length=1, max_length=100, json_schema_extra=_ID)]
+        | (SkipJsonSchema[None])
+    ) = None
+    channel: (
+        Annotated[str, Field(min_length=1, max_length=100, json_schema_extra=_CHANNEL)]
+        | (SkipJsonSchema[None])
+    ) = None
+    event: str = Field(min_length=1, max_length=64, json_schema_extra=_EVENT)
     data: Any = None
 
 
@@ -165,7 +183,11 @@ def build_router() -> APIRouter:
     async def realtime_socket(websocket: WebSocket) -> None:
         await realtime_of(websocket).gateway.serve(websocket)
 
-    @router.post("/ticket", summary="A single-use ticket to open a socket with ?ticket=")
+    @router.post(
+        "/ticket",
+        status_code=201,
+        summary="A single-use ticket to open a socket with ?ticket=",
+    )
     async def issue_ticket(
         request: Request, principal: Principal = Depends(require("realtime"))
     ) -> JSONResponse:

@@ -18,6 +18,7 @@ router = APIRouter(prefix="/v1/admin", tags=["admin"])
 
 UserId = Path(max_length=64)
 admin = require("admin")
+MAX_OFFSET = 1_000_000_000  # far past any page; within every database's integer range
 
 
 @router.get("/users", summary="List accounts")
@@ -25,7 +26,7 @@ async def list_users(
     request: Request,
     _: Principal = Depends(admin),
     limit: int = Query(100, ge=1, le=1000),
-    offset: int = Query(0, ge=0),
+    offset: int = Query(0, ge=0, le=MAX_OFFSET),
 ) -> dict[str, Any]:
     users = await container_of(request).accounts.list_users(limit=limit, offset=offset)
     return {"users": [u.public() for u in users], "limit": limit, "offset": offset}

@@ -23,6 +23,7 @@ from watchword.domain.clients import OAuthClient
 from watchword.services.clients import InvalidClient
 from watchword.web.authn_machines import authenticate_oauth_client, presents_client_credentials
 from watchword.web.deps import client_ip, container_of, context
+from watchword.web.openapi import oauth2_operation
 
 router = APIRouter(prefix="/oauth2", tags=["oauth2"])
 
@@ -150,16 +151,42 @@ async def _run(endpoint: Any, request: Request) -> JSONResponse:
     return response
 
 
-@router.post("/token", summary="RFC 6749 4.4: client-credentials access token")
+_TEXT: dict[str, Any] = {"type": "string", "minLength": 1, "maxLength": MAX_PARAMETER}
+# An empty client_id or client_secret counts as absent (client_secret_basic may be used).
+_OPTIONAL_TEXT: dict[str, Any] = {"type": "string", "maxLength": MAX_PARAMETER}
+_CLIENT = {"client_id": _OPTIONAL_TEXT, "client_secret": _OPTIONAL_TEXT}
+_HINT = {"type": "string", "maxLength": 64, "pattern": "^[\\x00-\\x7f]*$"}
+_TOKEN = {"token": _TEXT, "token_type_hint": _HINT}
+_ERRORS = [400, 401, 413, 429, 503]
+
+
+@router.post(
+    "/token",
+    summary="RFC 6749 4.4: client-credentials access token",
+    openapi_extra=oauth2_operation(
+        {"grant_type": {"type": "string", "enum": ["client_credentials"]}, "scope": _TEXT}
+        | _CLIENT,
+        ["grant_type"],
+        _ERRORS,
+    ),
+)
 async def token(request: Request) -> JSONResponse:
     return await _run(TokenEndpoint, request)
 
 
-@router.post("/introspect", summary="RFC 7662: token introspection (authenticated clients)")
+@router.post(
+    "/introspect",
+    summary="RFC 7662: token introspection (authenticated clients)",
+    openapi_extra=oauth2_operation(_TOKEN | _CLIENT, ["token"], _ERRORS),
+)
 async def introspect(request: Request) -> JSONResponse:
     return await _run(IntrospectionEndpoint, request)
 
 
-@router.post("/revoke", summary="RFC 7009: token revocation")
+@router.post(
+    "/revoke",
+    summary="RFC 7009: token revocation",
+    openapi_extra=oauth2_operation(_TOKEN | _CLIENT, ["token"], _ERRORS),
+)
 async def revoke(request: Request) -> JSONResponse:
     return await _run(RevocationEndpoint, request)

@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+from pydantic.json_schema import SkipJsonSchema
+
+# What ``check_label`` accepts: no control characters (Unicode category Cc). Declared in the
+# schema only: the handler's own check answers 400 with a precise message.
+DOCUMENTED_LABEL: dict[str, Any] = {"pattern": r"^[^\x00-\x1f\x7f-\x9f]*$"}
+ROLE_NAME: dict[str, Any] = {"pattern": r"^[a-z][a-z0-9_:-]{0,63}$"}
 
 
 class Body(BaseModel):
@@ -14,14 +20,20 @@ class Body(BaseModel):
 class Registration(Body):
     email: str = Field(max_length=320)
     password: str = Field(max_length=4096)
-    first_name: str | None = Field(default=None, max_length=200)
-    last_name: str | None = Field(default=None, max_length=200)
+    first_name: Annotated[str, Field(max_length=200, json_schema_extra=DOCUMENTED_LABEL)] | None = (
+        None
+    )
+    last_name: Annotated[str, Field(max_length=200, json_schema_extra=DOCUMENTED_LABEL)] | None = (
+        None
+    )
 
 
 class Login(Body):
     email: str = Field(max_length=320)
     password: str = Field(max_length=4096)
-    device_name: str | None = Field(default=None, max_length=100)
+    device_name: (
+        Annotated[str, Field(max_length=100, json_schema_extra=DOCUMENTED_LABEL)] | None
+    ) = None
     # "token" (issue 3): access and refresh tokens in the body instead of a cookie.
     mode: Literal["cookie", "token"] = "cookie"
 
@@ -32,5 +44,11 @@ class PasswordChange(Body):
 
 
 class UserPatch(Body):
-    disabled: bool | None = None
-    roles: list[str] | None = Field(default=None, max_length=32)
+    # An empty patch changes nothing and is refused (400): the schema says so too.
+    model_config = ConfigDict(json_schema_extra={"minProperties": 1})
+
+    disabled: bool | SkipJsonSchema[None] = None
+    roles: (
+        Annotated[list[Annotated[str, Field(json_schema_extra=ROLE_NAME)]], Field(max_length=32)]
+        | SkipJsonSchema[None]
+    ) = None

@@ -11,14 +11,18 @@ from watchword.web.deps import container_of
 router = APIRouter(tags=["discovery"])
 
 
-@router.get("/.well-known/jwks.json", summary="Public keys that verify access tokens")
+class JwkSetResponse(JSONResponse):
+    media_type = "application/jwk-set+json"  # RFC 7517 section 8.5.1
+
+
+@router.get(
+    "/.well-known/jwks.json",
+    summary="Public keys that verify access tokens",
+    response_class=JwkSetResponse,
+)
 async def jwks(request: Request) -> JSONResponse:
     keys = container_of(request).keys
-    return JSONResponse(
-        keys.jwks(),
-        headers={"Cache-Control": f"public, max-age={JWKS_MAX_AGE}"},
-        media_type="application/jwk-set+json",
-    )
+    return JwkSetResponse(keys.jwks(), headers={"Cache-Control": f"public, max-age={JWKS_MAX_AGE}"})
 
 
 @router.get(
@@ -35,7 +39,9 @@ async def metadata(request: Request) -> JSONResponse:
         "revocation_endpoint": f"{issuer}/oauth2/revoke",
         "jwks_uri": f"{issuer}/.well-known/jwks.json",
         "grant_types_supported": ["client_credentials"],
-        "response_types_supported": [],
+        # REQUIRED by RFC 8414; no authorization endpoint here, so only the registered
+        # "none" response type (OAuth 2.0 Multiple Response Type Encoding Practices).
+        "response_types_supported": ["none"],
         "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
         "introspection_endpoint_auth_methods_supported": [
             "client_secret_basic",
