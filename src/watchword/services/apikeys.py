@@ -171,7 +171,7 @@ class ApiKeyService(KeyedCredentialService[CachedKey]):
             raise NotFound("No such API key.")
         self.cache.pop(revoked.public_id)
         await self._control.announce(
-            [credential_revoked("api_key", revoked.public_id, revoked.user_id)]
+            [credential_revoked("api_key", revoked.public_id, revoked.user_id, key_id=revoked.id)]
         )
         await self._auditor.record(
             AuditType.CREDENTIAL_REVOKED,
