@@ -411,7 +411,8 @@ async def test_node_closes_a_revoked_sessions_sockets_and_tells_the_others(
     assert notice[0]["data"] == {"session_id": "s1", "reason": "logout"}
     await node.on_control(events.user_changed("u1", disabled=True))
     await settle()
-    assert b.closes == [(4005, "account_disabled")]
+    # Everything a credential opened ends with it, with the same code as a session: 4003.
+    assert b.closes == [(4003, "session_revoked: user_disabled")]
 
 
 async def test_sweep_pings_then_closes_a_silent_connection(clock: ManualClock) -> None:

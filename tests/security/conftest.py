@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -10,6 +11,7 @@ import pytest
 
 from tests.conftest import Client, ClientFactory
 from tests.helpers import PASSWORD, ManualClock
+from tests.realtime.conftest import Server, make_server
 from watchword.sdk.signing import HttpSignatureAuth
 from watchword.services.context import CLI
 
@@ -90,3 +92,20 @@ async def alice(client_factory: ClientFactory) -> Client:
     await client.register()
     await client.login()
     return client
+
+
+ROLE_SCOPES = {
+    "user": ["profile", "sessions", "api-keys", "realtime", "channel:news"],
+    "admin": ["admin", "realtime:publish", "realtime:presence"],
+    "newsroom": ["channel:sports"],
+}
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """A ``watchword serve`` process for the black-box socket tests."""
+    srv = make_server(tmp_path_factory.mktemp("security"), role_scopes=ROLE_SCOPES)
+    srv.start()
+    srv.create_user("admin@example.com", "admin")
+    yield srv
+    srv.stop()

@@ -25,13 +25,20 @@ _KEY_SHAPE = re.compile(r"^ww_live_([0-9a-f]{16})_([A-Za-z0-9_-]{43})$")
 CREDENTIAL_REVOKED = "credential.revoked"
 
 
-def credential_revoked(kind: str, credential_id: str, user_id: str | None) -> dict[str, Any]:
-    return {
+def credential_revoked(
+    kind: str, credential_id: str, user_id: str | None, *, key_id: str | None = None
+) -> dict[str, Any]:
+    """``key_id``: the row id of a key whose ``credential_id`` is another id (an API key is
+    cached by its public id; the sockets it opened know it by its row id)."""
+    message: dict[str, Any] = {
         "type": CREDENTIAL_REVOKED,
         "kind": kind,
         "credential_id": credential_id,
         "user_id": user_id,
     }
+    if key_id is not None:
+        message["key_id"] = key_id
+    return message
 
 
 @dataclass(frozen=True, slots=True)

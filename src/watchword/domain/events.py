@@ -29,5 +29,8 @@ def session_revoked(
     }
 
 
-def user_changed(user_id: str, *, disabled: bool) -> dict[str, Any]:
-    return {"type": USER_CHANGED, "user_id": user_id, "disabled": disabled}
+def user_changed(user_id: str, *, disabled: bool, deleted: bool = False) -> dict[str, Any]:
+    message: dict[str, Any] = {"type": USER_CHANGED, "user_id": user_id, "disabled": disabled}
+    if deleted:
+        message["deleted"] = True
+    return message

@@ -8,7 +8,8 @@
     ├── InvalidRequest           400 invalid_request: a malformed Authorization header
     ├── VerifierUnavailable      503: the verifier cannot vouch for any token right now
     │   ├── KeySetUnavailable    the JWKS could not be fetched and no key is known
-    │   └── RevocationFeedStale  the revocation feed is down for longer than allowed
+    │   ├── RevocationFeedStale  the revocation feed is down for longer than allowed
+    │   └── RevocationFeedRefused  the server refused the feed's credential (401/403)
     └── APIError                 the Watchword server answered an error (client side)
         ├── LoginRejected        wrong credentials, disabled account, throttled
         └── SessionEnded         the refresh token is refused: log in again
@@ -26,6 +27,7 @@ __all__ = [
     "InvalidToken",
     "KeySetUnavailable",
     "LoginRejected",
+    "RevocationFeedRefused",
     "RevocationFeedStale",
     "SessionEnded",
     "TokenExpired",
@@ -92,6 +94,11 @@ class KeySetUnavailable(VerifierUnavailable):
 
 class RevocationFeedStale(VerifierUnavailable):
     """The revocation feed has been down for longer than ``max_feed_staleness``."""
+
+
+class RevocationFeedRefused(VerifierUnavailable):
+    """The server refused the revocation feed (HTTP 401/403): the verifier's credential is
+    wrong, revoked, or lacks ``revocations:read``. Nothing is verified until it is fixed."""
 
 
 class APIError(WatchwordSDKError):

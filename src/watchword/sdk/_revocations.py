@@ -15,6 +15,14 @@ The SSE feed (``GET {issuer}/v1/revocations/stream``)::
     id: <int>
     data: {"kind": "session" | "jti", "id": "...", "until": <epoch seconds>}
 
+    event: revoked_subject
+    id: <int>
+    data: {"kind": "client" | "user", "id": "...", "issued_before": <epoch s>, "until": <epoch s>}
+
+The snapshot may also hold ``"clients"`` and ``"users"``: ``{"<id>": {"issued_before": <epoch
+s>, "until": <epoch s>}}``. A disabled client, or a disabled or deleted user, revokes every
+token issued to it at or before ``issued_before``.
+
     : ping                                   (every 15 s)
 
 A dropped connection is reopened with jittered exponential backoff and ``Last-Event-ID``; the
@@ -66,6 +74,22 @@ class RevocationSink(Protocol):
         ...
 
 
+def report_refused(sink: RevocationSink, why: str) -> None:
+    """Tell a sink that can hear it that the server refused the feed (401/403)."""
+    refused = getattr(sink, "feed_refused", None)
+    if callable(refused):
+        refused(why)
+
+
+def report_subject(
+    sink: RevocationSink, kind: str, ident: str, issued_before: float, until: float
+) -> None:
+    """A disabled client or a disabled or deleted user, to a sink that can hold it."""
+    revoke_subject = getattr(sink, "revoke_subject", None)
+    if callable(revoke_subject):
+        revoke_subject(kind, ident, issued_before, until)
+
+
 @runtime_checkable
 class RevocationSource(Protocol):
     """A revocation feed. ``run`` is called in a thread, ``arun`` as an asyncio task; each
@@ -84,6 +108,10 @@ class RevocationList:
         self._slack = retention_slack
         self.sessions: dict[str, float] = {}
         self.jtis: dict[str, float] = {}
+        # (kind "client" | "user", id) -> (issued_before, until)
+        self.subjects: dict[tuple[str, str], tuple[float, float]] = {}
+        self.refused: str | None = None
+        self.settled = threading.Event()  # synced once, or refused
         self._healthy = False
         self._last_good: float | None = None
         self._next_prune = 0.0
@@ -102,10 +130,22 @@ class RevocationList:
         self._put(self.sessions if kind == "session" else self.jtis, ident, until)
         self._prune()
 
+    def revoke_subject(self, kind: str, ident: str, issued_before: float, until: float) -> None:
+        before, kept = self.subjects.get((kind, ident), (-math.inf, -math.inf))
+        self.subjects[(kind, ident)] = (max(before, issued_before), max(kept, until))
+        self._prune()
+
+    def feed_refused(self, why: str) -> None:
+        self.refused = why
+        self.feed_down()
+        self.settled.set()
+
     def feed_up(self) -> None:
         self._healthy = True
+        self.refused = None
         self._last_good = self._clock()
         self.synced.set()
+        self.settled.set()
 
     def feed_down(self, silent_for: float = 0.0) -> None:
         if self._healthy:
@@ -114,13 +154,36 @@ class RevocationList:
 
     # -- the verifier side --------------------------------------------------------------------
 
-    def revoked(self, sid: str | None, jti: str) -> str | None:
-        """Why this token is revoked (``"session"``/``"token"``), or None."""
+    def revoked(
+        self,
+        sid: str | None,
+        jti: str,
+        *,
+        subject: str | None = None,
+        client_id: str | None = None,
+        issued_at: float | None = None,
+    ) -> str | None:
+        """Why this token is revoked (``"session"``, ``"token"``, ``"client"``, ``"user"``),
+        or None. A client token's ``client_id`` names its client; a user token's
+        ``subject`` (with a ``sid``) names its user."""
         if sid is not None and sid in self.sessions:
             return "session"
         if jti in self.jtis:
             return "token"
+        if self.subjects and issued_at is not None:
+            if client_id is not None and self._issued_before("client", client_id, issued_at):
+                return "client"
+            if (
+                subject is not None
+                and (sid is not None or client_id is None)
+                and self._issued_before("user", subject, issued_at)
+            ):
+                return "user"
         return None
+
+    def _issued_before(self, kind: str, ident: str, issued_at: float) -> bool:
+        entry = self.subjects.get((kind, ident))
+        return entry is not None and issued_at <= entry[0]
 
     @property
     def healthy(self) -> bool:
@@ -151,6 +214,9 @@ class RevocationList:
             for ident, until in list(table.items()):
                 if until < horizon:
                     table.pop(ident, None)
+        for key, (_, until) in list(self.subjects.items()):
+            if until < horizon:
+                self.subjects.pop(key, None)
 
 
 class FeedError(Exception):
@@ -238,6 +304,8 @@ class SSERevocationSource:
         with client.stream("GET", self.url, headers=self._headers(), timeout=self._timeout) as r:
             self._response = r
             try:
+                if r.status_code != 200:
+                    r.read()
                 resumed = self._opened(r, sink)
                 synced = resumed
                 for sse in EventSource(r).iter_sse():
@@ -316,6 +384,14 @@ class SSERevocationSource:
     def _opened(self, response: httpx.Response, sink: RevocationSink) -> bool:
         """Checks the answer; True when it resumes a stream we were in sync with."""
         self.connections += 1
+        if response.status_code in (401, 403):
+            why = (
+                f"the server refused the revocation feed's credential (HTTP "
+                f"{response.status_code}{_error_code(response)}): it must be a valid API key "
+                "or client token holding the revocations:read scope"
+            )
+            report_refused(sink, why)
+            raise FeedRefused(why)
         if response.status_code != 200:
             raise FeedRefused(f"the revocation stream answered HTTP {response.status_code}")
         content_type = response.headers.get("content-type", "").partition(";")[0].strip()
@@ -339,6 +415,9 @@ class SSERevocationSource:
             if cursor is not None and (not isinstance(cursor, int) or isinstance(cursor, bool)):
                 raise FeedError("the snapshot's cursor is not an integer")
             sink.apply_snapshot(sessions, jtis)
+            for table_kind, name in (("client", "clients"), ("user", "users")):
+                for subject, bounds in _subject_map(data.get(name, {}), name).items():
+                    report_subject(sink, table_kind, subject, *bounds)
             self.failures = 0
             event_id = sse.id or (str(cursor) if cursor is not None else None)
             self.last_event_id = event_id or None
@@ -350,6 +429,21 @@ class SSERevocationSource:
             if kind not in ("session", "jti") or not isinstance(ident, str) or not ident:
                 raise FeedError("a revoked event without a valid kind and id")
             sink.revoke(kind, ident, _until(until))
+            if sse.id:
+                self.last_event_id = sse.id
+            return False
+        if sse.event == "revoked_subject":
+            data = self._json(sse.data)
+            subject_kind, named = data.get("kind"), data.get("id")
+            if subject_kind not in ("client", "user") or not isinstance(named, str) or not named:
+                raise FeedError("a revoked_subject event without a valid kind and id")
+            report_subject(
+                sink,
+                str(subject_kind),
+                named,
+                _until(data.get("issued_before")),
+                _until(data.get("until")),
+            )
             if sse.id:
                 self.last_event_id = sse.id
             return False
@@ -391,6 +485,26 @@ def _until(value: object) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
         raise FeedError("a revocation without a numeric 'until'")
     return float(value)
+
+
+def _error_code(response: httpx.Response) -> str:
+    """``, invalid_api_key`` from a JSON error body, or nothing."""
+    try:
+        code = response.json().get("error")
+    except Exception:
+        return ""
+    return f", {code}" if isinstance(code, str) and code.isidentifier() else ""
+
+
+def _subject_map(value: object, name: str) -> dict[str, tuple[float, float]]:
+    if not isinstance(value, dict):
+        raise FeedError(f"the snapshot's {name} is not an object")
+    result: dict[str, tuple[float, float]] = {}
+    for ident, entry in value.items():
+        if not isinstance(ident, str) or not ident or not isinstance(entry, dict):
+            raise FeedError(f"the snapshot's {name} has an invalid entry")
+        result[ident] = (_until(entry.get("issued_before")), _until(entry.get("until")))
+    return result
 
 
 def _until_map(value: object, name: str) -> dict[str, float]:

@@ -27,9 +27,11 @@ from jwt.exceptions import InvalidJTIError, InvalidSubjectError
 from watchword.sdk._errors import (
     InsufficientScope,
     InvalidToken,
+    RevocationFeedRefused,
     RevocationFeedStale,
     TokenExpired,
     TokenRevoked,
+    VerifierUnavailable,
 )
 from watchword.sdk._jwks import KeySet, SigningKey
 from watchword.sdk._revocations import (
@@ -51,6 +53,8 @@ REQUIRED_CLAIMS = ["iss", "sub", "aud", "exp", "iat", "jti"]
 CRIT_REFUSED = "The token has critical header extensions that are not understood."
 KID_REFUSED = "The token has no usable key id (kid)."
 HEADER_CACHE_SIZE = 256
+DEFAULT_FEED_STALENESS = 60.0
+DEFAULT_FEED_WAIT = 5.0
 _KID = re.compile(r"[\x21-\x7e]{1,128}")
 
 
@@ -104,9 +108,15 @@ class Verifier:
     With ``credential`` (or an explicit ``revocations`` source) the verifier follows the
     server's revocation stream in the background: a thread for ``verify``, an asyncio task for
     ``averify``, started on first use or by ``start()`` / ``await astart()``; stop it with
-    ``close()`` / ``await aclose()`` or use the verifier as a (async) context manager. With
-    ``max_feed_staleness`` set, every call fails closed (``RevocationFeedStale``, a 503) while
-    the feed has been down longer than that many seconds, and before it first synced.
+    ``close()`` / ``await aclose()`` or use the verifier as a (async) context manager.
+
+    It fails closed. ``start()`` and the first call wait up to ``feed_wait`` seconds for the
+    feed's first snapshot. A feed the server refuses (HTTP 401/403: a wrong or revoked
+    credential, or one without ``revocations:read``) raises ``RevocationFeedRefused`` naming
+    the cause, at start and on every call until the feed is accepted. A feed that has never
+    synced, or has been down longer than ``max_feed_staleness`` seconds (60 by default),
+    makes every call raise ``RevocationFeedStale`` (a 503). Only ``fail_open=True`` turns
+    both into a logged warning, with tokens accepted on what the verifier last knew.
 
     Errors: ``InvalidToken`` (and its ``TokenExpired``/``TokenRevoked``), each with a one-line
     ``description``; ``KeySetUnavailable`` and ``RevocationFeedStale`` when it cannot decide.
@@ -123,6 +133,8 @@ class Verifier:
         revocations: RevocationSource | None = None,
         credential: Credential | None = None,
         max_feed_staleness: float | None = None,
+        fail_open: bool = False,
+        feed_wait: float = DEFAULT_FEED_WAIT,
         http_client: httpx.Client | None = None,
         async_http_client: httpx.AsyncClient | None = None,
         max_token_bytes: int = 8192,
@@ -151,6 +163,14 @@ class Verifier:
             )
         if max_feed_staleness is not None and (revocations is None or max_feed_staleness <= 0):
             raise ValueError("max_feed_staleness needs a revocation feed and a positive bound")
+        if feed_wait < 0:
+            raise ValueError("feed_wait must be >= 0")
+        if revocations is not None and max_feed_staleness is None and not fail_open:
+            max_feed_staleness = DEFAULT_FEED_STALENESS
+        self.fail_open = fail_open
+        self.feed_wait = float(feed_wait)
+        self._waited_for_feed = False
+        self._last_warning = 0.0
         self.issuer = issuer
         self.audience: tuple[str, ...] = (
             (audience,) if isinstance(audience, str) else tuple(audience)
@@ -195,6 +215,9 @@ class Verifier:
             return cached
         header, kid = self._header(token)
         self._ensure_thread()
+        if not self._waited_for_feed:
+            self._waited_for_feed = True
+            self.revocations.settled.wait(self.feed_wait)
         return self._finish(token, header, self.keys.resolve(kid))
 
     async def averify(self, token: str) -> VerifiedToken:
@@ -204,6 +227,9 @@ class Verifier:
             return cached
         header, kid = self._header(token)
         self._ensure_task()
+        if not self._waited_for_feed:
+            self._waited_for_feed = True
+            await self._await_settled(self.feed_wait)
         return self._finish(token, header, await self.keys.aresolve(kid))
 
     @property
@@ -228,17 +254,56 @@ class Verifier:
         """What no cache may skip: the revocation list, and whether it can be trusted."""
         if self.source is None:
             return
-        if self.max_feed_staleness is not None:
-            staleness = self.revocations.staleness
+        self._check_feed()
+        why = self.revocations.revoked(
+            verified.session_id,
+            verified.token_id,
+            subject=verified.subject,
+            client_id=verified.client_id,
+            issued_at=verified.issued_at,
+        )
+        if why is not None:
+            raise TokenRevoked(_REVOKED[why])
+
+    def _check_feed(self) -> None:
+        """Fail closed on a refused, never-synced or stale feed (unless ``fail_open``)."""
+        revocations = self.revocations
+        problem: VerifierUnavailable | None = None
+        if revocations.refused is not None:
+            problem = RevocationFeedRefused(
+                f"The revocation feed is refused: {revocations.refused}."
+            )
+        elif self.max_feed_staleness is not None:
+            staleness = revocations.staleness
             if staleness > self.max_feed_staleness:
-                raise RevocationFeedStale(
-                    "The revocation feed is down"
-                    + ("" if math.isinf(staleness) else f" for {staleness:.0f} s")
+                last_error = getattr(self.source, "last_error", None)
+                problem = RevocationFeedStale(
+                    (
+                        "The revocation feed has not synced yet"
+                        if math.isinf(staleness)
+                        else f"The revocation feed has been down for {staleness:.0f} s"
+                    )
+                    + (f" ({last_error})" if last_error else "")
                     + "; tokens cannot be trusted."
                 )
-        why = self.revocations.revoked(verified.session_id, verified.token_id)
-        if why is not None:
-            raise TokenRevoked(f"The token's {why} has been revoked.")
+        if problem is None:
+            return
+        if not self.fail_open:
+            raise problem
+        now = self._clock()
+        if now - self._last_warning >= 60.0:  # fail_open: say so, but not per request
+            self._last_warning = now
+            logger.warning("accepting tokens anyway (fail_open=True): %s", problem.description)
+
+    async def _await_settled(self, within: float) -> None:
+        if self.revocations.settled.is_set() or within <= 0:
+            return
+        deadline = asyncio.get_running_loop().time() + within
+        while not self.revocations.settled.is_set():
+            remaining = deadline - asyncio.get_running_loop().time()
+            if remaining <= 0:
+                return
+            await asyncio.sleep(min(0.02, remaining))
 
     def _header(self, token: str) -> tuple[dict[str, Any], str]:
         if not isinstance(token, str) or not token:
@@ -365,12 +430,37 @@ class Verifier:
     # -- the revocation feed ------------------------------------------------------------------
 
     def start(self) -> None:
-        """Follows the revocation feed in a daemon thread (idempotent)."""
+        """Follows the revocation feed in a daemon thread (idempotent); waits up to
+        ``feed_wait`` s for its first snapshot and raises ``RevocationFeedRefused`` when the
+        server refused it (unless ``fail_open``)."""
         self._ensure_thread()
+        if self.source is not None and not self._waited_for_feed:
+            self._waited_for_feed = True
+            self.revocations.settled.wait(self.feed_wait)
+            try:
+                self._raise_if_refused()
+            except RevocationFeedRefused:
+                self.close()
+                raise
 
     async def astart(self) -> None:
-        """Follows the revocation feed in an asyncio task of the running loop (idempotent)."""
+        """Follows the revocation feed in an asyncio task of the running loop (idempotent);
+        waits and raises as ``start`` does."""
         self._ensure_task()
+        if self.source is not None and not self._waited_for_feed:
+            self._waited_for_feed = True
+            await self._await_settled(self.feed_wait)
+            try:
+                self._raise_if_refused()
+            except RevocationFeedRefused:
+                await self.aclose()
+                raise
+
+    def _raise_if_refused(self) -> None:
+        if self.revocations.refused is not None and not self.fail_open:
+            raise RevocationFeedRefused(
+                f"The revocation feed is refused: {self.revocations.refused}."
+            )
 
     def wait_for_feed(self, within: float) -> bool:
         """Blocks until the feed first synced (a snapshot arrived); False on timeout."""
@@ -468,6 +558,14 @@ class Verifier:
         if self._owned_ahttp is None:
             self._owned_ahttp = httpx.AsyncClient(timeout=10.0)
         return self._owned_ahttp
+
+
+_REVOKED = {
+    "session": "The token's session has been revoked.",
+    "token": "The token has been revoked.",
+    "client": "The token's client has been disabled.",
+    "user": "The token's account has been disabled or deleted.",
+}
 
 
 def _number(claims: Mapping[str, Any], name: str) -> float:

@@ -172,7 +172,11 @@ class OwnedKeyService(KeyedCredentialService[E], Generic[K, E]):
             raise NotFound(f"No such {self.noun}.")
         self.cache.pop(self._cache_id(revoked))
         await self._control.announce(
-            [credential_revoked(self.kind, self._cache_id(revoked), revoked.user_id)]
+            [
+                credential_revoked(
+                    self.kind, self._cache_id(revoked), revoked.user_id, key_id=revoked.id
+                )
+            ]
         )
         await self._auditor.record(
             AuditType.CREDENTIAL_REVOKED,

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from watchword.domain import events
+from watchword.domain.apikeys import CREDENTIAL_REVOKED
 from watchword.domain.clock import Clock
 from watchword.domain.errors import StoreUnavailable
 from watchword.services.control import ControlPlane
@@ -27,6 +28,10 @@ log = logging.getLogger("watchword.revocations")
 
 SUBSCRIBER_QUEUE = 10_000
 MAX_REPLAY = 5_000
+# A disabled client or a disabled or deleted user revokes every token issued to it until then;
+# kept as long as the longest token any setting allows could live (a day), plus leeway.
+SUBJECT_RETENTION = 86_400.0 + 60.0
+SUBJECT_KINDS = ("client", "user")
 
 
 class RevokedTokens:
@@ -54,15 +59,25 @@ class RevokedTokens:
 
 @dataclass(frozen=True, slots=True)
 class Revocation:
-    """One event of the stream: ``kind`` is "session" or "jti"."""
+    """One event of the stream: ``kind`` is "session" or "jti" (event ``revoked``), or
+    "client" or "user" (event ``revoked_subject``: every token of that client, or of that
+    user, issued at or before ``issued_before`` is revoked)."""
 
     cursor: int
     kind: str
     id: str
     until: float
+    issued_before: float | None = None
+
+    @property
+    def event(self) -> str:
+        return "revoked_subject" if self.kind in SUBJECT_KINDS else "revoked"
 
     def data(self) -> dict[str, Any]:
-        return {"kind": self.kind, "id": self.id, "until": self.until}
+        data: dict[str, Any] = {"kind": self.kind, "id": self.id, "until": self.until}
+        if self.issued_before is not None:
+            data["issued_before"] = self.issued_before
+        return data
 
 
 @dataclass(eq=False)
@@ -93,6 +108,8 @@ class RevocationFeed:
         self._retention = session_retention
         self._poll_interval = poll_interval
         self.cursor = 0
+        # (kind, id) of disabled clients and disabled or deleted users: (issued_before, until)
+        self.subjects: dict[tuple[str, str], tuple[float, float]] = {}
         self._subscribers: set[Subscriber] = set()
         self._wake = asyncio.Event()
         self._reading = asyncio.Lock()
@@ -115,11 +132,27 @@ class RevocationFeed:
         if kind == events.TOKEN_REVOKED:
             until = float(payload.get("expires_at") or 0)
             return Revocation(record.id, "jti", str(payload.get("jti")), until)
+        at = record.at.timestamp()
+        if kind == CREDENTIAL_REVOKED and payload.get("kind") == "client":
+            if not payload.get("disabled", True):
+                return None
+            ident = str(payload.get("credential_id"))
+            return Revocation(record.id, "client", ident, at + SUBJECT_RETENTION, at)
+        if kind == events.USER_CHANGED and payload.get("disabled"):
+            ident = str(payload.get("user_id"))
+            return Revocation(record.id, "user", ident, at + SUBJECT_RETENTION, at)
         return None
 
     def apply(self, revocation: Revocation) -> None:
         """Make this node's sets include ``revocation`` (idempotent)."""
-        if revocation.kind == "jti":
+        if revocation.issued_before is not None:
+            key = (revocation.kind, revocation.id)
+            before, until = self.subjects.get(key, (0.0, 0.0))
+            self.subjects[key] = (
+                max(before, revocation.issued_before),
+                max(until, revocation.until),
+            )
+        elif revocation.kind == "jti":
             self._jtis.add(revocation.id, revocation.until)
         else:
             revoked = self._control.revoked
@@ -131,6 +164,10 @@ class RevocationFeed:
         in-memory sets)."""
         self.cursor = cursor
         self.closed = False
+        try:
+            await self._learn_subjects(cursor)
+        except StoreUnavailable:
+            log.warning("revocation feed: disabled clients and users unknown until the store is up")
         self._task = asyncio.create_task(self._follow_forever(), name="watchword-revocations")
 
     async def stop(self) -> None:
@@ -147,8 +184,34 @@ class RevocationFeed:
         for subscriber in list(self._subscribers):
             self._offer(subscriber, None)
 
+    async def _learn_subjects(self, upto: int) -> None:
+        """The clients and users disabled before this node started, from the control feed
+        (sessions and token ids come from their own tables)."""
+        floor = await self._store.control_floor()
+        if floor is None:
+            return
+        now = self._clock.now().timestamp()
+        cursor = floor - 1
+        while cursor < upto:
+            records = await self._feed.read_after(cursor)
+            if not records:
+                return
+            for record in records:
+                if record.id > upto:
+                    return
+                cursor = record.id
+                revocation = self.revocation_of(record)
+                if revocation is not None and revocation.issued_before is not None:
+                    if revocation.until >= now:
+                        self.apply(revocation)
+
     async def _on_control(self, message: dict[str, Any]) -> None:
-        if message.get("type") in (events.SESSION_REVOKED, events.TOKEN_REVOKED):
+        if message.get("type") in (
+            events.SESSION_REVOKED,
+            events.TOKEN_REVOKED,
+            events.USER_CHANGED,
+            CREDENTIAL_REVOKED,
+        ):
             self._wake.set()
 
     async def read_once(self) -> int:
@@ -215,7 +278,18 @@ class RevocationFeed:
                 if until >= now
             },
             "jtis": {jti: until for jti, until in self._jtis.snapshot().items() if until >= now},
+            "clients": self._subjects_of("client", now),
+            "users": self._subjects_of("user", now),
             "cursor": self.cursor,
+        }
+
+    def _subjects_of(self, kind: str, now: float) -> dict[str, dict[str, float]]:
+        for key in [k for k, (_, until) in self.subjects.items() if until < now]:
+            del self.subjects[key]
+        return {
+            ident: {"issued_before": before, "until": until}
+            for (k, ident), (before, until) in self.subjects.items()
+            if k == kind
         }
 
     async def replay_after(self, last_id: int, upto: int) -> list[Revocation] | None:

@@ -160,7 +160,9 @@ class MemoryUserStore:
                 lambda s: s.user_id == user_id, RevokeReason.USER_DISABLED, now, origin
             )
             if self._db.user_rows.pop(user_id, None) is not None:
-                self._db.control.record([events.user_changed(user_id, disabled=True)], now, origin)
+                self._db.control.record(
+                    [events.user_changed(user_id, disabled=True, deleted=True)], now, origin
+                )
             for sid in [sid for sid, s in self._db.session_rows.items() if s.user_id == user_id]:
                 del self._db.session_rows[sid]
         return revoked

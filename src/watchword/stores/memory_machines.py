@@ -55,7 +55,11 @@ class _MemoryKeyRows(Generic[Key]):
             return None
         key = replace(key, revoked_at=now)
         self.rows[key_id] = key
-        self._record([credential_revoked(self.kind, self._feed_id(key), key.user_id)], now, origin)
+        self._record(
+            [credential_revoked(self.kind, self._feed_id(key), key.user_id, key_id=key.id)],
+            now,
+            origin,
+        )
         return key
 
     async def touch(self, last_used: Mapping[str, datetime]) -> None:

@@ -283,7 +283,7 @@ class SqlUserStore:
             result = await conn.execute(delete(t.users).where(t.users.c.id == user_id))
             if result.rowcount:
                 await record_control(
-                    conn, [events.user_changed(user_id, disabled=True)], now, origin
+                    conn, [events.user_changed(user_id, disabled=True, deleted=True)], now, origin
                 )
         return revoked
 

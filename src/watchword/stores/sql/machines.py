@@ -143,7 +143,10 @@ class SqlApiKeyStore:
                 return None
             key = _api_key(row)
             await record_control(
-                conn, [credential_revoked("api_key", key.public_id, key.user_id)], now, origin
+                conn,
+                [credential_revoked("api_key", key.public_id, key.user_id, key_id=key.id)],
+                now,
+                origin,
             )
         return key
 

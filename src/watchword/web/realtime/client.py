@@ -22,14 +22,12 @@ from watchword.web.deps import client_ip, origin_allowed
 from watchword.web.logs import log_access
 from watchword.web.realtime import closecodes, protocol
 from watchword.web.realtime.closecodes import CloseCode
-from watchword.web.realtime.credentials import RealtimeCredentials
-from watchword.web.realtime.node import RealtimeNode
+from watchword.web.realtime.credentials import RealtimeCredentials, credential_binding
+from watchword.web.realtime.node import CONNECT_SCOPE, RealtimeNode
 from watchword.web.realtime.transport.connection import Connection
 from watchword.web.realtime.transport.frames import frame_writer
 
 log = logging.getLogger("watchword.realtime")
-
-CONNECT_SCOPE = "realtime"
 
 
 def close_code_for(exc: WatchwordError) -> CloseCode:
@@ -169,6 +167,7 @@ class Gateway:
             close_timeout=limits.close_timeout,
             abort=abort,
             frames=frame_writer(websocket.scope),
+            credential=credential_binding(principal),
         )
         welcome = protocol.welcome(
             connection_id=conn.id,
@@ -299,7 +298,11 @@ class Gateway:
         if refusal is not None:
             conn.close(*refusal)
             return
-        conn.scopes = principal.scopes
+        conn.carried_scopes = principal.scopes
+        self.node.rebind(conn, credential_binding(principal))
+        self.node.apply_scopes(conn, principal.scopes)
+        if conn.closing:
+            return
         previous, conn.expires_at = conn.expires_at, self.node.expiry_for(principal)
         if previous is None or conn.expires_at is None or conn.expires_at > previous:
             conn.refresh_sent = False  # a later deadline: remind again before it

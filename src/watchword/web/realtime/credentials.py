@@ -15,6 +15,8 @@ from typing import Protocol
 
 from starlette.requests import HTTPConnection
 
+from watchword.domain.apikeys import looks_like_api_key
+from watchword.domain.clients import looks_like_opaque_token
 from watchword.domain.clock import Clock
 from watchword.domain.errors import InvalidCredential
 from watchword.domain.principal import AuthMethod, Principal
@@ -30,6 +32,28 @@ class BearerVerifier(Protocol):
         ...
 
 
+class MachineVerifier(Protocol):
+    """An API-key or opaque-token service: the principal of a presented secret."""
+
+    async def __call__(self, presented: str) -> Principal: ...
+
+
+def credential_binding(principal: Principal) -> str | None:
+    """The credential a socket rests on besides its session, as the key its revocation
+    names: ``api_key:<key id>``, ``jti:<token id>``, ``signing_key:<key id>``. A cookie
+    socket rests on its session alone (``None``)."""
+    credential_id = principal.credential_id
+    if credential_id is None:
+        return None
+    prefix = {
+        AuthMethod.API_KEY: "api_key",
+        AuthMethod.BEARER_JWT: "jti",
+        AuthMethod.SIGNATURE: "signing_key",
+        AuthMethod.BEARER_OPAQUE: "opaque_token",
+    }.get(principal.method)
+    return None if prefix is None else f"{prefix}:{credential_id}"
+
+
 class RealtimeCredentials:
     """Turns a ticket or a bearer token into a ``Principal``; raises ``InvalidCredential``."""
 
@@ -41,12 +65,16 @@ class RealtimeCredentials:
         revoked: RevokedSessions,
         clock: Clock,
         bearer: BearerVerifier | None,
+        api_key: MachineVerifier | None = None,
+        opaque_token: MachineVerifier | None = None,
     ) -> None:
         self.tickets = tickets
         self._sessions = sessions
         self._revoked = revoked
         self._clock = clock
         self._bearer = bearer
+        self._api_key = api_key
+        self._opaque_token = opaque_token
 
     async def from_ticket(self, ticket: str) -> Principal:
         grant = await self.tickets.redeem(ticket)
@@ -64,6 +92,7 @@ class RealtimeCredentials:
             session_id=grant.session_id,
             scopes=grant.scopes,
             expires_at=expires_at,
+            credential_id=grant.credential_id,
         )
 
     async def _live_session_expiry(
@@ -81,12 +110,18 @@ class RealtimeCredentials:
         return session.expires_at if expires_at is None else min(expires_at, session.expires_at)
 
     async def from_token(self, token: str) -> Principal:
+        """An access token, an API key or a client's opaque token: whatever a bearer header
+        would carry (a client's principal is then refused for not being a user's)."""
+        if not token or len(token) > MAX_CREDENTIAL:
+            raise InvalidCredential("The token is malformed.", code="invalid_token")
+        if self._api_key is not None and looks_like_api_key(token):
+            return await self._api_key(token)
+        if self._opaque_token is not None and looks_like_opaque_token(token):
+            return await self._opaque_token(token)
         if self._bearer is None:
             raise InvalidCredential(
                 "Bearer tokens are not available on this server.", code="invalid_token"
             )
-        if not token or len(token) > MAX_CREDENTIAL:
-            raise InvalidCredential("The token is malformed.", code="invalid_token")
         return await self._bearer.authenticate_bearer(token)
 
     async def verify(self, *, token: str | None, ticket: str | None) -> Principal:
@@ -138,8 +173,10 @@ class QueryTokenAuthenticator:
 
 __all__ = [
     "BearerVerifier",
+    "MachineVerifier",
     "QueryTokenAuthenticator",
     "RealtimeCredentials",
     "SubprotocolBearerAuthenticator",
     "TicketAuthenticator",
+    "credential_binding",
 ]

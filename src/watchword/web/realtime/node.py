@@ -11,13 +11,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 from watchword.bus.base import REALTIME, EventBus
 from watchword.domain import events
+from watchword.domain.apikeys import CREDENTIAL_REVOKED
 from watchword.domain.clock import Clock, Randomness, monotonic
 from watchword.domain.errors import StoreUnavailable
 from watchword.domain.principal import Principal
@@ -32,10 +33,35 @@ from watchword.web.realtime.transport.connection import Connection
 log = logging.getLogger("watchword.realtime")
 
 PRESENCE_TOUCH_INTERVAL = 30.0
+CONNECT_SCOPE = "realtime"
 SIGN_IN_EVENT = "security.sign_in"
 REVOKED_EVENT = "security.session_revoked"
 PRESENCE_JOINED = "presence.joined"
 PRESENCE_LEFT = "presence.left"
+# How long a revoked credential is remembered, to refuse a socket whose handshake was under
+# way when the revocation arrived (or a ticket made from the credential just before it).
+REVOKED_MEMORY = 300.0
+
+UserScopes = Callable[[str], Awaitable[frozenset[str] | None]]
+
+
+def revoked_binding(message: dict[str, Any]) -> tuple[str, str] | None:
+    """The socket binding a control event revokes, with the close reason; None if none."""
+    kind = message.get("type")
+    if kind == events.TOKEN_REVOKED:
+        return f"jti:{message.get('jti')}", "token_revoked"
+    if kind != CREDENTIAL_REVOKED:
+        return None
+    credential = message.get("kind")
+    if credential == "api_key":
+        return f"api_key:{message.get('key_id')}", "api_key_revoked"
+    if credential == "signing_key":
+        return f"signing_key:{message.get('credential_id')}", "signing_key_revoked"
+    if credential == "client" and message.get("disabled", True):
+        return f"client:{message.get('credential_id')}", "client_disabled"
+    if credential == "opaque_token":
+        return f"opaque_token:{message.get('credential_id')}", "token_revoked"
+    return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +95,7 @@ class RealtimeNode:
         limits: Limits,
         history_size: int,
         touch_session: Callable[[str], None] | None = None,
+        user_scopes: UserScopes | None = None,
     ) -> None:
         self.node_id = node_id
         self._bus = bus
@@ -80,6 +107,9 @@ class RealtimeNode:
         self.history = History(history_size)
         self._entries: dict[str, PresenceEntry] = {}
         self._touch_session = touch_session
+        self._user_scopes = user_scopes
+        self._by_credential: dict[str, dict[str, Connection]] = {}
+        self._revoked: dict[str, float] = {}  # binding -> monotonic time it is forgotten
         self._task: asyncio.Task[None] | None = None
         self._last_presence_touch = monotonic()
         self.stopping = False
@@ -167,6 +197,9 @@ class RealtimeNode:
         await self._announce(protocol.USER_PREFIX + user_id, event, data)
 
     async def on_control(self, message: dict[str, Any]) -> None:
+        """Everything a credential opened ends with it: a revoked session, API key, access
+        token, signing key or client, or a disabled or deleted user, closes the sockets it
+        opened with 4003; a role change re-checks at once what open sockets may do."""
         kind = message.get("type")
         if kind == events.SESSION_REVOKED:
             session_id = str(message.get("session_id"))
@@ -176,9 +209,79 @@ class RealtimeNode:
             for conn in doomed:
                 conn.close(closecodes.SESSION_REVOKED, reason)
             self.deliver_local(user_id, REVOKED_EVENT, {"session_id": session_id, "reason": reason})
-        elif kind == events.USER_CHANGED and message.get("disabled"):
-            for conn in self.hub.of_user(str(message.get("user_id"))):
-                conn.close(closecodes.ACCOUNT_DISABLED)
+        elif kind == events.USER_CHANGED:
+            user_id = str(message.get("user_id"))
+            if message.get("disabled"):
+                self._remember_revoked(f"user:{user_id}")
+                reason = "user_deleted" if message.get("deleted") else "user_disabled"
+                for conn in self.hub.of_user(user_id):
+                    conn.close(closecodes.SESSION_REVOKED, reason)
+            else:
+                self._revoked.pop(f"user:{user_id}", None)
+                await self._recheck_scopes(user_id)
+        elif (revoked := revoked_binding(message)) is not None:
+            binding, reason = revoked
+            self._remember_revoked(binding)
+            for conn in list(self._by_credential.get(binding, {}).values()):
+                conn.close(closecodes.SESSION_REVOKED, reason)
+
+    def _remember_revoked(self, binding: str) -> None:
+        now = monotonic()
+        if len(self._revoked) > 10_000:
+            self._revoked = {b: t for b, t in self._revoked.items() if t > now}
+        self._revoked[binding] = now + REVOKED_MEMORY
+
+    def was_revoked(self, binding: str | None) -> bool:
+        if binding is None:
+            return False
+        until = self._revoked.get(binding)
+        return until is not None and until > monotonic()
+
+    async def _recheck_scopes(self, user_id: str) -> None:
+        """The owner's roles changed: a socket keeps only what its credential carries within
+        what the roles grant now, and leaves the channels it may no longer hear."""
+        conns = [c for c in self.hub.of_user(user_id) if not c.closing]
+        if not conns or self._user_scopes is None:
+            return
+        try:
+            granted = await self._user_scopes(user_id)
+        except StoreUnavailable:
+            for conn in conns:  # cannot tell what they may do now: fail closed
+                conn.close(closecodes.UNAVAILABLE, "roles changed")
+            return
+        for conn in conns:
+            if granted is None:
+                conn.close(closecodes.SESSION_REVOKED, "user_deleted")
+                continue
+            self.apply_scopes(conn, conn.carried_scopes & granted)
+
+    def apply_scopes(self, conn: Connection, scopes: frozenset[str]) -> None:
+        conn.scopes = scopes
+        if CONNECT_SCOPE not in scopes:
+            conn.close(closecodes.INSUFFICIENT_SCOPE, "scope withdrawn")
+            return
+        for channel in sorted(conn.channels):
+            if not protocol.channel_allowed(channel, conn.user_id, scopes):
+                self.hub.unsubscribe(conn, channel)
+                conn.deliver(
+                    protocol.reply("unsubscribed", None, channel=channel, reason="forbidden")
+                )
+
+    def rebind(self, conn: Connection, credential: str | None) -> None:
+        """The socket now rests on another credential (an in-socket refresh)."""
+        self._unindex(conn)
+        conn.credential = credential
+        if credential is not None and self.hub.get(conn.id) is conn:
+            self._by_credential.setdefault(credential, {})[conn.id] = conn
+
+    def _unindex(self, conn: Connection) -> None:
+        if conn.credential is None:
+            return
+        members = self._by_credential.get(conn.credential)
+        if members is not None:
+            members.pop(conn.id, None)
+            if not members:
+                del self._by_credential[conn.credential]
 
     # -- membership ---------------------------------------------------------------------------
 
@@ -190,9 +293,14 @@ class RealtimeNode:
             return closecodes.UNAVAILABLE
         if max(shared, self.hub.count_user(conn.user_id)) >= self.limits.max_per_user:
             return closecodes.CONNECTION_LIMIT
+        # A revocation that arrived while this socket was being authenticated.
+        if self.was_revoked(conn.credential) or self.was_revoked(f"user:{conn.user_id}"):
+            return closecodes.SESSION_REVOKED
         # No await between the welcome and joining the hub: the welcome comes first.
         conn.deliver(welcome)
         self.hub.add(conn)
+        if conn.credential is not None:
+            self._by_credential.setdefault(conn.credential, {})[conn.id] = conn
         entry = PresenceEntry(
             connection_id=conn.id,
             user_id=conn.user_id,
@@ -214,6 +322,7 @@ class RealtimeNode:
     async def leave(self, conn: Connection) -> None:
         if not self.hub.remove(conn):
             return
+        self._unindex(conn)
         entry = self._entries.pop(conn.id, None)
         if entry is None:
             return

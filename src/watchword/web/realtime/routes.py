@@ -18,6 +18,7 @@ from starlette.websockets import WebSocket
 from watchword.domain.errors import Forbidden, InsufficientScope, InvalidInput
 from watchword.domain.principal import Principal
 from watchword.services.container import Container
+from watchword.services.context import RequestContext
 from watchword.web.authn import AuthChain
 from watchword.web.deps import require
 from watchword.web.errors import PayloadTooLarge
@@ -25,12 +26,18 @@ from watchword.web.realtime import protocol
 from watchword.web.realtime.client import Gateway
 from watchword.web.realtime.credentials import (
     BearerVerifier,
+    MachineVerifier,
     QueryTokenAuthenticator,
     RealtimeCredentials,
     SubprotocolBearerAuthenticator,
     TicketAuthenticator,
 )
-from watchword.web.realtime.node import PRESENCE_TOUCH_INTERVAL, Limits, RealtimeNode
+from watchword.web.realtime.node import (
+    PRESENCE_TOUCH_INTERVAL,
+    Limits,
+    RealtimeNode,
+    UserScopes,
+)
 from watchword.web.realtime.presence import MemoryPresence, Presence, PresenceEntry
 from watchword.web.realtime.tickets import MemoryTicketStore, TicketGrant, Tickets, TicketStore
 
@@ -80,6 +87,7 @@ class Realtime:
             limits=self.limits,
             history_size=settings.realtime_history_size,
             touch_session=container.sessions.touch,
+            user_scopes=_user_scopes(container),
         )
         self.tickets = Tickets(
             store=ticket_store
@@ -95,6 +103,7 @@ class Realtime:
             revoked=container.control.revoked,
             clock=container.clock,
             bearer=bearer,
+            **_machine_verifiers(container),
         )
         self.gateway = Gateway(
             node=self.node,
@@ -116,6 +125,38 @@ class Realtime:
         lifecycle = getattr(container, "lifecycle", None)  # account lifecycle steps
         if lifecycle is not None:
             lifecycle.on_security_event(self.node.on_account_event)
+
+
+def _machine_verifiers(container: Container) -> dict[str, MachineVerifier]:
+    """API keys and clients' opaque tokens, checked as the HTTP chain checks them."""
+    verifiers: dict[str, MachineVerifier] = {}
+    api_keys = getattr(container, "api_keys", None)
+    clients = getattr(container, "clients", None)
+    if api_keys is not None:
+
+        async def api_key(presented: str) -> Principal:
+            return cast(Principal, await api_keys.authenticate(presented, RequestContext))
+
+        verifiers["api_key"] = api_key
+    if clients is not None:
+
+        async def opaque_token(presented: str) -> Principal:
+            return cast(Principal, await clients.authenticate_opaque(presented, RequestContext))
+
+        verifiers["opaque_token"] = opaque_token
+    return verifiers
+
+
+def _user_scopes(container: Container) -> UserScopes:
+    """What a user's roles grant now (None when the user is gone or disabled)."""
+
+    async def user_scopes(user_id: str) -> frozenset[str] | None:
+        user = await container.db.users.get(user_id)
+        if user is None or user.disabled:
+            return None
+        return container.scope_policy.scopes_for_roles(user.roles)
+
+    return user_scopes
 
 
 def _shared_stores(container: Container) -> tuple[Presence, TicketStore] | None:
@@ -200,6 +241,7 @@ def build_router() -> APIRouter:
             scopes=principal.scopes,
             method=principal.method.value,
             credential_expires_at=principal.expires_at,
+            credential_id=principal.credential_id,
         )
         return JSONResponse(
             {

@@ -35,6 +35,9 @@ class TicketGrant:
     credential_expires_at: datetime | None
     issued_at: datetime
     expires_at: datetime
+    # The credential behind the ticket (an API key's id, a token's jti): the socket opened
+    # with the ticket rests on it, and closes when it is revoked.
+    credential_id: str | None = None
 
 
 class TicketStore(Protocol):
@@ -88,6 +91,7 @@ class Tickets:
         scopes: frozenset[str],
         method: str,
         credential_expires_at: datetime | None,
+        credential_id: str | None = None,
     ) -> tuple[str, TicketGrant]:
         now = self._clock.now()
         expires_at = now + self.ttl
@@ -101,6 +105,7 @@ class Tickets:
             credential_expires_at=credential_expires_at,
             issued_at=now,
             expires_at=expires_at,
+            credential_id=credential_id,
         )
         ticket = TICKET_PREFIX + self._random.token(TICKET_BYTES)
         await self._store.put(sha256_hex(ticket), grant)

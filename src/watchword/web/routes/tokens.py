@@ -151,7 +151,7 @@ async def revocation_stream(
 
 
 def _revoked_frame(revocation: Revocation) -> bytes:
-    return sse_frame("revoked", revocation.data(), event_id=revocation.cursor, dumps=_dumps)
+    return sse_frame(revocation.event, revocation.data(), event_id=revocation.cursor, dumps=_dumps)
 
 
 def _drain(queue: asyncio.Queue[Revocation | None]) -> None:

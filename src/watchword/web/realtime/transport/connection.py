@@ -46,11 +46,13 @@ class Connection:
         "_transport",
         "_writer",
         "awaiting_pong_since",
+        "carried_scopes",
         "channels",
         "close_code",
         "close_reason",
         "close_timeout",
         "connected_at",
+        "credential",
         "device",
         "expires_at",
         "id",
@@ -84,8 +86,14 @@ class Connection:
         close_timeout: float,
         abort: Callable[[], None] | None = None,
         frames: FrameWriter | None = None,
+        credential: str | None = None,
     ) -> None:
         self.id = id
+        # What opened the socket besides its session ("api_key:<id>", "jti:<jti>"...): its
+        # revocation closes the socket. ``carried_scopes`` is what that credential was given;
+        # ``scopes`` is that within what the owner's roles grant now.
+        self.credential = credential
+        self.carried_scopes = scopes
         self._transport = transport
         self.user_id = user_id
         self.session_id = session_id
