@@ -1,4 +1,4 @@
-"""Machine scenarios for ``bench.suite_http`` (issue 4): API key by wrk, and a signed request.
+"""Machine scenarios for ``bench.suite_http``: API key by wrk, and a signed request.
 
 A signed request needs a fresh nonce (and ``created``) per request, which wrk cannot make: it
 is measured with a Python load loop (httpx, asyncio, N connections), beside the cookie session

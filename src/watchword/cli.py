@@ -36,9 +36,9 @@ COMMAND_MODULES: tuple[str, ...] = (
     "watchword.commands.users",
     "watchword.commands.sessions",
     "watchword.commands.audit",
-    "watchword.commands.keys",  # tokens (issue 3)
+    "watchword.commands.keys",  # tokens
     "watchword.commands.cluster",
-    # machines (issue 4)
+    # machines
     "watchword.commands.apikeys",
     "watchword.commands.clients",
     "watchword.commands.signing_keys",
@@ -192,7 +192,7 @@ def serve(args: argparse.Namespace) -> int:
         loop="uvloop",
         http="httptools",
         ws="wsproto",
-        # Realtime (issue 5): no permessage-deflate unless asked (one zlib state per socket
+        # Realtime: no permessage-deflate unless asked (one zlib state per socket
         # costs more than the idle connection itself, and every fan-out message would be
         # compressed once per socket); frames are bounded near the gateway's own limit.
         ws_per_message_deflate=settings.realtime_compression,

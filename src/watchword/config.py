@@ -26,7 +26,7 @@ DEFAULT_ROLE_SCOPES: dict[str, list[str]] = {
 
 
 def load_roles_file(path: str) -> dict[str, list[str]]:
-    """``[roles]`` of a TOML file: ``admin = ["admin", "realtime:publish"]`` (issue 4)."""
+    """``[roles]`` of a TOML file: ``admin = ["admin", "realtime:publish"]``."""
     import tomllib
 
     from watchword.domain.errors import InvalidInput
@@ -111,7 +111,7 @@ class Settings(BaseSettings):
 
     role_scopes: dict[str, list[str]] = Field(default_factory=lambda: dict(DEFAULT_ROLE_SCOPES))
 
-    # -- tokens (issue 3) ---------------------------------------------------------------
+    # -- tokens ---------------------------------------------------------------
     access_token_ttl: int = Field(default=600, ge=30, le=86_400)
     # Upper bound for tokens issued with their own ``ttl`` (client credentials).
     access_token_max_ttl: int = Field(default=3600, ge=30, le=86_400)
@@ -125,7 +125,7 @@ class Settings(BaseSettings):
     token_cache_size: int = Field(default=100_000, ge=1)
     revocation_stream_ping: float = Field(default=15.0, gt=0)
 
-    # -- machines: API keys, clients, signatures (issue 4) ------------------------------
+    # -- machines: API keys, clients, signatures ------------------------------
     # API keys, signing keys and opaque tokens: hot-path cache and coalesced last-used writes.
     machine_cache_size: int = Field(default=100_000, ge=1)
     machine_cache_ttl: float = Field(default=30.0, gt=0)
@@ -146,7 +146,7 @@ class Settings(BaseSettings):
             self.role_scopes = load_roles_file(self.roles_file)
         return self
 
-    # -- realtime gateway (issue 5) -------------------------------------------------------
+    # -- realtime gateway -------------------------------------------------------
     realtime_max_connections_per_user: int = Field(default=100, ge=1)
     realtime_max_message_bytes: int = Field(default=65_536, ge=256, le=4_194_304)
     realtime_max_event_bytes: int = Field(default=65_536, ge=256, le=4_194_304)
@@ -169,7 +169,7 @@ class Settings(BaseSettings):
     # permessage-deflate on sockets: saves bandwidth, costs a zlib state (~100+ KiB) per socket.
     realtime_compression: bool = False
 
-    # -- cluster: Redis and failure handling (issue 6) ------------------------------------
+    # -- cluster: Redis and failure handling ------------------------------------
     # Every Redis key and bus channel starts with this prefix (several clusters, one Redis).
     redis_prefix: str = Field(default="watchword", min_length=1, max_length=64)
     # "none": a store check that needs Redis fails closed (503) while it is down;

@@ -25,7 +25,7 @@ class AuditType:
     TOKEN_REFRESHED = "token.refreshed"
     CREDENTIAL_USED = "credential.used"
     CREDENTIAL_REJECTED = "credential.rejected"
-    # -- machines (issue 4)
+    # -- machines
     CREDENTIAL_CREATED = "credential.created"
     CREDENTIAL_REVOKED = "credential.revoked"
     CREDENTIAL_UPDATED = "credential.updated"

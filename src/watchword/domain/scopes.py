@@ -31,7 +31,7 @@ class ScopePolicy:
             granted |= self._role_scopes.get(role, frozenset())
         return frozenset(granted)
 
-    # -- machines (issue 4) ---------------------------------------------------------------
+    # -- machines ---------------------------------------------------------------
 
     def effective(self, carried: frozenset[str], roles: Iterable[str]) -> frozenset[str]:
         """What a credential may do now: what it carries, within what its owner holds."""

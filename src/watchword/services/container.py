@@ -60,7 +60,7 @@ class Container:
         self.db: Database = db or SqlDatabase(
             settings.database_url, pool_size=settings.db_pool_size, timeout=settings.db_timeout
         )
-        # cluster (issue 6): with WATCHWORD_REDIS_URL, Redis in front of session lookups
+        # cluster: with WATCHWORD_REDIS_URL, Redis in front of session lookups
         self.cluster = Cluster(
             settings,
             now=lambda: self.clock.now().timestamp(),
@@ -81,7 +81,7 @@ class Container:
             feed=self.db.control,
             clock=self.clock,
             poll_interval=settings.control_poll_interval,
-            # issue 3: no access token of a session outlives its lifetime plus the leeway.
+            # no access token of a session outlives its lifetime plus the leeway.
             revoked=RevokedSessions(
                 retention=float(settings.access_token_ttl + settings.jwt_leeway)
             ),
@@ -128,7 +128,7 @@ class Container:
             hashing_concurrency=settings.hashing_concurrency,
         )
         self.csrf_key = self.master_key.derive("csrf")
-        # -- tokens (issue 3) -------------------------------------------------------------
+        # -- tokens -------------------------------------------------------------
         self.token_stores = token_stores_for(self.db)
         self.keys = KeyService(
             store=self.token_stores.keys,
@@ -167,7 +167,7 @@ class Container:
             poll_interval=settings.control_poll_interval,
             first_party_client_id=settings.first_party_client_id,
         )
-        # -- machines (issue 4) -----------------------------------------------------------
+        # -- machines -----------------------------------------------------------
         self.machines = machine_stores_for(self.db)
         self.credential_throttle = CredentialThrottle(
             limiter=self.rate_limiter,
@@ -235,8 +235,8 @@ class Container:
             issuer=settings.issuer,
             audience=settings.access_token_audience,
         )
-        # -- realtime (issue 5) -----------------------------------------------------------
-        # -- cluster (issue 6) ------------------------------------------------------------
+        # -- realtime -----------------------------------------------------------
+        # -- cluster ------------------------------------------------------------
         self.cluster.attach(
             db=self.db, bus=self.bus, control=self.control, local_cache=self.session_cache
         )
@@ -294,11 +294,11 @@ class Container:
         """Background work of a serving node: bus, control feed, touches, sweeping."""
         await self.bus.start()
         await self.control.start()
-        await self.keys.start()  # tokens (issue 3): a signing key exists before serving
+        await self.keys.start()  # tokens: a signing key exists before serving
         await self.tokens.start()
         await self.cluster.start()
         self.sessions.start(sweep_interval=self.settings.sweep_interval)
-        self.api_keys.start()  # machines (issue 4): coalesced last-used writes
+        self.api_keys.start()  # machines: coalesced last-used writes
         self.signing.start()
         await self.clients.start(sweep_interval=self.settings.sweep_interval)
         self.mail_sender.start()  # account lifecycle: delivers the outbox
@@ -306,7 +306,7 @@ class Container:
 
     async def stop(self) -> None:
         if self._started:
-            await self.tokens.stop()  # tokens (issue 3): ends revocation streams first
+            await self.tokens.stop()  # tokens: ends revocation streams first
             await self.keys.stop()
             await self.sessions.stop()
             await self.api_keys.stop()

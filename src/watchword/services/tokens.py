@@ -182,7 +182,7 @@ class TokenService:
         self._verified: dict[bytes, _Verified] = {}
         # Session ids seen to exist (an insertion-ordered dict as a bounded set).
         self._issued_sids: dict[str, None] = {}
-        # machines (issue 4): False for a disabled OAuth2 client, whose JWTs stop at once.
+        # machines: False for a disabled OAuth2 client, whose JWTs stop at once.
         self.client_enabled: Callable[[str], bool] | None = None
         # How the session's user signed in (amr, auth_time, acr), in every access token.
         self.session_claims: Callable[[Session], Awaitable[dict[str, Any]]] | None = None

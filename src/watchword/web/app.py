@@ -13,18 +13,47 @@ from watchword import __version__
 from watchword.config import Settings
 from watchword.domain.errors import StoreUnavailable
 from watchword.services.container import Container
-from watchword.web import errors, logs, openapi
+from watchword.web import authn_machines, compat_v1, errors, logs, openapi, pages
 from watchword.web.authn import AuthChain, AuthenticationMiddleware, CookieAuthenticator
 from watchword.web.authn_bearer import BearerTokenAuthenticator, UnclaimedBearerAuthenticator
 from watchword.web.bodylimit import BodyLimitMiddleware
 from watchword.web.cookies import SessionCookie
 from watchword.web.realtime import routes as realtime
 from watchword.web.realtime.entry import RealtimeEntry
-from watchword.web.routes import admin, auth, me, sessions, system, users, wellknown
+from watchword.web.routes import (
+    account_lifecycle,
+    admin,
+    apikeys,
+    auth,
+    me,
+    oauth2,
+    sessions,
+    signing_keys,
+    system,
+    users,
+    wellknown,
+)
 from watchword.web.routes import tokens as token_routes
 from watchword.web.security_headers import SecurityHeadersMiddleware
 
 log = logging.getLogger("watchword")
+
+# Every HTTP surface, in matching order: FastAPI tries routes in order, and /v1/me is the
+# hottest path. The socket gateway, /api/v1 and the pages install themselves (below).
+ROUTERS = (
+    system,
+    me,
+    sessions,
+    auth,
+    users,
+    admin,
+    token_routes,  # refresh, revocation stream
+    wellknown,  # JWKS, authorization server metadata
+    apikeys,
+    signing_keys,
+    oauth2,  # token, introspection, revocation
+    account_lifecycle,  # verification, change of address, password reset
+)
 
 
 class SchemaNotCurrent(RuntimeError):
@@ -53,7 +82,7 @@ def create_app(settings: Settings | None = None, *, container: Container | None 
                 "The database schema is not current: run `watchword db upgrade` first."
             )
         await container.start()
-        # tokens (issue 3): a stop signal ends the revocation streams before uvicorn waits
+        # tokens: a stop signal ends the revocation streams before uvicorn waits
         restore_signals = token_routes.end_streams_on_exit_signal(container.tokens.revocations)
         try:
             yield
@@ -70,39 +99,17 @@ def create_app(settings: Settings | None = None, *, container: Container | None 
     app.state.container = container
     app.state.session_cookie = SessionCookie(settings)
     errors.install(app)
-    # Ordered by traffic: FastAPI matches routes in order, and /v1/me is the hottest path.
-    for module in (system, me, sessions, auth, users, admin):
+    for module in ROUTERS:
         app.include_router(module.router)
-    # -- routers of later surfaces (tokens, machines, realtime, compat) go here ----------
-    # tokens (issue 3): refresh, revocation stream, JWKS and authorization server metadata
-    for module in (token_routes, wellknown):
-        app.include_router(module.router)
-    realtime.install(app, container)  # issue 5: /v1/realtime socket, tickets, publish
-    # machines (issue 4): API keys, signing keys, OAuth2 token / introspection / revocation
-    from watchword.web import authn_machines
-    from watchword.web.routes import apikeys, oauth2, signing_keys
-
-    for module in (apikeys, signing_keys, oauth2):
-        app.include_router(module.router)
-    # compat (issue 7): /api/v1, the exercise's surface with its own before_request chain.
-    from watchword.web import compat_v1
-
-    compat_mounted = compat_v1.install(app, container)
-    # account lifecycle: verification, change of address, password reset
-    from watchword.web.routes import account_lifecycle
-
-    app.include_router(account_lifecycle.router)
-
-    # pages: sign-in, account and admin pages (WATCHWORD_UI=false leaves them out)
-    from watchword.web import pages
-
-    pages.install(app, settings)
+    realtime.install(app, container)  # the socket, tickets, publish, presence
+    compat_mounted = compat_v1.install(app, container)  # /api/v1, with its own chain
+    pages.install(app, settings)  # WATCHWORD_UI=false leaves them out
 
     # The one chain for the Watchword API. Explicit credentials (bearer, API key, signature)
     # come before the cookie, which the browser attaches by itself.
     chain = AuthChain(
         [
-            # bearer JWT (issue 3), API key / opaque token and HTTP signature (issue 4)
+            # bearer JWT, API key / opaque token and HTTP signature
             BearerTokenAuthenticator(container.tokens),
             authn_machines.ApiKeyAuthenticator(container.api_keys),
             authn_machines.OpaqueTokenAuthenticator(container.clients),
@@ -118,7 +125,7 @@ def create_app(settings: Settings | None = None, *, container: Container | None 
     if compat_mounted:
         chains.append((compat_v1.PREFIX, None))
     app.add_middleware(AuthenticationMiddleware, chains=chains)
-    app.add_middleware(authn_machines.SignedBodyMiddleware)  # issue 4: signed bodies, replayed
+    app.add_middleware(authn_machines.SignedBodyMiddleware)  # signed bodies, replayed
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(SecurityHeadersMiddleware, hsts=settings.https_public_url)
     app.add_middleware(logs.AccessLogMiddleware)

@@ -80,7 +80,7 @@ control_log = Table(
     Index("ix_control_log_at", "at"),
 )
 
-# -- machines: API keys, signing keys, OAuth2 clients, opaque tokens (issue 4) ---------------
+# -- machines: API keys, signing keys, OAuth2 clients, opaque tokens ---------------
 
 api_keys = Table(
     "api_keys",
@@ -144,7 +144,7 @@ opaque_tokens = Table(
 )
 
 
-# -- tokens: JWT signing keys, refresh tokens, revoked access tokens (issue 3) ----------------
+# -- tokens: JWT signing keys, refresh tokens, revoked access tokens ----------------
 
 token_keys = Table(
     "token_keys",

@@ -57,10 +57,12 @@ class Realtime:
     ) -> None:
         settings = container.settings
         if presence is None or ticket_store is None:
-            shared = _shared_stores(container)
-            if shared is not None:
-                presence = presence or shared[0]
-                ticket_store = ticket_store or shared[1]
+            # With Redis (a cluster), presence and tickets live there so every node sees them.
+            shared_presence, shared_tickets = container.cluster.realtime_stores(
+                PresenceEntry, TicketGrant, presence_ttl=3 * PRESENCE_TOUCH_INTERVAL
+            )
+            presence = presence or shared_presence
+            ticket_store = ticket_store or shared_tickets
         self.limits = Limits(
             max_per_user=settings.realtime_max_connections_per_user,
             max_message_bytes=settings.realtime_max_message_bytes,
@@ -157,22 +159,6 @@ def _user_scopes(container: Container) -> UserScopes:
         return container.scope_policy.scopes_for_roles(user.roles)
 
     return user_scopes
-
-
-def _shared_stores(container: Container) -> tuple[Presence, TicketStore] | None:
-    """With Redis (a cluster), presence and tickets live there so every node sees them."""
-    cluster = getattr(container, "cluster", None)
-    client = getattr(cluster, "redis", None)
-    options = getattr(cluster, "options", None)
-    if client is None or options is None:
-        return None
-    from watchword.stores.redis.realtime import RedisPresence, RedisTicketStore
-
-    presence: Presence = RedisPresence(
-        client, options, entry_type=PresenceEntry, ttl=PRESENCE_TOUCH_INTERVAL * 3
-    )
-    tickets: TicketStore = RedisTicketStore(client, options, grant_type=TicketGrant)
-    return presence, tickets
 
 
 def realtime_of(conn: HTTPConnection) -> Realtime:
@@ -309,11 +295,7 @@ def build_router() -> APIRouter:
 
 def install(app: FastAPI, container: Container) -> Realtime:
     """Mount the gateway on ``app``: its routes, and its start and stop in the lifespan."""
-    # cluster (issue 6): with Redis, presence and tickets are shared by every node
-    presence, tickets = container.cluster.realtime_stores(
-        PresenceEntry, TicketGrant, presence_ttl=3 * PRESENCE_TOUCH_INTERVAL
-    )
-    realtime = Realtime(container, presence=presence, ticket_store=tickets)
+    realtime = Realtime(container)
     app.state.realtime = realtime
     app.include_router(build_router())
     return realtime

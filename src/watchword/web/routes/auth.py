@@ -28,7 +28,7 @@ async def login(
     body: Login, request: Request, ctx: RequestContext = Depends(context)
 ) -> JSONResponse:
     try:
-        if body.mode == "token":  # issue 3: a token session, no cookie
+        if body.mode == "token":  # a token session, no cookie
             response = await token_login(body, request, ctx)
         else:
             response = await cookie_login(body, request, ctx)

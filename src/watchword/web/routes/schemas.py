@@ -34,7 +34,7 @@ class Login(Body):
     device_name: (
         Annotated[str, Field(max_length=100, json_schema_extra=DOCUMENTED_LABEL)] | None
     ) = None
-    # "token" (issue 3): access and refresh tokens in the body instead of a cookie.
+    # "token": access and refresh tokens in the body instead of a cookie.
     mode: Literal["cookie", "token"] = "cookie"
 
 

@@ -29,7 +29,7 @@ async def readyz(request: Request, verbose: int = 0) -> JSONResponse:
         checks["database"] = {"ok": False, "error": exc.message}
     checks["bus"] = {"ok": container.bus.healthy}
     checks["control_feed"] = {"ok": container.control.feed_healthy}
-    # -- cluster (issue 6): Redis, and the bus in detail ----------------------------------
+    # -- cluster: Redis, and the bus in detail ----------------------------------
     if container.cluster.enabled:
         checks["redis"] = await container.cluster.probe_redis()
         checks["bus"] = container.cluster.bus_state()
