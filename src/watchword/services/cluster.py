@@ -36,7 +36,13 @@ from watchword.domain.errors import StoreUnavailable
 from watchword.services.control import ControlPlane
 from watchword.services.session_cache import SessionCache
 from watchword.stores.base import Database
-from watchword.stores.redis.client import REDIS_FAILURES, RedisOptions, make_client, pool_in_use
+from watchword.stores.redis.client import (
+    REDIS_FAILURES,
+    RedisOptions,
+    make_client,
+    masked_url,
+    pool_in_use,
+)
 from watchword.stores.redis.realtime import RedisPresence, RedisTicketStore
 from watchword.stores.redis.revocations import RedisRevokedTokens
 from watchword.stores.redis.sessions import (
@@ -235,6 +241,16 @@ class Cluster:
 
     async def start(self) -> None:
         self._register_gauges()
+        if self.redis is not None and self.options is not None:
+            state = await _probe(self.redis.ping)
+            if not state["ok"]:
+                # Said once at start, by URL and cause; /readyz keeps saying it.
+                log.warning(
+                    "Redis at %s is unreachable (%s): answering 503 where it is needed "
+                    "until it returns",
+                    masked_url(self.options.url),
+                    state.get("error"),
+                )
         if self.redis is not None:
             self._tasks = [
                 asyncio.create_task(self._heartbeat(), name="watchword-heartbeat"),
@@ -332,6 +348,7 @@ class Cluster:
         if self.redis is None:
             return {"ok": True, "configured": False, "required": False}
         state = await _probe(self.redis.ping)
+        state["url"] = masked_url(self.options.url) if self.options else None
         in_use, allowed = pool_in_use(self.redis)
         state["pool"] = {"in_use": in_use, "max": allowed}
         state["fallback"] = self.settings.redis_fallback

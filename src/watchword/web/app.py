@@ -103,6 +103,11 @@ def create_app(settings: Settings | None = None, *, container: Container | None 
         app.include_router(module.router)
     realtime.install(app, container)  # the socket, tickets, publish, presence
     compat_mounted = compat_v1.install(app, container)  # /api/v1, with its own chain
+    if not compat_mounted:
+        app.state.unmounted = {
+            compat_v1.PREFIX: "set AUTH_TYPE (the exercise's authentication) or "
+            "WATCHWORD_COMPAT_V1=open to serve it"
+        }
     pages.install(app, settings)  # WATCHWORD_UI=false leaves them out
 
     # The one chain for the Watchword API. Explicit credentials (bearer, API key, signature)

@@ -98,6 +98,15 @@ def watchword_error_response(exc: e.WatchwordError) -> JSONResponse:
     return error_response(status, exc.code, exc.message, headers_for(exc, status))
 
 
+def _body_not_json(request: Request, exc: RequestValidationError) -> bool:
+    """A JSON route was sent a body of another type (a form, text): FastAPI then reports the
+    whole body as "not an object", which does not say what to change."""
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if content_type == "application/json" or content_type.endswith("+json"):
+        return False
+    return any(tuple(err.get("loc", ())) == ("body",) for err in exc.errors())
+
+
 def _validation_message(exc: RequestValidationError) -> tuple[int, str, str]:
     problems = []
     for err in exc.errors()[:10]:
@@ -135,14 +144,27 @@ def allowed_methods(app: FastAPI, path: str) -> list[str]:
 _METHODS = frozenset({"GET", "PUT", "POST", "DELETE", "OPTIONS", "HEAD", "PATCH", "TRACE"})
 
 
+def _explain_unmounted_surface(app: FastAPI, path: str) -> None:
+    """Once per surface and process: a request for a surface this server does not mount says
+    why in the log (the client only sees a 404)."""
+    unmounted: dict[str, str] = getattr(app.state, "unmounted", {})
+    for prefix, reason in list(unmounted.items()):
+        if path == prefix or path.startswith(prefix + "/"):
+            del unmounted[prefix]
+            log.warning("%s was requested, but %s is not served: %s", path, prefix, reason)
+
+
 def install(app: FastAPI) -> None:
     @app.exception_handler(e.WatchwordError)
     async def _domain(_: Request, exc: e.WatchwordError) -> JSONResponse:
         return watchword_error_response(exc)
 
     @app.exception_handler(RequestValidationError)
-    async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
+    async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
         status, code, message = _validation_message(exc)
+        if code == "validation_error" and _body_not_json(request, exc):
+            code = "content_type_not_json"
+            message = "The body must be JSON: send it with Content-Type: application/json."
         return error_response(status, code, message)
 
     @app.exception_handler(StarletteHTTPException)
@@ -154,6 +176,8 @@ def install(app: FastAPI) -> None:
             headers["Allow"] = ", ".join(allowed_methods(app, request.url.path)) or headers.get(
                 "Allow", ""
             )
+        elif exc.status_code == 404:
+            _explain_unmounted_surface(app, request.url.path)
         return error_response(exc.status_code, code, message, headers)
 
     @app.exception_handler(Exception)
