@@ -411,6 +411,47 @@ def channel_for(size: int, total: int) -> str:
     return "fanall" if size >= total else f"fan{size}"
 
 
+async def api_key_revocations(server: Server, count: int) -> list[float]:
+    """Revoking an API key -> the socket it opened closed with 4003, per key, in seconds."""
+    email = f"keys-{uuid.uuid4().hex[:8]}@example.com"
+    results: list[float] = []
+    async with httpx.AsyncClient(base_url=server.url, timeout=30) as http:
+        created = await http.post("/v1/users", json={"email": email, "password": PASSWORD})
+        created.raise_for_status()
+        login = await http.post("/v1/auth/login", json={"email": email, "password": PASSWORD})
+        login.raise_for_status()
+        csrf = {"X-CSRF-Token": login.json()["csrf_token"]}
+        for _ in range(count):
+            made = await http.post(
+                "/v1/api-keys", json={"name": "bench", "scopes": ["realtime"]}, headers=csrf
+            )
+            made.raise_for_status()
+            body = made.json()
+            ws = await websockets.connect(
+                server.url.replace("http", "ws") + "/v1/realtime",
+                additional_headers={"X-API-Key": body["key"]},
+                ping_interval=None,
+            )
+            await asyncio.wait_for(ws.recv(), 30)  # welcome
+            closed_at: list[float] = []
+
+            async def watch(ws: Any = ws, closed_at: list[float] = closed_at) -> None:
+                with contextlib.suppress(websockets.ConnectionClosed):
+                    async for _ in ws:
+                        pass
+                closed_at.append(time.monotonic())
+
+            watcher = asyncio.create_task(watch())
+            sent = time.monotonic()
+            revoked = await http.delete(f"/v1/api-keys/{body['api_key']['id']}", headers=csrf)
+            revoked.raise_for_status()
+            await asyncio.wait_for(watcher, CLOSE_DEADLINE)
+            if ws.close_code != 4003:
+                raise RuntimeError(f"expected 4003, got {ws.close_code}")
+            results.append(closed_at[0] - sent)
+    return results
+
+
 async def revocations(server: Server, count: int) -> list[tuple[float, float]]:
     """(from the logout request, from its response) to the close, per session, in seconds."""
     email = f"revoke-{uuid.uuid4().hex[:8]}@example.com"
@@ -528,7 +569,7 @@ def main(argv: list[str] | None = None) -> None:
         "WATCHWORD_ACCESS_TOKEN_TTL": "3600",
         "WATCHWORD_ROLE_SCOPES": json.dumps(
             {
-                "user": ["profile", "sessions", "realtime", "channel:*"],
+                "user": ["profile", "sessions", "realtime", "channel:*", "api-keys"],
                 "admin": ["admin", "realtime:publish", "realtime:presence"],
             }
         ),
@@ -574,6 +615,7 @@ def main(argv: list[str] | None = None) -> None:
             ww_times = fanout_rounds(clients, sizes, args.rounds, publish)
             # Revocation with every one of those sockets still open.
             revoked = asyncio.run(revocations(server, args.revocations))
+            key_revoked = asyncio.run(api_key_revocations(server, args.revocations))
         finally:
             clients.close()
             admin.close()
@@ -657,6 +699,20 @@ def main(argv: list[str] | None = None) -> None:
                 ms(from_response, 99),
                 f"{max(from_response) * 1000:.1f}",
             ],
+        ],
+    )
+    record(f"realtime.apikey_revoke_close_p99_ms_at_{opened}", percentile(key_revoked, 99) * 1000)
+    print_table(
+        f"(c') API key revoked (DELETE /v1/api-keys/{{id}}) -> the socket it opened closed with"
+        f" 4003, {len(key_revoked)} keys, with {opened} other sockets open (ms)",
+        ["measured from", "p50", "p99", "max"],
+        [
+            [
+                "revocation request sent",
+                ms(key_revoked, 50),
+                ms(key_revoked, 99),
+                f"{max(key_revoked) * 1000:.1f}",
+            ]
         ],
     )
     record("realtime.idle_kib_per_socket", per_conn)
