@@ -101,7 +101,7 @@ async def test_api_keys(backend: tuple[Database, MachineStores]) -> None:
     assert await stores.api_keys.revoke(first.id, NOW, origin="t") is None  # once only
     records = await db.control.read_after(before)
     assert [r.payload for r in records] == [
-        ak.credential_revoked("api_key", first.public_id, user.id)
+        ak.credential_revoked("api_key", first.public_id, user.id, key_id=first.id)
     ]
     assert [k.id for k in await stores.api_keys.list_for_user(user.id)] == [second.id]
 

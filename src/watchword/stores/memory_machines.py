@@ -56,7 +56,15 @@ class _MemoryKeyRows(Generic[Key]):
         key = replace(key, revoked_at=now)
         self.rows[key_id] = key
         self._record(
-            [credential_revoked(self.kind, self._feed_id(key), key.user_id, key_id=key.id)],
+            [
+                credential_revoked(
+                    self.kind,
+                    self._feed_id(key),
+                    key.user_id,
+                    # the row id too, when the feed names the key by another id (as SQL does)
+                    key_id=key.id if self._feed_id(key) != key.id else None,
+                )
+            ],
             now,
             origin,
         )
