@@ -70,7 +70,7 @@ async def test_snapshot_live_events_pings_and_resume(
     snapshot = await next_event(stream)
     assert snapshot.event == "snapshot"
     data = snapshot.json()
-    assert set(data) == {"sessions", "jtis", "cursor"}
+    assert set(data) == {"sessions", "jtis", "clients", "users", "cursor"}
     assert early["session_id"] in data["sessions"]
     assert data["sessions"][early["session_id"]] > container.clock.now().timestamp()
     assert data["jtis"] == {}

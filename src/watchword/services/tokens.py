@@ -492,7 +492,11 @@ class TokenService:
                 kind="user",
                 method=AuthMethod.BEARER_JWT,
                 user_id=claims.subject,
-                client_id=claims.client_id,
+                # The first-party client (RFC 9068 asks every token to name one) is Watchword
+                # itself: such a token is the person's own, not a delegation to an app.
+                client_id=(
+                    None if claims.client_id == self.first_party_client_id else claims.client_id
+                ),
                 session_id=claims.session_id,
                 scopes=claims.scopes,
                 roles=claims.roles if claims.roles is not None else state.roles,
