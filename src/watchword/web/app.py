@@ -89,6 +89,9 @@ def create_app(settings: Settings | None = None, *, container: Container | None 
     from watchword.web.routes import account_lifecycle
 
     app.include_router(account_lifecycle.router)
+    from watchword.web.routes import mfa
+
+    app.include_router(mfa.router)  # second factors: TOTP and recovery codes
 
     # The one chain for the Watchword API. Explicit credentials (bearer, API key, signature)
     # come before the cookie, which the browser attaches by itself.
