@@ -356,6 +356,15 @@ async def test_factor_changes_need_a_persons_session(
         response = await anonymous.request(method, path, json={"code": "123456"})
         assert response.status_code == 401, (path, response.text)
     account = await enrolled(client_factory, clock)
+    created = await account.client.post(
+        "/v1/api-keys", json={"name": "ci", "scopes": ["profile", "sessions"]}
+    )
+    assert created.status_code == 201, created.text
+    key = {"X-API-Key": created.json()["key"]}
+    for method, path in [("DELETE", "/v1/me/mfa/totp"), ("POST", "/v1/me/mfa/recovery-codes")]:
+        refused = await anonymous.request(method, path, headers=key)
+        assert refused.status_code == 403, (path, refused.text)
+    assert (await account.client.get("/v1/me/mfa")).json()["recovery_codes_left"] == 10
     del account.client.headers["X-CSRF-Token"]
     forged = await account.client.post("/v1/me/mfa/recovery-codes")
     assert forged.status_code == 403 and forged.json()["error"] == "csrf_failed"
