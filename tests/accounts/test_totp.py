@@ -11,6 +11,7 @@ import pytest
 from tests.conftest import Client, ClientFactory
 from tests.helpers import PASSWORD, ManualClock
 from watchword.domain.audit import AuditType
+from watchword.services.context import RequestContext
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
@@ -368,3 +369,37 @@ async def test_factor_changes_need_a_persons_session(
     del account.client.headers["X-CSRF-Token"]
     forged = await account.client.post("/v1/me/mfa/recovery-codes")
     assert forged.status_code == 403 and forged.json()["error"] == "csrf_failed"
+
+
+async def test_roles_that_need_a_second_factor_refuse_a_password_only_session(
+    client_factory: ClientFactory, clock: ManualClock
+) -> None:
+    client = await client_factory(mfa_required_roles="admin,auditor")
+    assert client.container.settings.mfa_required_roles == ["admin", "auditor"]
+    await client.container.accounts.register(
+        email="root@example.com",
+        password=PASSWORD,
+        roles=["admin"],
+        ctx=RequestContext(),
+        self_service=False,
+    )
+    await client.login("root@example.com")
+    refused = await client.get("/v1/admin/users")
+    assert refused.status_code == 403 and refused.json()["error"] == "mfa_required"
+    assert (await client.get("/v1/me")).status_code == 200  # everything else still works
+
+    started = await client.post("/v1/me/mfa/totp")
+    secret = started.json()["secret"]
+    confirmed = await client.post(
+        "/v1/me/mfa/totp/confirm", json={"code": pyotp.TOTP(secret).at(clock.now())}
+    )
+    assert confirmed.status_code == 200
+    assert (await client.get("/v1/admin/users")).status_code == 403  # this session: password
+    clock.advance(30)
+    value = await challenge(client, "root@example.com")
+    done = await client.post(
+        "/v1/auth/mfa", json={"challenge": value, "code": pyotp.TOTP(secret).at(clock.now())}
+    )
+    assert done.status_code == 200, done.text
+    client.headers["X-CSRF-Token"] = done.json()["csrf_token"]
+    assert (await client.get("/v1/admin/users")).status_code == 200

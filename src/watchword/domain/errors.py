@@ -18,6 +18,7 @@
     |   +-- AccountDisabled
     |   +-- RegistrationClosed
     |   +-- EmailNotVerified
+    |   +-- MfaRequired         the role needs a session signed in with a second factor
     +-- NotFound
     +-- Conflict
     |   +-- EmailTaken
@@ -168,6 +169,13 @@ class EmailNotVerified(Forbidden):
 
     code = "email_not_verified"
     default_message = "Verify your email address first: follow the link we sent you."
+
+
+class MfaRequired(Forbidden):
+    """The route's role needs a session signed in with a second factor."""
+
+    code = "mfa_required"
+    default_message = "Sign in with a second factor (TOTP) to use this."
 
 
 class NotFound(WatchwordError):

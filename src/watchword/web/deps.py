@@ -8,7 +8,13 @@ from typing import TYPE_CHECKING, cast
 from fastapi import Request
 from starlette.requests import HTTPConnection
 
-from watchword.domain.errors import CsrfRejected, Forbidden, InsufficientScope, NotAuthenticated
+from watchword.domain.errors import (
+    CsrfRejected,
+    Forbidden,
+    InsufficientScope,
+    MfaRequired,
+    NotAuthenticated,
+)
 from watchword.domain.principal import Principal
 from watchword.domain.sessions import csrf_token_matches
 from watchword.services.context import RequestContext
@@ -69,6 +75,16 @@ def authenticated(conn: HTTPConnection) -> Principal:
     return principal
 
 
+async def _check_second_factor(request: Request, principal: Principal) -> None:
+    """WATCHWORD_MFA_REQUIRED_ROLES: a session must have been signed in with a second factor.
+    A principal without a session (an API key, a client) is judged by its scopes alone."""
+    if principal.session_id is None:
+        return
+    info = await container_of(request).step_up.auth_info(principal)
+    if info is None or "mfa" not in info[1]:
+        raise MfaRequired()
+
+
 def require(*scopes: str, role: str | None = None) -> Callable[[Request], Awaitable[Principal]]:
     """A dependency: an authenticated principal holding ``scopes`` (and ``role``), with the
     CSRF check applied to unsafe requests authenticated by the cookie."""
@@ -80,6 +96,8 @@ def require(*scopes: str, role: str | None = None) -> Callable[[Request], Awaita
             check_csrf(request, principal)
         if role is not None and not principal.has_role(role):
             raise Forbidden(f"This needs the {role!r} role.")
+        if role is not None and role in container_of(request).settings.mfa_required_roles:
+            await _check_second_factor(request, principal)
         missing = principal.missing_scopes(needed)
         if missing:
             raise InsufficientScope(missing)
