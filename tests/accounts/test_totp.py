@@ -71,6 +71,13 @@ async def test_enrolment_gives_a_sealed_secret_its_uri_and_qr_then_a_code_turns_
     client = await client_factory(ui_title="Acme ID", **db_settings)
     email = f"enrol-{id(client)}@example.com"
     user = await client.register(email)
+    added: list[tuple[str, str]] = []
+
+    async def hook(user_id: str, event: str, data: dict[str, Any]) -> None:
+        if event.startswith("security.mfa"):
+            added.append((user_id, event))
+
+    client.container.lifecycle.on_security_event(hook)
     await client.login(email)
     assert (await client.get("/v1/me/mfa")).json() == {"totp": False, "recovery_codes_left": 0}
     started = await client.post("/v1/me/mfa/totp")
@@ -107,6 +114,8 @@ async def test_enrolment_gives_a_sealed_secret_its_uri_and_qr_then_a_code_turns_
     assert again.status_code == 409 and again.json()["error"] == "mfa_already_enabled"
     types = await types_for(client, user["id"])
     assert AuditType.MFA_ADDED in types and AuditType.MFA_ENROLMENT_STARTED in types
+    assert [e for _, e in added] == ["security.mfa_failed", "security.mfa_added"]
+    assert {u for u, _ in added} == {user["id"]}
 
 
 async def test_a_cookie_sign_in_waits_for_the_code_and_then_carries_mfa(
@@ -303,6 +312,12 @@ async def test_step_up_asks_for_the_second_factor_and_guards_factor_changes(
 ) -> None:
     account = await enrolled(client_factory, clock, reauth_max_age=300)
     client = account.client
+    events: list[str] = []
+
+    async def hook(user_id: str, event: str, data: dict[str, Any]) -> None:
+        events.append(event)
+
+    client.container.lifecycle.on_security_event(hook)
     clock.advance(301)
     for method, path in [("DELETE", "/v1/me/mfa/totp"), ("POST", "/v1/me/mfa/recovery-codes")]:
         stale = await client.request(method, path)
@@ -342,6 +357,10 @@ async def test_step_up_asks_for_the_second_factor_and_guards_factor_changes(
     assert plain.status_code == 200 and "csrf_token" in plain.json()
     types = await types_for(client, account.user_id)
     assert AuditType.MFA_REMOVED in types and AuditType.RECOVERY_CODES_REPLACED in types
+    assert AuditType.STEP_UP in types
+    for event in ("security.mfa_failed", "security.step_up", "security.recovery_codes_replaced"):
+        assert event in events, event
+    assert events[-1] == "security.mfa_removed"
 
 
 async def test_factor_changes_need_a_persons_session(
