@@ -209,6 +209,15 @@ class Settings(BaseSettings):
     password_reset_rate_limit_ip: str = "30/hour"
     # Step-up: changing how the account signs in needs a sign-in at most this many seconds old.
     reauth_max_age: int = Field(default=300, ge=1)
+    # Second factors (TOTP, recovery codes): how long a sign-in waits for the second factor.
+    mfa_challenge_ttl: int = Field(default=300, ge=10, le=3600)
+    # Routes that need one of these roles refuse a session signed in without a second factor.
+    mfa_required_roles: Annotated[list[str], NoDecode] = Field(default_factory=list)
+
+    @field_validator("mfa_required_roles", mode="before")
+    @classmethod
+    def _mfa_roles(cls, value: object) -> object:
+        return _split_list(value)
 
     @field_validator("smtp_url")
     @classmethod

@@ -196,3 +196,42 @@ async def test_session_auth_is_recorded_and_replaced(db: Database) -> None:
         NOW + timedelta(seconds=5),
         ["pwd", "otp"],
     )
+
+
+async def test_second_factor_rows_are_used_once(db: Database) -> None:
+    from watchword.domain.mfa import MfaChallenge, TotpFactor
+
+    stores = account_stores_for(db)
+    alice = user()
+    await db.users.create(alice)
+    mfa = stores.mfa
+    assert await mfa.get_totp(alice.id) is None
+    assert await mfa.put_pending(TotpFactor(alice.id, "sealed-1", NOW))
+    assert await mfa.put_pending(TotpFactor(alice.id, "sealed-2", NOW))  # replaces it
+    pending = await mfa.get_totp(alice.id)
+    assert pending is not None and pending.secret_sealed == "sealed-2" and not pending.active
+    assert not await mfa.use_step(alice.id, 10)  # not on yet
+    assert not await mfa.remove(alice.id)
+    assert await mfa.confirm(alice.id, 10, ["a" * 64, "b" * 64], NOW, audit=[audit(alice)])
+    assert not await mfa.confirm(alice.id, 11, [], NOW)
+    assert not await mfa.put_pending(TotpFactor(alice.id, "sealed-3", NOW))
+    assert not await mfa.use_step(alice.id, 10)  # the confirming step
+    assert await mfa.use_step(alice.id, 11)
+    assert not await mfa.use_step(alice.id, 11)
+    assert not await mfa.use_step(alice.id, 9)
+    assert await mfa.unused_codes(alice.id) == 2
+    assert await mfa.use_recovery_code(alice.id, "a" * 64, NOW)
+    assert not await mfa.use_recovery_code(alice.id, "a" * 64, NOW)
+    assert await mfa.unused_codes(alice.id) == 1
+    await mfa.replace_codes(alice.id, ["c" * 64], NOW)
+    assert not await mfa.use_recovery_code(alice.id, "b" * 64, NOW)
+    assert await mfa.unused_codes(alice.id) == 1
+
+    found = MfaChallenge("d" * 64, alice.id, "token", None, NOW, NOW + timedelta(minutes=5))
+    await mfa.create_challenge(found)
+    assert await mfa.get_challenge("d" * 64) == found
+    assert not await mfa.use_challenge("d" * 64, NOW + timedelta(minutes=5))  # expired
+    assert await mfa.use_challenge("d" * 64, NOW + timedelta(minutes=4))
+    assert not await mfa.use_challenge("d" * 64, NOW + timedelta(minutes=4))
+    assert await mfa.remove(alice.id)
+    assert await mfa.get_totp(alice.id) is None and await mfa.unused_codes(alice.id) == 0

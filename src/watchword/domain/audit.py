@@ -40,6 +40,14 @@ class AuditType:
     PASSWORD_RESET_REQUESTED = "password.reset_requested"
     PASSWORD_RESET = "password.reset"
     STEP_UP = "login.step_up"
+    # -- second factors: TOTP and recovery codes
+    MFA_ENROLMENT_STARTED = "mfa.enrolment_started"
+    MFA_ADDED = "mfa.factor_added"
+    MFA_REMOVED = "mfa.factor_removed"
+    MFA_CHALLENGED = "login.mfa_challenged"
+    MFA_FAILED = "mfa.challenge_failed"
+    RECOVERY_CODE_USED = "mfa.recovery_code_used"
+    RECOVERY_CODES_REPLACED = "mfa.recovery_codes_replaced"
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,7 +7,10 @@
     |   +-- InvalidAccountToken a mailed link's token is unknown, used, superseded or expired
     +-- NotAuthenticated        no credential where one is needed
     |   +-- ReauthRequired      the sign-in is older than the step-up limit
+    |   +-- MfaCodeRequired     the step-up needs the second factor's code
     +-- InvalidCredentials      sign-in failed (same answer for unknown user and bad password)
+    |   +-- InvalidMfaCode      a wrong or replayed TOTP or recovery code
+    |   +-- InvalidMfaChallenge a sign-in challenge that is unknown, used or expired
     +-- InvalidCredential       a presented cookie, token or key is bad, expired or revoked
     +-- Forbidden               authenticated, but not allowed
     |   +-- InsufficientScope
@@ -16,6 +19,7 @@
     |   +-- AccountDisabled
     |   +-- RegistrationClosed
     |   +-- EmailNotVerified
+    |   +-- MfaRequired         the role needs a session signed in with a second factor
     +-- NotFound
     +-- Conflict
     |   +-- EmailTaken
@@ -90,6 +94,27 @@ class InvalidCredentials(WatchwordError):
     default_message = "The email or password is incorrect."
 
 
+class InvalidMfaCode(InvalidCredentials):
+    """The TOTP or recovery code is wrong, or was already used."""
+
+    code = "invalid_mfa_code"
+    default_message = "The code is incorrect or was already used."
+
+
+class InvalidMfaChallenge(InvalidCredentials):
+    """The sign-in challenge is unknown, used or expired: sign in again."""
+
+    code = "invalid_challenge"
+    default_message = "This sign-in has expired or was already completed: sign in again."
+
+
+class MfaCodeRequired(NotAuthenticated):
+    """A second factor is on: the step-up needs its code too."""
+
+    code = "mfa_code_required"
+    default_message = "Give the code from your authenticator app (or a recovery code)."
+
+
 class InvalidCredential(WatchwordError):
     """A presented credential is malformed, forged, expired or revoked."""
 
@@ -159,6 +184,13 @@ class EmailNotVerified(Forbidden):
     default_message = "Verify your email address first: follow the link we sent you."
 
 
+class MfaRequired(Forbidden):
+    """The route's role needs a session signed in with a second factor."""
+
+    code = "mfa_required"
+    default_message = "Sign in with a second factor (TOTP) to use this."
+
+
 class NotFound(WatchwordError):
     """No such thing, or not yours to see."""
 
@@ -171,6 +203,13 @@ class Conflict(WatchwordError):
 
     code = "conflict"
     default_message = "The request conflicts with the current state."
+
+
+class MfaAlreadyEnabled(Conflict):
+    """TOTP is already on: remove it before enrolling another secret."""
+
+    code = "mfa_already_enabled"
+    default_message = "TOTP is already on: remove it first (DELETE /v1/me/mfa/totp)."
 
 
 class EmailTaken(Conflict):

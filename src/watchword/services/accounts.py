@@ -59,6 +59,15 @@ def _yield_to_requests() -> None:
         os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), HASH_THREAD_NICENESS)
 
 
+@dataclass(frozen=True, slots=True)
+class SecondFactorNeeded:
+    """The password was right, a second factor is on: no session until it is given."""
+
+    user: User
+    challenge: str
+    methods: tuple[str, ...]
+
+
 class AccountService:
     def __init__(
         self,
@@ -97,6 +106,11 @@ class AccountService:
             Callable[[User, list[AuditEvent], RequestContext], Awaitable[None]] | None
         ) = None
         self.require_verified_email = False
+        # Second factors: with one on, a correct password yields a challenge, not a session.
+        self.second_factor: (
+            Callable[[User, str, str | None, RequestContext], Awaitable[SecondFactorNeeded | None]]
+            | None
+        ) = None
 
     async def hash_password(self, password: str) -> str:
         loop = asyncio.get_running_loop()
@@ -205,13 +219,43 @@ class AccountService:
         kind: str = "cookie",
         with_secret: bool = True,
         session_id: str | None = None,
-    ) -> SignIn:
+    ) -> SignIn | SecondFactorNeeded:
         check_label(device_name, "device_name", MAX_DEVICE_NAME)
         user = await self.check_password(email, password, ctx)
+        if self.second_factor is not None:
+            pending = await self.second_factor(user, kind, device_name, ctx)
+            if pending is not None:
+                return pending
+        return await self.open_session(
+            user,
+            ctx,
+            kind=kind,
+            device_name=device_name,
+            with_secret=with_secret,
+            session_id=session_id,
+        )
+
+    async def open_session(
+        self,
+        user: User,
+        ctx: RequestContext,
+        *,
+        kind: str,
+        device_name: str | None,
+        with_secret: bool,
+        session_id: str | None = None,
+        **audit_extra: Any,
+    ) -> SignIn:
+        """The session of a completed sign-in (the password, and a second factor if on)."""
         session_id = session_id or self._random.new_id()
         # The session and its sign-in row are written in one transaction.
         succeeded = self._auditor.event(
-            AuditType.LOGIN_SUCCEEDED, ctx, user_id=user.id, session_id=session_id, kind=kind
+            AuditType.LOGIN_SUCCEEDED,
+            ctx,
+            user_id=user.id,
+            session_id=session_id,
+            kind=kind,
+            **audit_extra,
         )
         new = await self._sessions.create(
             user,

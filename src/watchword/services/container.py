@@ -23,6 +23,7 @@ from watchword.services.introspection import TokenIntrospection
 from watchword.services.keys import KeyService
 from watchword.services.lifecycle import AccountLifecycle
 from watchword.services.mail import MailComposer, MailSender, SmtpTarget
+from watchword.services.mfa import MfaService
 from watchword.services.ratelimit import LoginThrottle, RateLimiter
 from watchword.services.secrets_file import resolve_secret_key
 from watchword.services.session_cache import SessionCache
@@ -288,6 +289,20 @@ class Container:
             shown_ttl=settings.session_cache_ttl,
         )
         self.tokens.session_claims = self.step_up.token_claims  # amr, auth_time, acr
+        # -- second factors: TOTP and recovery codes -------------------------------------
+        self.mfa = MfaService(
+            store=self.account_stores.mfa,
+            accounts=self.accounts,
+            master_key=self.master_key,
+            throttle=self.throttle,
+            auditor=self.auditor,
+            clock=self.clock,
+            issuer=settings.ui_title,
+            challenge_ttl=settings.mfa_challenge_ttl,
+            announce=self.lifecycle.announce,
+        )
+        self.accounts.second_factor = self.mfa.challenge_for
+        self.step_up.second_factor = self.mfa.step_up_amr
         self._started = False
 
     async def start(self) -> None:

@@ -15,6 +15,7 @@ from watchword.domain.clock import Clock, monotonic
 from watchword.domain.errors import InvalidCredentials, NotFound, ReauthRequired
 from watchword.domain.principal import Principal
 from watchword.domain.sessions import Session
+from watchword.domain.users import User
 from watchword.services.accounts import AccountService
 from watchword.services.audit import Auditor
 from watchword.services.context import RequestContext
@@ -61,12 +62,22 @@ class StepUp:
         self._announce = announce
         self._shown: dict[str, tuple[float, tuple[datetime, list[str]]]] = {}
         self._shown_ttl = shown_ttl
+        # Second factors: (user, code, ctx, session_id) -> the amr of a step-up whose password
+        # was right; raises when a second factor is on and the code is missing or wrong.
+        self.second_factor: (
+            Callable[[User, str | None, RequestContext, str | None], Awaitable[list[str]]] | None
+        ) = None
 
     async def auth_info(self, principal: Principal) -> tuple[datetime, list[str]] | None:
         """(auth_time, amr) of the principal's session; None without a session."""
         if principal.session_id is None:
             return None
         return await self.session_info(principal.session_id, principal.session)
+
+    async def record_sign_in(self, session: Session, amr: list[str]) -> None:
+        """How a new session's sign-in went, when it was more than a password."""
+        await self._store.record(session.id, session.created_at, amr)
+        self._shown[session.id] = (monotonic(), (session.created_at, list(amr)))
 
     async def session_info(
         self, session_id: str, session: Session | None = None
@@ -114,7 +125,7 @@ class StepUp:
             raise ReauthRequired()
 
     async def reauth(
-        self, principal: Principal, password: str, ctx: RequestContext
+        self, principal: Principal, password: str, ctx: RequestContext, code: str | None = None
     ) -> tuple[datetime, list[str]]:
         if principal.user_id is None or principal.session_id is None:
             raise NotFound("Only a user's session can be re-authenticated.")
@@ -130,8 +141,10 @@ class StepUp:
                 reason="step_up",
             )
             raise InvalidCredentials("The password is incorrect.")
-        now = self._clock.now()
         amr = [PASSWORD]
+        if self.second_factor is not None:
+            amr = await self.second_factor(user, code, ctx, principal.session_id)
+        now = self._clock.now()
         audit = self._auditor.event(
             AuditType.STEP_UP, ctx, user_id=user.id, session_id=principal.session_id, amr=amr
         )

@@ -15,6 +15,7 @@ from typing import Protocol
 from watchword.domain.account_tokens import AccountToken
 from watchword.domain.audit import AuditEvent
 from watchword.domain.mail import OutgoingMail
+from watchword.domain.mfa import MfaChallenge, TotpFactor
 from watchword.domain.sessions import Session
 from watchword.domain.users import User
 
@@ -106,6 +107,68 @@ class SessionAuthStore(Protocol):
         ...
 
 
+class MfaStore(Protocol):
+    """Second factors: a TOTP secret (sealed) per user, its recovery codes (SHA-256) and the
+    sign-in challenges waiting for a second factor (SHA-256). Every ``use_*`` is one
+    conditional update, so two concurrent uses of one value cannot both succeed."""
+
+    async def get_totp(self, user_id: str) -> TotpFactor | None: ...
+
+    async def put_pending(self, factor: TotpFactor, *, audit: Sequence[AuditEvent] = ()) -> bool:
+        """Replace the user's unconfirmed secret with ``factor``; False (nothing written) when
+        a confirmed one is on."""
+        ...
+
+    async def confirm(
+        self,
+        user_id: str,
+        step: int,
+        code_hashes: Sequence[str],
+        now: datetime,
+        *,
+        audit: Sequence[AuditEvent] = (),
+    ) -> bool:
+        """Turn the pending secret on (its ``last_step`` = ``step``) and replace the recovery
+        codes, in one transaction; False (nothing written) when there is no pending secret."""
+        ...
+
+    async def use_step(self, user_id: str, step: int) -> bool:
+        """Record ``step`` as used if it is later than the last used one (and the factor is
+        on): a code is accepted once."""
+        ...
+
+    async def remove(self, user_id: str, *, audit: Sequence[AuditEvent] = ()) -> bool:
+        """Delete the secret and the recovery codes; False when there was no confirmed one."""
+        ...
+
+    async def replace_codes(
+        self,
+        user_id: str,
+        code_hashes: Sequence[str],
+        now: datetime,
+        *,
+        audit: Sequence[AuditEvent] = (),
+    ) -> None: ...
+
+    async def use_recovery_code(
+        self, user_id: str, code_hash: str, now: datetime, *, audit: Sequence[AuditEvent] = ()
+    ) -> bool:
+        """Mark the user's unused code with this digest used; False if there is none."""
+        ...
+
+    async def unused_codes(self, user_id: str) -> int: ...
+
+    async def create_challenge(self, challenge: MfaChallenge) -> None:
+        """Insert it (and drop the user's expired ones)."""
+        ...
+
+    async def get_challenge(self, challenge_hash: str) -> MfaChallenge | None: ...
+
+    async def use_challenge(self, challenge_hash: str, now: datetime) -> bool:
+        """Mark it used if it is unused and unexpired at ``now``."""
+        ...
+
+
 class MailOutbox(Protocol):
     async def claim_due(
         self, now: datetime, lease_until: datetime, *, limit: int
@@ -138,6 +201,9 @@ class AccountStores(Protocol):
 
     @property
     def session_auth(self) -> SessionAuthStore: ...
+
+    @property
+    def mfa(self) -> MfaStore: ...
 
 
 def account_stores_for(db: object) -> AccountStores:

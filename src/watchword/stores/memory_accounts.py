@@ -12,6 +12,7 @@ from watchword.domain.account_tokens import AccountToken, TokenPurpose
 from watchword.domain.audit import AuditEvent
 from watchword.domain.errors import EmailTaken
 from watchword.domain.mail import OutgoingMail
+from watchword.domain.mfa import MfaChallenge, TotpFactor
 from watchword.domain.sessions import Session
 from watchword.domain.users import User
 
@@ -195,15 +196,122 @@ class MemorySessionAuthStore:
             await self._db.audit.append(event)
 
 
+class MemoryMfaStore:
+    def __init__(self, db: MemoryDatabase) -> None:
+        self._db = db
+        self.totp: dict[str, TotpFactor] = {}
+        self.codes: dict[str, tuple[str, datetime | None]] = {}  # digest -> (user, used_at)
+        self.challenges: dict[str, MfaChallenge] = {}
+
+    async def _audit(self, audit: Sequence[AuditEvent]) -> None:
+        for event in audit:
+            await self._db.audit.append(event)
+
+    async def get_totp(self, user_id: str) -> TotpFactor | None:
+        return self.totp.get(user_id)
+
+    async def put_pending(self, factor: TotpFactor, *, audit: Sequence[AuditEvent] = ()) -> bool:
+        current = self.totp.get(factor.user_id)
+        if current is not None and current.active:
+            return False
+        self.totp[factor.user_id] = factor
+        await self._audit(audit)
+        return True
+
+    def _set_codes(self, user_id: str, code_hashes: Sequence[str]) -> None:
+        for key in [k for k, (owner, _) in self.codes.items() if owner == user_id]:
+            del self.codes[key]
+        for code_hash in code_hashes:
+            self.codes[code_hash] = (user_id, None)
+
+    async def confirm(
+        self,
+        user_id: str,
+        step: int,
+        code_hashes: Sequence[str],
+        now: datetime,
+        *,
+        audit: Sequence[AuditEvent] = (),
+    ) -> bool:
+        current = self.totp.get(user_id)
+        if current is None or current.active:
+            return False
+        self.totp[user_id] = replace(current, confirmed_at=now, last_step=step)
+        self._set_codes(user_id, code_hashes)
+        await self._audit(audit)
+        return True
+
+    async def use_step(self, user_id: str, step: int) -> bool:
+        current = self.totp.get(user_id)
+        if current is None or not current.active:
+            return False
+        if current.last_step is not None and current.last_step >= step:
+            return False
+        self.totp[user_id] = replace(current, last_step=step)
+        return True
+
+    async def remove(self, user_id: str, *, audit: Sequence[AuditEvent] = ()) -> bool:
+        current = self.totp.get(user_id)
+        if current is None or not current.active:
+            return False
+        del self.totp[user_id]
+        self._set_codes(user_id, ())
+        await self._audit(audit)
+        return True
+
+    async def replace_codes(
+        self,
+        user_id: str,
+        code_hashes: Sequence[str],
+        now: datetime,
+        *,
+        audit: Sequence[AuditEvent] = (),
+    ) -> None:
+        self._set_codes(user_id, code_hashes)
+        await self._audit(audit)
+
+    async def use_recovery_code(
+        self, user_id: str, code_hash: str, now: datetime, *, audit: Sequence[AuditEvent] = ()
+    ) -> bool:
+        row = self.codes.get(code_hash)
+        if row is None or row[0] != user_id or row[1] is not None:
+            return False
+        self.codes[code_hash] = (user_id, now)
+        await self._audit(audit)
+        return True
+
+    async def unused_codes(self, user_id: str) -> int:
+        return sum(1 for owner, used in self.codes.values() if owner == user_id and used is None)
+
+    async def create_challenge(self, challenge: MfaChallenge) -> None:
+        for key, old in list(self.challenges.items()):
+            if old.user_id == challenge.user_id and old.expires_at <= challenge.created_at:
+                del self.challenges[key]
+        self.challenges[challenge.challenge_hash] = challenge
+
+    async def get_challenge(self, challenge_hash: str) -> MfaChallenge | None:
+        return self.challenges.get(challenge_hash)
+
+    async def use_challenge(self, challenge_hash: str, now: datetime) -> bool:
+        current = self.challenges.get(challenge_hash)
+        if current is None or not current.usable(now):
+            return False
+        self.challenges[challenge_hash] = replace(current, used_at=now)
+        return True
+
+
 class MemoryAccountStores:
     def __init__(self, db: MemoryDatabase) -> None:
         self.outbox = MemoryMailOutbox()
         self.tokens = MemoryAccountTokenStore(db, self.outbox)
         self.session_auth = MemorySessionAuthStore(db)
+        self.mfa = MemoryMfaStore(db)
 
 
 if TYPE_CHECKING:
-    from watchword.stores.accounts import AccountStores, AccountTokenStore, MailOutbox
+    from watchword.stores.accounts import AccountStores, AccountTokenStore, MailOutbox, MfaStore
+
+    _m: MfaStore = MemoryMfaStore(None)  # type: ignore[arg-type]
 
     _t: AccountTokenStore = MemoryAccountTokenStore(None, MemoryMailOutbox())  # type: ignore[arg-type]
     _o: MailOutbox = MemoryMailOutbox()

@@ -26,6 +26,7 @@ from watchword.web.routes import (
     apikeys,
     auth,
     me,
+    mfa,
     oauth2,
     sessions,
     signing_keys,
@@ -53,6 +54,7 @@ ROUTERS = (
     signing_keys,
     oauth2,  # token, introspection, revocation
     account_lifecycle,  # verification, change of address, password reset
+    mfa,  # second factors: TOTP and recovery codes
 )
 
 

@@ -11,6 +11,7 @@ from starlette.requests import HTTPConnection
 from watchword.domain.errors import (
     CsrfRejected,
     InsufficientScope,
+    MfaRequired,
     NotAuthenticated,
     SessionRequired,
 )
@@ -96,6 +97,28 @@ def check_scopes(principal: Principal, needed: frozenset[str]) -> None:
         raise InsufficientScope(missing, challenge=principal.method in _CHALLENGED)
 
 
+def _needs_second_factor(request: Request, needed: frozenset[str]) -> bool:
+    """WATCHWORD_MFA_REQUIRED_ROLES: a route needing a scope that only such a role grants
+    (``admin`` for the admin role) needs a session signed in with a second factor."""
+    container = container_of(request)
+    roles = container.settings.mfa_required_roles
+    if not roles:
+        return False
+    policy = container.scope_policy
+    guarded = policy.scopes_for_roles(roles) - policy.scopes_for_roles(())
+    return bool(needed & guarded)
+
+
+async def _check_second_factor(request: Request, principal: Principal) -> None:
+    """WATCHWORD_MFA_REQUIRED_ROLES: a session must have been signed in with a second factor.
+    A principal without a session (an API key, a client) is judged by its scopes alone."""
+    if principal.session_id is None:
+        return
+    info = await container_of(request).step_up.auth_info(principal)
+    if info is None or "mfa" not in info[1]:
+        raise MfaRequired()
+
+
 def require(*scopes: str, session: bool = False) -> Callable[[Request], Awaitable[Principal]]:
     """A dependency: an authenticated principal holding ``scopes``, with the CSRF check
     applied to unsafe requests authenticated by the cookie. ``session=True``: only a person's
@@ -108,6 +131,8 @@ def require(*scopes: str, session: bool = False) -> Callable[[Request], Awaitabl
             check_csrf(request, principal)
         if session and not is_person_session(principal):
             raise SessionRequired()
+        if needed and _needs_second_factor(request, needed):
+            await _check_second_factor(request, principal)
         check_scopes(principal, needed)
         return principal
 

@@ -6,7 +6,7 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Row, and_, delete, insert, select, update
+from sqlalchemy import Row, and_, delete, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -15,6 +15,7 @@ from watchword.domain.account_tokens import AccountToken, TokenPurpose
 from watchword.domain.audit import AuditEvent
 from watchword.domain.errors import EmailTaken
 from watchword.domain.mail import OutgoingMail
+from watchword.domain.mfa import MfaChallenge, TotpFactor
 from watchword.domain.sessions import Session
 from watchword.domain.users import User
 from watchword.stores.sql import tables as t
@@ -402,15 +403,218 @@ class SqlSessionAuthStore:
             await insert_audit(conn, audit)
 
 
+def _totp(row: Row[Any]) -> TotpFactor:
+    return TotpFactor(
+        user_id=row.user_id,
+        secret_sealed=row.secret_sealed,
+        created_at=row.created_at,
+        confirmed_at=row.confirmed_at,
+        last_step=row.last_step,
+    )
+
+
+def _challenge(row: Row[Any]) -> MfaChallenge:
+    return MfaChallenge(
+        challenge_hash=row.challenge_hash,
+        user_id=row.user_id,
+        mode=row.mode,
+        device_name=row.device_name,
+        created_at=row.created_at,
+        expires_at=row.expires_at,
+        used_at=row.used_at,
+    )
+
+
+async def _set_codes(
+    conn: AsyncConnection, user_id: str, code_hashes: Sequence[str], now: datetime
+) -> None:
+    await conn.execute(delete(t.recovery_codes).where(t.recovery_codes.c.user_id == user_id))
+    if code_hashes:
+        await conn.execute(
+            insert(t.recovery_codes),
+            [{"code_hash": h, "user_id": user_id, "created_at": now} for h in code_hashes],
+        )
+
+
+class SqlMfaStore:
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._engine = engine
+
+    @guarded
+    async def get_totp(self, user_id: str) -> TotpFactor | None:
+        async with self._engine.connect() as conn:
+            row = (
+                await conn.execute(select(t.user_totp).where(t.user_totp.c.user_id == user_id))
+            ).first()
+        return _totp(row) if row else None
+
+    @guarded
+    async def put_pending(self, factor: TotpFactor, *, audit: Sequence[AuditEvent] = ()) -> bool:
+        c = t.user_totp.c
+        async with write_transaction(self._engine) as conn:
+            on = await conn.scalar(
+                select(func.count()).where(c.user_id == factor.user_id, c.confirmed_at.is_not(None))
+            )
+            if on:
+                return False
+            await conn.execute(delete(t.user_totp).where(c.user_id == factor.user_id))
+            await conn.execute(
+                insert(t.user_totp).values(
+                    user_id=factor.user_id,
+                    secret_sealed=factor.secret_sealed,
+                    created_at=factor.created_at,
+                )
+            )
+            await insert_audit(conn, audit)
+        return True
+
+    @guarded
+    async def confirm(
+        self,
+        user_id: str,
+        step: int,
+        code_hashes: Sequence[str],
+        now: datetime,
+        *,
+        audit: Sequence[AuditEvent] = (),
+    ) -> bool:
+        async with write_transaction(self._engine) as conn:
+            done = await conn.execute(
+                update(t.user_totp)
+                .where(t.user_totp.c.user_id == user_id, t.user_totp.c.confirmed_at.is_(None))
+                .values(confirmed_at=now, last_step=step)
+            )
+            if done.rowcount != 1:
+                return False
+            await _set_codes(conn, user_id, code_hashes, now)
+            await insert_audit(conn, audit)
+        return True
+
+    @guarded
+    async def use_step(self, user_id: str, step: int) -> bool:
+        c = t.user_totp.c
+        async with write_transaction(self._engine) as conn:
+            done = await conn.execute(
+                update(t.user_totp)
+                .where(
+                    c.user_id == user_id,
+                    c.confirmed_at.is_not(None),
+                    or_(c.last_step.is_(None), c.last_step < step),
+                )
+                .values(last_step=step)
+            )
+        return bool(done.rowcount == 1)
+
+    @guarded
+    async def remove(self, user_id: str, *, audit: Sequence[AuditEvent] = ()) -> bool:
+        async with write_transaction(self._engine) as conn:
+            done = await conn.execute(
+                delete(t.user_totp).where(
+                    t.user_totp.c.user_id == user_id, t.user_totp.c.confirmed_at.is_not(None)
+                )
+            )
+            if done.rowcount != 1:
+                return False
+            await conn.execute(
+                delete(t.recovery_codes).where(t.recovery_codes.c.user_id == user_id)
+            )
+            await insert_audit(conn, audit)
+        return True
+
+    @guarded
+    async def replace_codes(
+        self,
+        user_id: str,
+        code_hashes: Sequence[str],
+        now: datetime,
+        *,
+        audit: Sequence[AuditEvent] = (),
+    ) -> None:
+        async with write_transaction(self._engine) as conn:
+            await _set_codes(conn, user_id, code_hashes, now)
+            await insert_audit(conn, audit)
+
+    @guarded
+    async def use_recovery_code(
+        self, user_id: str, code_hash: str, now: datetime, *, audit: Sequence[AuditEvent] = ()
+    ) -> bool:
+        c = t.recovery_codes.c
+        async with write_transaction(self._engine) as conn:
+            done = await conn.execute(
+                update(t.recovery_codes)
+                .where(c.code_hash == code_hash, c.user_id == user_id, c.used_at.is_(None))
+                .values(used_at=now)
+            )
+            if done.rowcount != 1:
+                return False
+            await insert_audit(conn, audit)
+        return True
+
+    @guarded
+    async def unused_codes(self, user_id: str) -> int:
+        c = t.recovery_codes.c
+        async with self._engine.connect() as conn:
+            count = await conn.scalar(
+                select(func.count()).where(c.user_id == user_id, c.used_at.is_(None))
+            )
+        return int(count or 0)
+
+    @guarded
+    async def create_challenge(self, challenge: MfaChallenge) -> None:
+        c = t.mfa_challenges.c
+        async with write_transaction(self._engine) as conn:
+            await conn.execute(
+                delete(t.mfa_challenges).where(
+                    c.user_id == challenge.user_id, c.expires_at <= challenge.created_at
+                )
+            )
+            await conn.execute(
+                insert(t.mfa_challenges).values(
+                    challenge_hash=challenge.challenge_hash,
+                    user_id=challenge.user_id,
+                    mode=challenge.mode,
+                    device_name=challenge.device_name,
+                    created_at=challenge.created_at,
+                    expires_at=challenge.expires_at,
+                )
+            )
+
+    @guarded
+    async def get_challenge(self, challenge_hash: str) -> MfaChallenge | None:
+        async with self._engine.connect() as conn:
+            row = (
+                await conn.execute(
+                    select(t.mfa_challenges).where(
+                        t.mfa_challenges.c.challenge_hash == challenge_hash
+                    )
+                )
+            ).first()
+        return _challenge(row) if row else None
+
+    @guarded
+    async def use_challenge(self, challenge_hash: str, now: datetime) -> bool:
+        c = t.mfa_challenges.c
+        async with write_transaction(self._engine) as conn:
+            done = await conn.execute(
+                update(t.mfa_challenges)
+                .where(c.challenge_hash == challenge_hash, c.used_at.is_(None), c.expires_at > now)
+                .values(used_at=now)
+            )
+        return bool(done.rowcount == 1)
+
+
 class SqlAccountStores:
     def __init__(self, engine: AsyncEngine) -> None:
         self.tokens = SqlAccountTokenStore(engine)
         self.outbox = SqlMailOutbox(engine)
         self.session_auth = SqlSessionAuthStore(engine)
+        self.mfa = SqlMfaStore(engine)
 
 
 if TYPE_CHECKING:
-    from watchword.stores.accounts import AccountStores, AccountTokenStore, MailOutbox
+    from watchword.stores.accounts import AccountStores, AccountTokenStore, MailOutbox, MfaStore
+
+    _m: MfaStore = SqlMfaStore(None)  # type: ignore[arg-type]
 
     _t: AccountTokenStore = SqlAccountTokenStore(None)  # type: ignore[arg-type]
     _o: MailOutbox = SqlMailOutbox(None)  # type: ignore[arg-type]

@@ -75,6 +75,8 @@ class BasicAuth(Auth):
             return None
         if user.disabled:
             return None
+        if await self.container.mfa.is_on(user.id):
+            return None  # no challenge step here: a password alone is not enough
         return user
 
     async def current_user(self, request: HTTPConnection | None = None) -> User | None:

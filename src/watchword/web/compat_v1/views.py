@@ -298,6 +298,13 @@ async def login(call: Call) -> Response:
             AuditType.LOGIN_FAILED, ctx, user_id=user.id, reason="disabled", surface="api/v1"
         )
         return error(403)
+    if await container.mfa.is_on(user.id):
+        # This surface has no challenge step: a password alone must not open a session of an
+        # account with a second factor.
+        await container.auditor.record(
+            AuditType.LOGIN_FAILED, ctx, user_id=user.id, reason="mfa_required", surface="api/v1"
+        )
+        return error(403)
     try:
         session_id = await auth.create_session(user.id, ctx=ctx, login=True)
     except Conflict as exc:  # the account's session limit, with the "reject" policy

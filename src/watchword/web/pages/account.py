@@ -12,6 +12,7 @@ from watchword.domain.errors import (
     AccountDisabled,
     InvalidCredentials,
     InvalidInput,
+    InvalidMfaChallenge,
     NotFound,
     RateLimited,
     StoreUnavailable,
@@ -28,7 +29,13 @@ from watchword.web.pages.security import (
     pre_session_token,
     set_pre_session_cookie,
 )
-from watchword.web.pages.signin import DEFAULT_NEXT, safe_next, sign_in
+from watchword.web.pages.signin import (
+    DEFAULT_NEXT,
+    SecondFactorStep,
+    finish_sign_in,
+    safe_next,
+    sign_in,
+)
 from watchword.web.realtime.routes import realtime_of
 
 router = APIRouter(route_class=PageRoute, include_in_schema=False)
@@ -116,7 +123,59 @@ async def login_submit(request: Request) -> Response:
         return _login_page(request, next_path=target, email=email, error=exc.message, status=status)
     except InvalidInput as exc:
         return _login_page(request, next_path=target, email=email, error=exc.message, status=400)
+    except SecondFactorStep as step:
+        return _second_factor_page(request, challenge=step.challenge, next_path=target)
     return response
+
+
+def _second_factor_page(
+    request: Request,
+    *,
+    challenge: str,
+    next_path: str,
+    error: str | None = None,
+    status: int = 200,
+) -> Response:
+    token, nonce = pre_session_token(request)
+    response = render(
+        request,
+        "login_code.html",
+        {"form_token": token, "next": next_path, "challenge": challenge, "error": error},
+        status=status,
+    )
+    response.headers["Cache-Control"] = "no-store"
+    set_pre_session_cookie(request, response, nonce)
+    return response
+
+
+@router.post("/login/code")
+async def second_factor_submit(request: Request) -> Response:
+    """The second step of a sign-in: a TOTP or recovery code for the challenge."""
+    form = await request.form()
+    target = safe_next(_text(form, "next", 4096), "")
+    check_pre_session_token(request, _text(form, FORM_FIELD))
+    challenge = _text(form, "challenge", 200)
+    try:
+        return await finish_sign_in(
+            request,
+            challenge=challenge,
+            code=_text(form, "code", 100).replace(" ", ""),
+            next_path=target,
+        )
+    except RateLimited as exc:
+        wait = max(1, exc.retry_after)
+        message = f"Too many attempts. Try again in {wait} second{'s' * (wait != 1)}."
+        return _second_factor_page(
+            request, challenge=challenge, next_path=target, error=message, status=429
+        )
+    except InvalidMfaChallenge as exc:  # expired or used: sign in again
+        return _login_page(request, next_path=target, error=exc.message, status=401)
+    except InvalidCredentials as exc:
+        return _second_factor_page(
+            request, challenge=challenge, next_path=target, error=exc.message, status=401
+        )
+    except (InvalidInput, AccountDisabled) as exc:
+        return _login_page(request, next_path=target, error=exc.message, status=400)
 
 
 @router.get("/signup")

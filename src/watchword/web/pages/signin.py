@@ -16,9 +16,10 @@ from starlette.responses import RedirectResponse
 from watchword.domain.errors import NotFound
 from watchword.domain.principal import AuthMethod
 from watchword.domain.sessions import RevokeReason
-from watchword.services.accounts import SignIn
+from watchword.services.accounts import SecondFactorNeeded, SignIn
 from watchword.web.authn import principal_of
 from watchword.web.deps import container_of, context
+from watchword.web.routes.auth import finish_second_factor
 
 DEFAULT_NEXT = "/account"
 MAX_NEXT = 2048
@@ -71,6 +72,34 @@ async def sign_in(
     signin = await container.accounts.login(
         email=email, password=password, device_name=device_name or None, ctx=ctx
     )
+    if isinstance(signin, SecondFactorNeeded):
+        raise SecondFactorStep(signin.challenge)
+    return signin, await start_browser_session(request, signin, next_path)
+
+
+class SecondFactorStep(Exception):
+    """The password was right and the account has a second factor: the page asks for it."""
+
+    def __init__(self, challenge: str) -> None:
+        super().__init__("a second factor is needed")
+        self.challenge = challenge
+
+
+async def finish_sign_in(
+    request: Request, *, challenge: str, code: str, next_path: str | None = None
+) -> RedirectResponse:
+    """The second step, as the API's ``POST /v1/auth/mfa`` does it (same checks, throttles
+    and audit), ending in a cookie session and a 303 to ``next_path`` when it is safe."""
+    signin, _ = await finish_second_factor(request, challenge, code, context(request))
+    return await start_browser_session(request, signin, next_path)
+
+
+async def start_browser_session(
+    request: Request, signin: SignIn, next_path: str | None
+) -> RedirectResponse:
+    """The cookie of ``signin``'s session, and rotation: the browser's previous session ends."""
+    container = container_of(request)
+    ctx = context(request)
     response = RedirectResponse(safe_next(next_path), status_code=303)
     response.headers["Cache-Control"] = "no-store"
     assert signin.new.secret is not None
@@ -83,7 +112,15 @@ async def sign_in(
     ):
         with contextlib.suppress(NotFound):
             await container.sessions.revoke(previous.session_id, RevokeReason.REPLACED, ctx)
-    return signin, response
+    return response
 
 
-__all__ = ["DEFAULT_NEXT", "login_url", "redirect_to_login", "safe_next", "sign_in"]
+__all__ = [
+    "DEFAULT_NEXT",
+    "SecondFactorStep",
+    "finish_sign_in",
+    "login_url",
+    "redirect_to_login",
+    "safe_next",
+    "sign_in",
+]

@@ -139,6 +139,8 @@ async def confirm_password_reset(
 
 class Reauth(Body):
     password: str = Field(max_length=4096)
+    # A TOTP or recovery code: needed when a second factor is on.
+    code: str | None = Field(default=None, max_length=64)
 
 
 @router.post(
@@ -151,7 +153,9 @@ async def reauth(
     principal: Principal = Depends(require()),
     ctx: RequestContext = Depends(context),
 ) -> JSONResponse:
-    auth_time, amr = await container_of(request).step_up.reauth(principal, body.password, ctx)
+    auth_time, amr = await container_of(request).step_up.reauth(
+        principal, body.password, ctx, body.code
+    )
     return JSONResponse(
         {"status": "reauthenticated", "auth_time": int(auth_time.timestamp()), "amr": amr},
         headers=NO_STORE,

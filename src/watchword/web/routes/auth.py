@@ -6,15 +6,17 @@ import contextlib
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
+from pydantic import Field
 
 from watchword.domain.errors import NotFound, WatchwordError
 from watchword.domain.principal import AuthMethod, Principal
 from watchword.domain.sessions import RevokeReason, csrf_token_for
+from watchword.services.accounts import SecondFactorNeeded, SignIn
 from watchword.services.context import RequestContext
 from watchword.web import metrics
 from watchword.web.authn import principal_of
 from watchword.web.deps import check_origin, container_of, context, require
-from watchword.web.routes.schemas import Login
+from watchword.web.routes.schemas import Body, Login
 from watchword.web.routes.tokens import token_login
 from watchword.web.views import session_view
 
@@ -27,11 +29,32 @@ NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 async def login(
     body: Login, request: Request, ctx: RequestContext = Depends(context)
 ) -> JSONResponse:
+    container = container_of(request)
     try:
+        if body.mode != "token":
+            check_origin(request)  # login CSRF: a foreign page must not sign the browser in
+        result = await container.accounts.login(
+            email=body.email,
+            password=body.password,
+            device_name=body.device_name,
+            ctx=ctx,
+            kind=body.mode,
+            with_secret=body.mode != "token",
+        )
+        if isinstance(result, SecondFactorNeeded):
+            metrics.LOGINS.labels(result="mfa_required").inc()
+            return JSONResponse(
+                {
+                    "mfa_required": True,
+                    "challenge": result.challenge,
+                    "methods": list(result.methods),
+                },
+                headers=NO_STORE,
+            )
         if body.mode == "token":  # a token session, no cookie
-            response = await token_login(body, request, ctx)
+            response = await token_login(result, request, ctx)
         else:
-            response = await cookie_login(body, request, ctx)
+            response = await cookie_login(result, request, ctx)
     except WatchwordError as exc:
         metrics.LOGINS.labels(result=exc.code).inc()
         raise
@@ -39,12 +62,60 @@ async def login(
     return response
 
 
-async def cookie_login(body: Login, request: Request, ctx: RequestContext) -> JSONResponse:
+class MfaAnswer(Body):
+    challenge: str = Field(max_length=128)
+    code: str = Field(max_length=64)
+
+
+@router.post(
+    "/mfa",
+    summary="Complete a sign-in with a TOTP or recovery code: the session, in the mode of login",
+)
+async def complete_mfa(
+    body: MfaAnswer, request: Request, ctx: RequestContext = Depends(context)
+) -> JSONResponse:
+    check_origin(request)  # a browser's completion is a login: the same CSRF rule
+    try:
+        signin, mode = await finish_second_factor(request, body.challenge, body.code, ctx)
+        if mode == "token":
+            response = await token_login(signin, request, ctx)
+        else:
+            response = await cookie_login(signin, request, ctx)
+    except WatchwordError as exc:
+        metrics.LOGINS.labels(result=exc.code).inc()
+        raise
+    metrics.LOGINS.labels(result="succeeded").inc()
+    return response
+
+
+async def finish_second_factor(
+    request: Request, challenge: str, code: str, ctx: RequestContext
+) -> tuple[SignIn, str]:
+    """The second step of a sign-in (the API's and the sign-in page's): the challenge and a
+    TOTP or recovery code in, the new session and the mode asked for at login out."""
     container = container_of(request)
-    check_origin(request)  # login CSRF: a foreign page must not sign the browser in
-    signin = await container.accounts.login(
-        email=body.email, password=body.password, device_name=body.device_name, ctx=ctx
+    passed = await container.mfa.complete(challenge, code, ctx)
+    signin = await container.accounts.open_session(
+        passed.user,
+        ctx,
+        kind=passed.challenge.mode,
+        device_name=passed.challenge.device_name,
+        with_secret=passed.challenge.mode != "token",
+        amr=passed.amr,
+        second_factor=passed.method,
     )
+    try:
+        await container.step_up.record_sign_in(signin.session, passed.amr)
+    except BaseException:
+        # No session that claims less than its sign-in proved, nor one left half made.
+        with contextlib.suppress(Exception):
+            await container.sessions.revoke(signin.session.id, RevokeReason.REVOKED, ctx)
+        raise
+    return signin, passed.challenge.mode
+
+
+async def cookie_login(signin: SignIn, request: Request, ctx: RequestContext) -> JSONResponse:
+    container = container_of(request)
     session = signin.session
     response = JSONResponse(
         {

@@ -27,10 +27,11 @@ from pydantic import Field
 from watchword.domain.errors import StoreUnavailable
 from watchword.domain.principal import Principal
 from watchword.domain.sessions import RevokeReason
+from watchword.services.accounts import SignIn
 from watchword.services.context import RequestContext
 from watchword.services.revocations import Revocation, RevocationFeed, sse_frame
 from watchword.web.deps import container_of, context, require
-from watchword.web.routes.schemas import Body, Login
+from watchword.web.routes.schemas import Body
 
 router = APIRouter(tags=["tokens"])
 
@@ -42,18 +43,10 @@ class RefreshRequest(Body):
     refresh_token: str = Field(max_length=256)
 
 
-async def token_login(body: Login, request: Request, ctx: RequestContext) -> JSONResponse:
-    """``POST /v1/auth/login`` with ``"mode": "token"``: the same session row as a cookie
+async def token_login(signin: SignIn, request: Request, ctx: RequestContext) -> JSONResponse:
+    """A completed sign-in with ``"mode": "token"``: the same session row as a cookie
     sign-in (listed, limited and revoked the same way), answered with a token pair."""
     container = container_of(request)
-    signin = await container.accounts.login(
-        email=body.email,
-        password=body.password,
-        device_name=body.device_name,
-        ctx=ctx,
-        kind="token",
-        with_secret=False,
-    )
     try:
         pair = await container.tokens.start_session(signin.session, signin.user)
     except BaseException:
