@@ -274,7 +274,7 @@ async def test_a_password_change_after_a_while_asks_for_the_password_again(
     client_factory: ClientFactory, clock: Any
 ) -> None:
     client = await client_factory()
-    await client.register()
+    user = await client.register()
     await page_login(client)
     clock.advance(301)
     _, token = await signed_in_page(client)
@@ -292,6 +292,10 @@ async def test_a_password_change_after_a_while_asks_for_the_password_again(
     for data in ({"password": PASSWORD}, {"password": PASSWORD, "csrf_token": "forged"}):
         assert (await client.post("/account/reauth", data=data)).status_code == 403
     assert (await client.post("/account/password", data=change)).status_code == 401
+    key = {"csrf_token": token, "name": "late", "scopes": "profile", "expires": "7d"}
+    late_key = await client.post("/account/api-keys", data=key)
+    assert late_key.status_code == 401 and 'action="/account/reauth"' in late_key.text
+    assert await client.container.api_keys.list_for_user(user["id"]) == []
 
     wrong = await client.post(
         "/account/reauth", data={"password": "not it at all", "csrf_token": token}
@@ -301,6 +305,7 @@ async def test_a_password_change_after_a_while_asks_for_the_password_again(
         "/account/reauth", data={"password": PASSWORD, "csrf_token": token}
     )
     assert confirmed.status_code == 303, confirmed.text
+    assert (await client.post("/account/api-keys", data=key)).status_code == 201
     changed = await client.post("/account/password", data=change)
     assert changed.status_code == 303, changed.text
     assert await password_works(client, NEW_PASSWORD)
