@@ -42,10 +42,18 @@ async def test_forgot_password_mail_reset_and_sign_in(
     created = httpx.post(srv.http + "/v1/users", json={"email": email, "password": PASSWORD})
     assert created.status_code == 201, created.text
     driver = browser()
+    # The registration's link: the page only shows a button (pressing it verifies).
+    verification = await smtp.inbox.wait_for(email, within=pages.LOAD)
+    driver.get(verification.link())
+    pages.screenshot(driver, "verify-email")
+    driver.find_element(pages.By.CSS_SELECTOR, "form[action='/verify-email'] button").click()
+    pages.wait(driver, pages.LOAD, lambda d: "is verified" in d.page_source, "verified")
+    pages.screenshot(driver, "verify-email-done")
 
     driver.get(srv.http + "/login")
     driver.find_element(pages.By.LINK_TEXT, "Forgot your password?").click()
     pages.wait(driver, pages.LOAD, lambda d: pages.path_of(d) == "/forgot-password", "forgot")
+    pages.screenshot(driver, "forgot-password")
     driver.find_element(pages.By.ID, "email").send_keys(email)
     driver.find_element(pages.By.CSS_SELECTOR, "form[action='/forgot-password'] button").click()
     pages.wait(driver, pages.LOAD, lambda d: RESET_SENT in d.page_source, "the same answer")
@@ -58,12 +66,14 @@ async def test_forgot_password_mail_reset_and_sign_in(
             break
     assert mail is not None
     driver.get(mail.link())
+    pages.screenshot(driver, "reset-password")
     driver.find_element(pages.By.ID, "new_password").send_keys(NEW_PASSWORD)
     driver.find_element(pages.By.ID, "new_password_again").send_keys(NEW_PASSWORD)
     driver.find_element(pages.By.CSS_SELECTOR, "form[action='/reset-password'] button").click()
     pages.wait(
         driver, pages.LOAD, lambda d: "every device was signed out" in d.page_source, "reset"
     )
+    pages.screenshot(driver, "reset-password-done")
     driver.find_element(pages.By.LINK_TEXT, "Sign in with your new password").click()
     pages.wait(driver, pages.LOAD, lambda d: pages.path_of(d) == "/login", "back to sign in")
     driver.find_element(pages.By.ID, "email").send_keys(email)
