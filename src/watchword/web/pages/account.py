@@ -392,6 +392,11 @@ async def create_api_key(request: Request, principal: Principal = Depends(key_ma
     form = await request.form()
     container = container_of(request)
     assert principal.user_id is not None
+    # The same step-up rule as POST /v1/api-keys.
+    try:
+        await container.step_up.check(principal)
+    except ReauthRequired:
+        return await _account_page(request, principal, status=401, reauth_needed=True)
     owner = principal.user or await container.accounts.get_user(principal.user_id)
     lifetime = _text(form, "expires", 8)
     scopes = [s for s in form.getlist("scopes") if isinstance(s, str)]
