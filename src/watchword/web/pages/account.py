@@ -10,11 +10,14 @@ from starlette.responses import RedirectResponse, Response
 
 from watchword.domain.errors import (
     AccountDisabled,
+    Conflict,
+    EmailNotVerified,
     InvalidCredentials,
     InvalidInput,
     InvalidMfaChallenge,
     NotFound,
     RateLimited,
+    ReauthRequired,
     StoreUnavailable,
     WatchwordError,
 )
@@ -72,6 +75,7 @@ def _login_page(
     email: str = "",
     error: str | None = None,
     status: int = 200,
+    unverified: bool = False,
 ) -> Response:
     token, nonce = pre_session_token(request)
     response = render(
@@ -82,6 +86,7 @@ def _login_page(
             "next": next_path,
             "email": email,
             "error": error,
+            "unverified": unverified,
             "open_registration": container_of(request).accounts.open_registration,
         },
         status=status,
@@ -118,6 +123,14 @@ async def login_submit(request: Request) -> Response:
         page = _login_page(request, next_path=target, email=email, error=message, status=429)
         page.headers["Retry-After"] = str(wait)
         return page
+    except EmailNotVerified:
+        message = (
+            "Your email address is not verified yet. Follow the link we sent you, "
+            "or ask for a new one."
+        )
+        return _login_page(
+            request, next_path=target, email=email, error=message, status=403, unverified=True
+        )
     except (InvalidCredentials, AccountDisabled) as exc:
         status = 403 if isinstance(exc, AccountDisabled) else 401
         return _login_page(request, next_path=target, email=email, error=exc.message, status=status)
@@ -299,10 +312,15 @@ async def account(
     before: int | None = Query(None, ge=1),
     principal: Principal = Depends(account_reader),
 ) -> Response:
-    notice = {"password": "Your password was changed. Your other devices were signed out."}.get(
-        request.query_params.get("done", "")
-    )
+    notice = NOTICES.get(request.query_params.get("done", ""))
     return await _account_page(request, principal, before=before, notice=notice)
+
+
+NOTICES = {
+    "password": "Your password was changed. Your other devices were signed out.",
+    "verification": "A verification link is on its way to your email address.",
+    "reauth": "Thank you, your password is confirmed. You can go on now.",
+}
 
 
 @router.get("/account/devices")
@@ -318,6 +336,11 @@ async def change_password(
     request: Request, principal: Principal = Depends(account_reader)
 ) -> Response:
     form = await request.form()
+    # The same step-up rule as POST /v1/me/password: a recent sign-in, else confirm first.
+    try:
+        await container_of(request).step_up.check(principal)
+    except ReauthRequired:
+        return await _account_page(request, principal, status=401, reauth_needed=True)
     new = _text(form, "new_password", 4096)
     if new != _text(form, "new_password_again", 4096):
         return await _account_page(
@@ -334,6 +357,46 @@ async def change_password(
             message = f"Too many attempts. Try again in {max(1, exc.retry_after)} seconds."
         return await _account_page(request, principal, status=status, password_error=message)
     return RedirectResponse("/account?done=password#password", status_code=303)
+
+
+@router.post("/account/reauth")
+async def reauthenticate(
+    request: Request, principal: Principal = Depends(account_reader)
+) -> Response:
+    """Confirm the password: this session counts as freshly signed in (``/v1/auth/reauth``)."""
+    form = await request.form()
+    try:
+        await container_of(request).step_up.reauth(
+            principal, _text(form, "password", 4096), context(request)
+        )
+    except (InvalidCredentials, RateLimited) as exc:
+        message = exc.message
+        status = 401
+        if isinstance(exc, RateLimited):
+            message = f"Too many attempts. Try again in {max(1, exc.retry_after)} seconds."
+            status = 429
+        return await _account_page(
+            request, principal, status=status, reauth_needed=True, reauth_error=message
+        )
+    return RedirectResponse("/account?done=reauth#password", status_code=303)
+
+
+@router.post("/account/email/verification")
+async def send_verification(
+    request: Request, principal: Principal = Depends(account_reader)
+) -> Response:
+    """A new verification link to the account's address (``/v1/me/email/verification``)."""
+    assert principal.user_id is not None
+    try:
+        await container_of(request).lifecycle.resend_verification(
+            principal.user_id, context(request)
+        )
+    except Conflict:
+        return RedirectResponse("/account", status_code=303)
+    except RateLimited as exc:
+        message = f"Too many links asked for. Try again in {max(1, exc.retry_after)} seconds."
+        return await _account_page(request, principal, status=429, email_error=message)
+    return RedirectResponse("/account?done=verification", status_code=303)
 
 
 @router.post("/account/sessions/{session_id}/revoke")
@@ -388,6 +451,11 @@ async def create_api_key(request: Request, principal: Principal = Depends(key_ma
     form = await request.form()
     container = container_of(request)
     assert principal.user_id is not None
+    # The same step-up rule as POST /v1/api-keys.
+    try:
+        await container.step_up.check(principal)
+    except ReauthRequired:
+        return await _account_page(request, principal, status=401, reauth_needed=True)
     owner = principal.user or await container.accounts.get_user(principal.user_id)
     lifetime = _text(form, "expires", 8)
     scopes = [s for s in form.getlist("scopes") if isinstance(s, str)]

@@ -63,6 +63,14 @@ EVENT_LABELS = {
     "token.refresh_reuse": "Refresh token reused (session ended)",
     "credential.created": "Key created",
     "credential.revoked": "Key revoked",
+    "email.verification_sent": "Verification link sent",
+    "email.verified": "Email address verified",
+    "email.change_requested": "Email change asked for",
+    "email.changed": "Email address changed",
+    "password.reset_requested": "Password reset asked for",
+    "password.reset": "Password reset by mail",
+    "login.step_up": "Password confirmed",
+    "mail.sent": "Mail sent",
 }
 
 
