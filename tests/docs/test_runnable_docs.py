@@ -129,6 +129,12 @@ def doc_server(tmp_path: Path) -> Iterator[DocServer]:
 def run_block(block: Block, server: DocServer, env_file: Path) -> dict[str, str]:
     """Run one block; answer the environment the next block starts with."""
     code = rewrite(block.code, server.base)
+    if ":8000" in code or "watchword serve" in code:
+        pytest.fail(
+            f"{block.name} starts or names a server of its own: runnable blocks use the running "
+            f"one, at http://127.0.0.1:8000 or $WATCHWORD_URL",
+            pytrace=False,
+        )
     if block.language == "python":
         command = [sys.executable, "-c", code]
     else:
