@@ -99,19 +99,22 @@ def new_user(server: ServerProcess) -> tuple[str, str, str]:
         return email, user_id, tokens.access_token
 
 
-def new_client(server: ServerProcess) -> tuple[str, str]:
-    """(client id, JWT access token) of a fresh OAuth2 client (client credentials)."""
+def new_client(server: ServerProcess, tokens: int = 1) -> tuple[str, str, str, list[str]]:
+    """(client id, secret, first JWT access token, all tokens) of a fresh OAuth2 client."""
     made = json.loads(
         server.cli("clients", "create", "--name", "feed", "--scopes", "profile", "--json")
     )
-    issued = httpx.post(
-        f"{server.url}/oauth2/token",
-        data={"grant_type": "client_credentials"},
-        auth=(made["client_id"], made["client_secret"]),
-        timeout=30,
-    )
-    assert issued.status_code == 200, issued.text
-    return str(made["client_id"]), str(issued.json()["access_token"])
+    issued = []
+    for _ in range(tokens):
+        response = httpx.post(
+            f"{server.url}/oauth2/token",
+            data={"grant_type": "client_credentials"},
+            auth=(made["client_id"], made["client_secret"]),
+            timeout=30,
+        )
+        assert response.status_code == 200, response.text
+        issued.append(str(response.json()["access_token"]))
+    return str(made["client_id"]), str(made["client_secret"]), issued[0], issued
 
 
 def admin_patch(server: ServerProcess, user_id: str, body: dict[str, Any]) -> None:
@@ -125,8 +128,8 @@ def admin_patch(server: ServerProcess, user_id: str, body: dict[str, Any]) -> No
 def test_a_disabled_clients_jwts_are_refused_and_other_clients_pass(
     server: ServerProcess, feed_key: str, verifier: Verifier
 ) -> None:
-    doomed_id, doomed = new_client(server)
-    kept_id, kept = new_client(server)
+    doomed_id, _, doomed, _ = new_client(server)
+    kept_id, _, kept, _ = new_client(server)
     assert verifier.verify(doomed).client_id == doomed_id
     assert verifier.verify(kept).client_id == kept_id
     server.cli("clients", "disable", doomed_id)
@@ -176,3 +179,18 @@ def test_a_deleted_users_tokens_are_refused_and_other_users_pass(
         assert restarted.wait_for_feed(WITHIN)
         assert refused(restarted, doomed, "revoked")
         assert restarted.verify(kept).subject == kept_id
+
+
+def test_a_revoked_client_jwt_is_refused_and_the_clients_other_jwts_pass(
+    server: ServerProcess, verifier: Verifier
+) -> None:
+    client_id, secret, _, (doomed, kept) = new_client(server, tokens=2)
+    assert verifier.verify(doomed).client_id == verifier.verify(kept).client_id == client_id
+    revoked = httpx.post(  # RFC 7009, by the client the token was issued to
+        f"{server.url}/oauth2/revoke", data={"token": doomed}, auth=(client_id, secret), timeout=30
+    )
+    assert revoked.status_code == 200, revoked.text
+    assert until(lambda: refused(verifier, doomed, "token has been revoked")), (
+        "a revoked client JWT still verifies"
+    )
+    assert verifier.verify(kept).client_id == client_id
