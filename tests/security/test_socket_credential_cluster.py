@@ -9,6 +9,7 @@ import json
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -16,6 +17,7 @@ import websockets
 
 from tests.cluster.nodes import Browser, Node, cli, cluster_env
 from tests.helpers import PASSWORD
+from watchword.sdk import SSERevocationSource, TokenRevoked, Verifier
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis, pytest.mark.e2e]
 
@@ -98,3 +100,74 @@ async def test_a_key_revoked_on_one_node_closes_its_socket_on_another(
     finally:
         await doomed.close()
         await kept.close()
+
+
+async def test_a_user_disabled_on_one_node_reaches_a_verifier_following_another(
+    nodes: tuple[Node, Node], http: httpx.AsyncClient
+) -> None:
+    one, two = nodes
+    admin_email = f"admin-{uuid.uuid4().hex[:10]}@example.com"
+    cli(one.env, one.workdir, "users", "create", "--email", admin_email, "--password-stdin",
+        "--role", "admin", stdin=PASSWORD + "\n")  # fmt: skip
+    boss = Browser(http)
+    assert (await boss.login(one, admin_email)).status_code == 200
+    made = await boss.request(
+        "POST", one, "/v1/api-keys", json={"name": "feed", "scopes": ["revocations:read"]}
+    )
+    assert made.status_code == 201, made.text
+    users = []
+    for _ in range(2):
+        email = f"feed-{uuid.uuid4().hex[:10]}@example.com"
+        created = await http.post(
+            one.url + "/v1/users", json={"email": email, "password": PASSWORD}
+        )
+        assert created.status_code == 201, created.text
+        login = await http.post(
+            one.url + "/v1/auth/login", json={"email": email, "password": PASSWORD, "mode": "token"}
+        )
+        assert login.status_code == 200, login.text
+        users.append((str(created.json()["user"]["id"]), str(login.json()["access_token"])))
+    (doomed_id, doomed), (kept_id, kept) = users
+    source = SSERevocationSource(f"{two.url}/v1/revocations/stream", made.json()["key"])
+    async with Verifier(
+        issuer=one.env["WATCHWORD_PUBLIC_URL"],
+        jwks_url=f"{two.url}/.well-known/jwks.json",
+        revocations=source,
+        feed_wait=WAIT,
+    ) as verifier:
+        assert await verifier.await_feed(WAIT)
+        assert (await verifier.averify(doomed)).subject == doomed_id
+        changed = await boss.request(
+            "PATCH", one, f"/v1/admin/users/{doomed_id}", json={"disabled": True}
+        )
+        assert changed.status_code == 200, changed.text
+        for _ in range(int(WAIT / 0.02)):
+            try:
+                await verifier.averify(doomed)
+            except TokenRevoked:
+                break
+            await asyncio.sleep(0.02)
+        else:
+            raise AssertionError("node one's change never reached the verifier on node two")
+        assert (await verifier.averify(kept)).subject == kept_id
+    # Node two's feed names the disabled user itself, not only the sessions it ended.
+    assert doomed_id in (await snapshot(http, two, made.json()["key"])).get("users", {})
+
+
+async def snapshot(http: httpx.AsyncClient, node: Node, key: str) -> dict[str, Any]:
+    """The first frame of a fresh feed connection to ``node``, read off the wire."""
+    headers = {"Authorization": f"Bearer {key}", "Accept": "text/event-stream"}
+    url = f"{node.url}/v1/revocations/stream"
+    async with http.stream("GET", url, headers=headers) as response:
+        assert response.status_code == 200, await response.aread()
+        event, data = None, ""
+        async for line in response.aiter_lines():
+            if line.startswith("event:"):
+                event = line.partition(":")[2].strip()
+            elif line.startswith("data:"):
+                data += line.partition(":")[2].strip()
+            elif not line and event is not None:
+                assert event == "snapshot", event
+                frame: dict[str, Any] = json.loads(data)
+                return frame
+    raise AssertionError("the feed closed before its snapshot")
