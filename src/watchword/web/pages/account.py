@@ -347,7 +347,7 @@ async def change_password(
             request, principal, status=400, password_error="The new passwords do not match."
         )
     try:
-        await container_of(request).accounts.change_password(
+        changed = await container_of(request).accounts.change_password(
             principal, current=_text(form, "current_password", 4096), new=new, ctx=context(request)
         )
     except (InvalidCredentials, InvalidInput, RateLimited) as exc:
@@ -356,7 +356,12 @@ async def change_password(
         if isinstance(exc, RateLimited):
             message = f"Too many attempts. Try again in {max(1, exc.retry_after)} seconds."
         return await _account_page(request, principal, status=status, password_error=message)
-    return RedirectResponse("/account?done=password#password", status_code=303)
+    response = RedirectResponse("/account?done=password#password", status_code=303)
+    # The session that made the change continues under a new secret (the old cookie is dead).
+    replacement = changed.session
+    if replacement is not None and replacement.secret is not None:
+        request.app.state.session_cookie.set(response, replacement.secret)
+    return response
 
 
 @router.post("/account/reauth")
