@@ -132,10 +132,15 @@ def _other(proxied: Proxied, welcome: dict[str, Any]) -> Node:
     return other
 
 
-async def _closed_with(ws: websockets.ClientConnection) -> int | None:
-    with pytest.raises(websockets.ConnectionClosed):
+async def _closed_with(ws: websockets.ClientConnection, within: float = 60.0) -> int | None:
+    """The close code, waiting at most ``within`` seconds (pings keep an open socket busy)."""
+
+    async def drain() -> None:
         while True:
             await _next(ws)
+
+    with pytest.raises(websockets.ConnectionClosed):
+        await asyncio.wait_for(drain(), within)
     return ws.close_code
 
 
