@@ -75,7 +75,7 @@ class Node:
                 stderr=subprocess.STDOUT,
             )
 
-    def wait_ready(self, within: float = 30.0) -> None:
+    def wait_ready(self, within: float = 90.0) -> None:
         assert self.process is not None
         wait_until_serving(
             self.process, self.url, path="/readyz", within=within, output=self.log.read_text

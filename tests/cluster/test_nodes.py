@@ -8,6 +8,7 @@ import shutil
 import subprocess
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -362,41 +363,72 @@ async def test_three_nodes_behind_the_shipped_nginx_config_need_no_sticky_sessio
 
 
 async def test_a_node_killed_under_load_loses_no_acknowledged_session(
-    cluster: Cluster, http: httpx.AsyncClient
+    cluster: Cluster, http: httpx.AsyncClient, postgres_url: str
 ) -> None:
     one, two, three = cluster.nodes
     survivor = Browser(http)
     assert (await survivor.login(two, await cluster.create_user(http))).status_code == 200
     emails = []
-    for _ in range(6):
+    for _ in range(LOAD_USERS):
         email = f"load-{uuid.uuid4().hex[:12]}@example.com"
         body = {"email": email, "password": PASSWORD}
         created = await http.post(one.url + "/v1/users", json=body)
         assert created.status_code == 201, created.text
         emails.append(email)
-    acknowledged: list[Browser] = []
-    failed = 0
+    acknowledged: list[tuple[str, Browser]] = []
+    other_answers: list[httpx.Response] = []
+    in_flight: set[int] = set()
+    cut_off: list[BaseException] = []  # started before the kill, no answer after it
+    refused_after: list[BaseException] = []  # started after the kill
+    killed = False
+    started = 0
 
     async def sign_in(email: str) -> None:
-        nonlocal failed
+        nonlocal started
         for _ in range(SESSION_LIMIT):
             browser = Browser(http)
+            started += 1
+            ticket, before_kill = started, not killed
+            in_flight.add(ticket)
             try:
                 response = await browser.login(two, email)
-            except httpx.TransportError:
-                failed += 1
+            except httpx.TransportError as exc:
+                (cut_off if before_kill else refused_after).append(exc)
                 return
+            finally:
+                in_flight.discard(ticket)
             if response.status_code == 200:
-                acknowledged.append(browser)
+                acknowledged.append((email, browser))
+            else:
+                other_answers.append(response)
 
     tasks = [asyncio.create_task(sign_in(e)) for e in emails]
-    await eventually(lambda: _true(len(acknowledged) >= 3), attempts=400)
+    # Kill only while sign-ins are on the wire: some acknowledged, several still unanswered.
+    await eventually(lambda: _true(len(acknowledged) >= 3 and len(in_flight) >= 3), attempts=1200)
+    # Nothing runs on the loop between this count and the kill (both are synchronous).
+    in_flight_at_kill = len(in_flight)
+    killed = True
     two.kill()
-    await asyncio.gather(*tasks)
+    await asyncio.wait_for(asyncio.gather(*tasks), 120)
     try:
-        assert acknowledged
+        assert in_flight_at_kill >= 3
+        # The kill landed mid-request: sign-ins sent before it never got their answer.
+        assert cut_off, "every sign-in sent before the kill was answered: it landed too late"
+        assert len(cut_off) <= in_flight_at_kill
+        # The node answered nothing but success until it died (no 409, no 5xx).
+        assert other_answers == [], [(r.status_code, r.text) for r in other_answers]
+        assert len(acknowledged) + len(cut_off) + len(refused_after) <= LOAD_USERS * SESSION_LIMIT
+        # Every acknowledged session is in PostgreSQL itself, live, for the right user.
+        rows = await _sessions_in_postgres(postgres_url, emails)
+        for email, browser in acknowledged:
+            assert browser.session_id in rows, f"acknowledged session {browser.session_id} lost"
+            row = rows[browser.session_id]
+            assert row["email"] == email and row["revoked_at"] is None, dict(row)
+            assert row["expires_at"] > datetime.now(UTC)
+        # Beyond those, only sign-ins cut off by the kill may have left a session behind.
+        assert len(rows) - len(acknowledged) <= len(cut_off)
         # Every session node two acknowledged works on the others, with the same cookie.
-        for browser in [survivor, *acknowledged]:
+        for _, browser in [("", survivor), *acknowledged]:
             for node in (one, three):
                 response = await browser.request("GET", node, "/v1/me")
                 assert response.status_code == 200, response.text
@@ -406,6 +438,27 @@ async def test_a_node_killed_under_load_loses_no_acknowledged_session(
         two.wait_ready()
     # Back in the cluster, the restarted node serves them too.
     assert (await survivor.request("GET", two, "/v1/me")).status_code == 200
+
+
+LOAD_USERS = 10
+
+
+async def _sessions_in_postgres(postgres_url: str, emails: list[str]) -> dict[str, Any]:
+    """The live sessions of these users, read with asyncpg straight from the database."""
+    import asyncpg
+
+    conn = await asyncpg.connect(
+        postgres_url.replace("postgresql+asyncpg://", "postgresql://", 1), timeout=10
+    )
+    try:
+        rows = await conn.fetch(
+            "SELECT s.id, u.email, s.revoked_at, s.expires_at FROM sessions s"
+            " JOIN users u ON u.id = s.user_id WHERE u.email = ANY($1::text[])",
+            emails,
+        )
+    finally:
+        await conn.close()
+    return {row["id"]: row for row in rows}
 
 
 async def _true(value: bool) -> bool:

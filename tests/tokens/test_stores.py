@@ -1,9 +1,10 @@
-"""The token store contracts, on memory and SQLite alike."""
+"""The token store contracts, on memory, SQLite and PostgreSQL alike."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+import uuid
+from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -20,12 +21,39 @@ from watchword.stores.tokens import TokenStores, token_stores_for
 NOW = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
 
 
-@pytest.fixture(params=["memory", "sqlite"])
-async def backend(request: Any, tmp_path: Any) -> AsyncIterator[tuple[Any, TokenStores]]:
+async def _admin(url: str, sql: str) -> None:
+    import asyncpg
+
+    conn = await asyncpg.connect(url.replace("postgresql+asyncpg://", "postgresql://", 1))
+    try:
+        await conn.execute(sql)
+    finally:
+        await conn.close()
+
+
+@pytest.fixture(params=["memory", "sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def database_url(request: Any, tmp_path: Any) -> Iterator[str | None]:
+    """None for memory; on PostgreSQL a database of this test alone, next to the run's:
+    the contracts count rows and generations from zero, so each needs an empty schema."""
     if request.param == "memory":
+        yield None
+    elif request.param == "sqlite":
+        yield f"sqlite+aiosqlite:///{tmp_path}/stores.db"
+    else:
+        postgres_url: str = request.getfixturevalue("postgres_url")
+        base, _, run_db = postgres_url.rpartition("/")
+        name = f"{run_db}_{uuid.uuid4().hex[:8]}"
+        asyncio.run(_admin(postgres_url, f'CREATE DATABASE "{name}"'))
+        yield f"{base}/{name}"
+        asyncio.run(_admin(postgres_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+@pytest.fixture
+async def backend(database_url: str | None) -> AsyncIterator[tuple[Any, TokenStores]]:
+    if database_url is None:
         db: Any = MemoryDatabase()
     else:
-        db = SqlDatabase(f"sqlite+aiosqlite:///{tmp_path}/stores.db")
+        db = SqlDatabase(database_url)
         await db.upgrade()
     user = User(id="u1", email="u@example.com", password_hash="x", created_at=NOW, updated_at=NOW)
     await db.users.create(user)
