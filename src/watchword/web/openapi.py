@@ -56,6 +56,14 @@ SPECIAL: dict[tuple[str, str], set[int]] = {
     ("post", "/v1/users"): {409, 429},
     ("post", "/v1/auth/login"): {401, 403, 429},
     ("post", "/v1/auth/refresh"): {401, 429},
+    # the second step of a sign-in: wrong or replayed code, used or expired challenge
+    ("post", "/v1/auth/mfa"): {401, 403, 429},
+    ("post", "/v1/auth/reauth"): {401, 429},
+    # mailed tokens: unknown, used or expired; throttled; already verified
+    ("post", "/v1/me/email/verify"): {400, 401, 409, 429},
+    ("post", "/v1/me/email/verification"): {401, 409, 429},
+    ("post", "/v1/auth/password-reset"): {429},
+    ("post", "/v1/auth/password-reset/confirm"): {400, 401, 429},
 }
 NO_STORE_ROUTES = {
     ("get", "/healthz"),
