@@ -19,7 +19,13 @@ from watchword.domain.mfa import MfaChallenge, TotpFactor
 from watchword.domain.sessions import Session
 from watchword.domain.users import User
 from watchword.stores.sql import tables as t
-from watchword.stores.sql.database import _user, insert_audit, record_control, revoke_where
+from watchword.stores.sql.database import (
+    _user,
+    insert_audit,
+    insert_user,
+    record_control,
+    revoke_where,
+)
 from watchword.stores.sql.engine import guarded, write_transaction
 
 NO_USER = ""  # matches no row: the user id of the work done for an unknown account
@@ -132,20 +138,7 @@ class SqlAccountTokenStore:
     ) -> User:
         try:
             async with write_transaction(self._engine) as conn:
-                await conn.execute(
-                    insert(t.users).values(
-                        id=user.id,
-                        email=user.email,
-                        password_hash=user.password_hash,
-                        first_name=user.first_name,
-                        last_name=user.last_name,
-                        roles=list(user.roles),
-                        disabled=user.disabled,
-                        created_at=user.created_at,
-                        updated_at=user.updated_at,
-                        email_verified_at=user.email_verified_at,
-                    )
-                )
+                await insert_user(conn, user)
                 await _insert_token(conn, token)
                 await insert_mail(conn, mail)
                 await insert_audit(conn, audit)

@@ -94,6 +94,24 @@ def revoked_payloads(sessions: Sequence[Session]) -> list[dict[str, Any]]:
     ]
 
 
+async def insert_user(conn: AsyncConnection, user: User) -> None:
+    """Write a new user row inside the caller's transaction."""
+    await conn.execute(
+        insert(t.users).values(
+            id=user.id,
+            email=user.email,
+            password_hash=user.password_hash,
+            first_name=user.first_name,
+            last_name=user.last_name,
+            roles=list(user.roles),
+            disabled=user.disabled,
+            created_at=user.created_at,
+            updated_at=user.updated_at,
+            email_verified_at=user.email_verified_at,
+        )
+    )
+
+
 async def insert_audit(conn: AsyncConnection, audit: Sequence[AuditEvent]) -> None:
     """Write audit rows inside the caller's transaction."""
     for event in audit:
@@ -135,20 +153,7 @@ class SqlUserStore:
     async def create(self, user: User, *, audit: Sequence[AuditEvent] = ()) -> User:
         try:
             async with write_transaction(self._engine) as conn:
-                await conn.execute(
-                    insert(t.users).values(
-                        id=user.id,
-                        email=user.email,
-                        password_hash=user.password_hash,
-                        first_name=user.first_name,
-                        last_name=user.last_name,
-                        roles=list(user.roles),
-                        disabled=user.disabled,
-                        created_at=user.created_at,
-                        updated_at=user.updated_at,
-                        email_verified_at=user.email_verified_at,
-                    )
-                )
+                await insert_user(conn, user)
                 await insert_audit(conn, audit)
         except IntegrityError as exc:
             raise EmailTaken() from exc
