@@ -58,10 +58,12 @@ def test_with_the_database_fallback_redis_down_is_not_fatal(
     assert report["dependencies"]["redis"] | {"error": None} == {
         "ok": False,
         "error": None,
+        "url": report["dependencies"]["redis"]["url"],
         "pool": report["dependencies"]["redis"]["pool"],
         "fallback": "database",
         "required": False,
     }
+    assert report["dependencies"]["redis"]["url"].startswith("redis://127.0.0.1:")
 
 
 def test_a_bad_fallback_value_is_a_clear_setting_error(
