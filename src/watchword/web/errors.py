@@ -101,8 +101,12 @@ def watchword_error_response(exc: e.WatchwordError) -> JSONResponse:
 def _body_not_json(request: Request, exc: RequestValidationError) -> bool:
     """A JSON route was sent a body of another type (a form, text): FastAPI then reports the
     whole body as "not an object", which does not say what to change."""
-    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    if content_type == "application/json" or content_type.endswith("+json"):
+    headers = request.headers
+    sent_a_body = headers.get("content-length", "0") not in ("", "0") or (
+        "transfer-encoding" in headers
+    )
+    content_type = headers.get("content-type", "").split(";")[0].strip().lower()
+    if not sent_a_body or content_type == "application/json" or content_type.endswith("+json"):
         return False
     return any(tuple(err.get("loc", ())) == ("body",) for err in exc.errors())
 
