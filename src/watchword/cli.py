@@ -25,7 +25,7 @@ from pydantic_settings import SettingsError
 from watchword import __version__
 from watchword.bus.workers import WorkerBroker
 from watchword.commands.output import CliError, emit
-from watchword.config import Settings
+from watchword.config import Settings, masked_url
 from watchword.domain.errors import WatchwordError
 from watchword.services.container import Container
 from watchword.services.secrets_file import MasterKeyMissing
@@ -58,19 +58,9 @@ async def db_upgrade(args: argparse.Namespace, c: Container) -> None:
         raise store_failure(c.settings.database_url, exc) from exc
     emit(
         args,
-        {"status": "upgraded", "database": _redact_url(c.settings.database_url)},
+        {"status": "upgraded", "database": masked_url(c.settings.database_url)},
         ("status", "database"),
     )
-
-
-def _redact_url(url: str) -> str:
-    """The URL with its password masked."""
-    if "@" in url and "://" in url:
-        scheme, rest = url.split("://", 1)
-        creds, host = rest.rsplit("@", 1)
-        if ":" in creds:
-            return f"{scheme}://{creds.split(':', 1)[0]}:***@{host}"
-    return url
 
 
 def _driver_reason(exc: BaseException) -> str:
@@ -96,7 +86,7 @@ def store_failure(url: str, exc: BaseException) -> CliError:
     folder = _missing_sqlite_folder(url)
     if folder:
         reason = f"{reason} (the folder {folder} does not exist)"
-    return CliError(f"cannot open the {kind} database {_redact_url(url)}: {reason}")
+    return CliError(f"cannot open the {kind} database {masked_url(url)}: {reason}")
 
 
 def _missing_sqlite_folder(url: str) -> str:
@@ -180,7 +170,7 @@ def serve(args: argparse.Namespace) -> int:
     bus = "redis" if settings.redis_url else "in-process"
     print(
         f"Watchword listening on http://{shown}:{port} "
-        f"(database: {_redact_url(settings.database_url)}, bus: {bus}, workers: {args.workers})",
+        f"(database: {masked_url(settings.database_url)}, bus: {bus}, workers: {args.workers})",
         flush=True,
     )
     config = uvicorn.Config(

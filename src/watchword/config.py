@@ -355,3 +355,13 @@ class Settings(BaseSettings):
             return self.public_url.rstrip("/")
         scheme = "https" if self.secure_cookies else "http"
         return f"{scheme}://{self.host}:{self.port}"
+
+
+def masked_url(url: str) -> str:
+    """A store URL with its password masked, for errors, logs and health answers."""
+    if "@" in url and "://" in url:
+        scheme, rest = url.split("://", 1)
+        creds, host = rest.rsplit("@", 1)
+        if ":" in creds:
+            return f"{scheme}://{creds.split(':', 1)[0]}:***@{host}"
+    return url

@@ -30,7 +30,7 @@ from watchword.bus.base import EventBus
 from watchword.bus.local import LocalBus
 from watchword.bus.redis import RedisBus
 from watchword.bus.workers import WorkerBus
-from watchword.config import Settings
+from watchword.config import Settings, masked_url
 from watchword.domain import events
 from watchword.domain.errors import StoreUnavailable
 from watchword.services.control import ControlPlane
@@ -40,7 +40,6 @@ from watchword.stores.redis.client import (
     REDIS_FAILURES,
     RedisOptions,
     make_client,
-    masked_url,
     pool_in_use,
 )
 from watchword.stores.redis.realtime import RedisPresence, RedisTicketStore

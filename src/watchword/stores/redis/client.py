@@ -37,16 +37,6 @@ class RedisOptions:
         return f"{self.prefix}:bus:{name}"
 
 
-def masked_url(url: str) -> str:
-    """The URL with its password masked, for logs and health answers."""
-    if "@" in url and "://" in url:
-        scheme, rest = url.split("://", 1)
-        creds, host = rest.rsplit("@", 1)
-        if ":" in creds:
-            return f"{scheme}://{creds.split(':', 1)[0]}:***@{host}"
-    return url
-
-
 def make_client(options: RedisOptions, *, retries: int = 2) -> Redis:
     """A pooled client. Commands retry twice with jittered backoff, then raise."""
     retry = (
