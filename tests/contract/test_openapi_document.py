@@ -41,3 +41,39 @@ async def test_declared_statuses_and_media_types(client: Client) -> None:
     me = paths["/v1/me"]["get"]["responses"]
     assert {"401", "403", "503"} <= set(me)
     assert "HTTPValidationError" not in str(paths)
+
+
+async def test_links_name_operations_the_document_has(client: Client) -> None:
+    paths = (await document(client))["paths"]
+    operation_ids = {op["operationId"] for ops in paths.values() for op in ops.values()}
+    created = paths["/v1/api-keys"]["post"]["responses"]["201"]["links"]["RevokeCreatedApiKey"]
+    assert created["parameters"] == {"key_id": "$response.body#/api_key/id"}
+    assert created["operationId"] == paths["/v1/api-keys/{key_id}"]["delete"]["operationId"]
+    links = [
+        link
+        for ops in paths.values()
+        for op in ops.values()
+        for response in op["responses"].values()
+        for link in response.get("links", {}).values()
+    ]
+    assert len(links) >= 7
+    assert all(link["operationId"] in operation_ids for link in links)
+
+
+async def test_a_key_name_or_scope_the_schema_forbids_is_a_validation_error(
+    client: Client,
+) -> None:
+    admin, _, _ = await admin_and_user(client)
+    for body in (
+        {"name": "\U000e08d2 unassigned", "scopes": ["profile"]},
+        {"name": "   ", "scopes": ["profile"]},
+        {"name": "ok", "scopes": ["", "profile"]},
+        {"name": "ok", "scopes": []},
+        {"name": "ok", "scopes": "   "},
+    ):
+        for path in ("/v1/api-keys", "/v1/signing-keys"):
+            response = await admin.post(path, json=body)
+            assert response.status_code == 422, (path, body, response.text)
+            assert response.json()["error"] == "validation_error"
+    listed = await admin.get("/v1/api-keys")
+    assert listed.json()["api_keys"] == []

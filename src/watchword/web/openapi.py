@@ -65,6 +65,43 @@ SPECIAL: dict[tuple[str, str], set[int]] = {
     ("post", "/v1/auth/password-reset"): {429},
     ("post", "/v1/auth/password-reset/confirm"): {400, 401, 429},
 }
+# OpenAPI links (3.1 section 4.8.20): how an id one operation answers feeds another, so a
+# client generator, and the stateful contract test, can follow created and listed resources.
+# Only resources a caller made or owns: nothing here points at another user's account.
+# (method, path, status) -> {link name: ("METHOD /target", its path parameter, body pointer)}
+LINKS: dict[tuple[str, str, str], dict[str, tuple[str, str, str]]] = {
+    ("post", "/v1/api-keys", "201"): {
+        "RevokeCreatedApiKey": ("DELETE /v1/api-keys/{key_id}", "key_id", "/api_key/id"),
+    },
+    ("get", "/v1/api-keys", "200"): {
+        "RevokeListedApiKey": ("DELETE /v1/api-keys/{key_id}", "key_id", "/api_keys/0/id"),
+    },
+    ("post", "/v1/signing-keys", "201"): {
+        "RevokeCreatedSigningKey": (
+            "DELETE /v1/signing-keys/{key_id}",
+            "key_id",
+            "/signing_key/id",
+        ),
+    },
+    ("get", "/v1/signing-keys", "200"): {
+        "RevokeListedSigningKey": (
+            "DELETE /v1/signing-keys/{key_id}",
+            "key_id",
+            "/signing_keys/0/id",
+        ),
+    },
+    ("get", "/v1/sessions", "200"): {
+        "RevokeListedSession": ("DELETE /v1/sessions/{session_id}", "session_id", "/sessions/0/id"),
+    },
+    ("post", "/v1/users", "201"): {
+        "UpdateRegisteredUser": ("PATCH /v1/admin/users/{user_id}", "user_id", "/user/id"),
+        "SignOutRegisteredUser": (
+            "DELETE /v1/admin/users/{user_id}/sessions",
+            "user_id",
+            "/user/id",
+        ),
+    },
+}
 NO_STORE_ROUTES = {
     ("get", "/healthz"),
     ("get", "/.well-known/jwks.json"),
@@ -142,7 +179,26 @@ def build(app: FastAPI) -> dict[str, Any]:
                 responses[str(status)] = error_response(status)
     for name in ("HTTPValidationError", "ValidationError"):
         components.pop(name, None)
+    add_links(paths)
     return schema
+
+
+def add_links(paths: dict[str, Any]) -> None:
+    """Declare :data:`LINKS` on the responses they start from, by the target's operationId."""
+    for (method, path, status), links in LINKS.items():
+        response = paths.get(path, {}).get(method, {}).get("responses", {}).get(status)
+        if response is None:
+            continue  # a surface this app does not mount
+        declared = response.setdefault("links", {})
+        for name, (target_route, parameter, pointer) in links.items():
+            target_method, target_path = target_route.split(" ")
+            target = paths.get(target_path, {}).get(target_method.lower())
+            if target is None:
+                continue
+            declared[name] = {
+                "operationId": target["operationId"],
+                "parameters": {parameter: f"$response.body#{pointer}"},
+            }
 
 
 def install(app: FastAPI) -> None:

@@ -13,6 +13,7 @@ from watchword.domain.principal import Principal
 from watchword.domain.users import User
 from watchword.services.context import RequestContext
 from watchword.web.deps import container_of, context, require
+from watchword.web.routes.schemas import KeyName, Scopes
 from watchword.web.stepup import require_recent_auth
 
 router = APIRouter(prefix="/v1/api-keys", tags=["api-keys"])
@@ -24,8 +25,8 @@ NO_STORE = {"Cache-Control": "no-store"}
 class ApiKeyCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    name: str = Field(min_length=1, max_length=100)
-    scopes: list[str] | str = Field(description="Scopes, a subset of your own")
+    name: KeyName
+    scopes: Scopes = Field(description="Scopes, a subset of your own")
     expires_in: int | None = Field(default=None, description="Lifetime in seconds")
 
 

@@ -4,13 +4,42 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 from pydantic.json_schema import SkipJsonSchema
 
 # What ``check_label`` accepts: no control characters (Unicode category Cc). Declared in the
 # schema only: the handler's own check answers 400 with a precise message.
 DOCUMENTED_LABEL: dict[str, Any] = {"pattern": r"^[^\x00-\x1f\x7f-\x9f]*$"}
 ROLE_NAME: dict[str, Any] = {"pattern": r"^[a-z][a-z0-9_:-]{0,63}$"}
+
+
+def _printable_name(value: str) -> str:
+    # The services check it too (the CLI reaches them directly); here a name JSON Schema
+    # cannot judge (an unassigned or format character) is a 422 like any other bad field.
+    name = value.strip()
+    if not name or not name.isprintable():
+        raise ValueError("must be 1 to 100 printable characters")
+    return name
+
+
+# The name of a key or client: shown in lists and audit lines, so printable only.
+KeyName = Annotated[
+    str,
+    Field(min_length=1, max_length=100, json_schema_extra=DOCUMENTED_LABEL),
+    AfterValidator(_printable_name),
+]
+
+
+# RFC 6749 section 3.3 scope-token, as domain.scopes checks it: a list of them, or one
+# space-separated string of at least one.
+SCOPE_TOKEN = r"[\x21\x23-\x5b\x5d-\x7e]{1,128}"
+Scopes = (
+    Annotated[
+        list[Annotated[str, Field(pattern=f"^{SCOPE_TOKEN}$")]],
+        Field(min_length=1, max_length=64),
+    ]
+    | Annotated[str, Field(pattern=f"^ *{SCOPE_TOKEN}( +{SCOPE_TOKEN})* *$", max_length=4096)]
+)
 
 
 class Body(BaseModel):

@@ -13,6 +13,7 @@ from watchword.domain.principal import Principal
 from watchword.services.context import RequestContext
 from watchword.web.deps import container_of, context, require
 from watchword.web.routes.apikeys import NO_STORE, owner_of
+from watchword.web.routes.schemas import KeyName, Scopes
 
 router = APIRouter(prefix="/v1/signing-keys", tags=["signing-keys"])
 
@@ -22,9 +23,9 @@ KeyId = Path(max_length=64)
 class SigningKeyCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    name: str = Field(min_length=1, max_length=100)
+    name: KeyName
     algorithm: Literal["hmac-sha256", "ed25519"] = "hmac-sha256"
-    scopes: list[str] | str = Field(description="Scopes, a subset of your own")
+    scopes: Scopes = Field(description="Scopes, a subset of your own")
     public_key: str | None = Field(
         default=None, max_length=4096, description="ed25519 only: PEM or base64url raw key"
     )
