@@ -24,7 +24,7 @@ from typing import Any, Generic, TypeVar
 
 from watchword.domain.errors import StoreUnavailable
 from watchword.stores.redis.client import REDIS_FAILURES, RedisClient, RedisOptions
-from watchword.stores.redis.sessions import load_script
+from watchword.stores.redis.scripts import LuaScript, load_script
 
 E = TypeVar("E")
 G = TypeVar("G")
@@ -49,7 +49,7 @@ class RedisPresence(Generic[E]):
         self._ttl = ttl
         self._user_of = user_of
         self._id_of = id_of
-        self._list = client.register_script(load_script("presence_list.lua"))
+        self._list = LuaScript(client, load_script("presence_list.lua"))
 
     def _keys(self, user_id: str) -> tuple[str, str]:
         # One user's two keys share the user id as hash tag: one slot, so add/remove stay

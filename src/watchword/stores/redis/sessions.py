@@ -26,7 +26,6 @@ import json
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
-from importlib import resources
 from typing import TYPE_CHECKING, Any, Literal
 
 from prometheus_client import Counter
@@ -36,6 +35,7 @@ from watchword.domain.errors import StoreUnavailable
 from watchword.domain.sessions import Session
 from watchword.stores.base import AuditStore, ControlFeed, Database, SessionStore, UserStore
 from watchword.stores.redis.client import REDIS_FAILURES, RedisClient, RedisOptions
+from watchword.stores.redis.scripts import LuaScript, load_script
 
 log = logging.getLogger("watchword.redis")
 
@@ -48,10 +48,6 @@ REDIS_SESSION_LOOKUPS = Counter(
 MAX_MARKER_SECONDS = 86_400
 
 Fallback = Literal["none", "database"]
-
-
-def load_script(name: str) -> str:
-    return resources.files("watchword.stores.redis").joinpath("lua", name).read_text("utf-8")
 
 
 def session_to_json(session: Session, cursor: int) -> str:
@@ -105,8 +101,8 @@ class RedisSessionCache:
         self._client = client
         self._options = options
         self._ttl = ttl
-        self._put = client.register_script(load_script("put_session.lua"))
-        self._revoke = client.register_script(load_script("revoke_session.lua"))
+        self._put = LuaScript(client, load_script("put_session.lua"))
+        self._revoke = LuaScript(client, load_script("revoke_session.lua"))
         # Invalidations Redis could not take: retried when it is back.
         self.pending: dict[str, float] = {}
 
