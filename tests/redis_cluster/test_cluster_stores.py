@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 import redis
 from limits import parse
+from redis.asyncio.cluster import RedisCluster
 
 from tests.cluster.conftest import eventually
 from tests.redis_cluster.servers import RedisClusterServers
@@ -23,7 +24,7 @@ from watchword.domain.sessions import Session
 from watchword.services.cluster import rate_limit_storage
 from watchword.services.ratelimit import RateLimiter
 from watchword.stores.redis import RedisNonceStore, RedisOptions, make_client
-from watchword.stores.redis.client import parse_cluster_url
+from watchword.stores.redis.client import REDIS_FAILURES, parse_cluster_url
 from watchword.stores.redis.realtime import RedisPresence
 from watchword.stores.redis.sessions import RedisSessionCache
 from watchword.web.realtime.presence import PresenceEntry
@@ -224,6 +225,45 @@ async def test_losing_the_master_of_a_bus_channel_is_a_gap_and_the_bus_comes_bac
             owner.start()
         redis_cluster.wait_healthy()
         await bus.close()
+
+
+async def test_scripts_on_healthy_masters_run_while_another_master_is_down(
+    redis_cluster: RedisClusterServers,
+) -> None:
+    options = options_for(redis_cluster, socket_timeout=0.5, connect_timeout=0.5)
+    client = make_client(options)
+    down = redis_cluster.masters[0]
+    try:
+        cache = RedisSessionCache(client, options, ttl=60)
+        now = datetime.now(UTC)
+        sessions = [a_session(now) for _ in range(12)]
+        healthy = [
+            s
+            for s in sessions
+            if down
+            not in (
+                redis_cluster.owner_of(options.key("sess", s.id)),
+                redis_cluster.owner_of(options.key("secret", str(s.secret_hash))),
+            )
+        ]
+        assert healthy
+        assert isinstance(client, RedisCluster)
+        await client.initialize()  # a running node knows the cluster before a master goes
+        down.kill()
+        for master in redis_cluster.masters[1:]:
+            with redis.Redis(port=master.port, socket_timeout=2) as admin:
+                admin.script_flush()  # as after a restart: no script is known there
+        for session in healthy:
+            assert await cache.put(session, 1)
+            assert await cache.get(str(session.secret_hash)) is not None
+        lost = next(s for s in sessions if s not in healthy)
+        with pytest.raises(REDIS_FAILURES):
+            await cache.put(lost, 1)
+    finally:
+        if down.process is None:
+            down.start()
+        redis_cluster.wait_healthy()
+        await client.aclose()
 
 
 async def _true(value: bool) -> bool:
