@@ -2,7 +2,7 @@
 
 With ``WATCHWORD_REDIS_URL`` set, a node uses the Redis bus, the Redis session layer and Redis
 rate-limit counters; without it, the in-process bus and memory counters (one node). Every node
-writes a heartbeat to ``{prefix}:nodes`` so ``watchword cluster check`` and ``/readyz?verbose=1``
+writes a heartbeat to ``<prefix>:nodes`` so ``watchword cluster check`` and ``/readyz?verbose=1``
 can show which nodes are alive. Failure decisions are in docs/operations.md.
 """
 
