@@ -252,8 +252,16 @@ class Settings(BaseSettings):
     def _redis_url(cls, value: str | None) -> str | None:
         if not value:
             return None
+        if value.startswith(("redis+cluster://", "rediss+cluster://")):
+            from watchword.stores.redis.client import parse_cluster_url
+
+            parse_cluster_url(value)  # seeds as host:port, no database but 0
+            return value
         if not value.startswith(("redis://", "rediss://", "unix://")):
-            raise ValueError("a Redis URL starts with redis://, rediss:// or unix://")
+            raise ValueError(
+                "a Redis URL starts with redis://, rediss://, unix://, or redis+cluster:// "
+                "(rediss+cluster://) for a Redis Cluster"
+            )
         return value
 
     @field_validator("redis_prefix")

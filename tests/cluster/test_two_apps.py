@@ -295,8 +295,10 @@ async def test_readiness_and_metrics_show_redis_the_bus_and_the_node(
         "reconnects": 0,
         "error": None,
         "channels": body["checks"]["bus"]["channels"],
+        "servers": {"control": "redis", "realtime": "redis"},
         "required": True,
     }
+    assert body["checks"]["redis"]["mode"] == "single"
     assert "control" in body["checks"]["bus"]["channels"]
     me = body["cluster"]["node"]
     assert me["id"] == two.container.control.node_id
@@ -325,8 +327,8 @@ async def test_closing_the_bus_at_any_moment_ends_its_loop(
         await bus.start()
         await bus.publish("control", {"type": "x"})
         await asyncio.sleep(pause)
-        task = bus._task
-        assert task is not None
+        tasks = [link.task for link in bus._links.values()]
+        assert tasks and all(task is not None for task in tasks)
         await asyncio.wait_for(bus.close(), 30)  # a hang guard, not a measurement
-        assert task.done() and not bus.healthy
+        assert all(task is not None and task.done() for task in tasks) and not bus.healthy
         await bus.close()  # twice is harmless

@@ -7,6 +7,14 @@ it missed: it reports a gap to the ``on_gap`` handlers when the loss is seen and
 is subscribed again (they flush caches and re-read the durable control feed), and reconnects
 with jittered exponential backoff. ``publish`` raises ``StoreUnavailable`` when Redis cannot
 take the message; callers whose truth is elsewhere (the control feed) log it and carry on.
+
+Each channel has its own subscription link (one connection). On one server every link goes
+to that server. On a cluster a link goes to the master owning the channel's slot, read from
+the cluster client's slot map; after any loss (the master died, a failover, a ``MOVED``
+answer) the link re-reads the slot map before it subscribes again, so it follows the slot
+to its new owner. redis-py's own ``ClusterPubSub`` is not used because it reconnects and
+re-subscribes silently: a subscriber must *see* every loss, since what was published in
+between is gone and its caches must be dropped.
 """
 
 from __future__ import annotations
@@ -23,10 +31,18 @@ from typing import Any
 from prometheus_client import Counter, Histogram
 from redis.asyncio import Redis
 from redis.asyncio.client import PubSub
+from redis.asyncio.cluster import RedisCluster
+from redis.exceptions import SlotNotCoveredError
 
 from watchword.bus.base import GapHandler, Handler
 from watchword.domain.errors import StoreUnavailable
-from watchword.stores.redis.client import REDIS_FAILURES, RedisOptions, make_client
+from watchword.stores.redis.client import (
+    REDIS_FAILURES,
+    RedisClient,
+    RedisOptions,
+    make_client,
+    node_client,
+)
 
 log = logging.getLogger("watchword.bus")
 
@@ -44,6 +60,17 @@ POLL_TIMEOUT = 1.0
 CLOSE_TIMEOUT = 1.0
 
 
+class _Link:
+    """One channel's subscription: its task, its state, the server it listens to."""
+
+    def __init__(self, channel: str) -> None:
+        self.channel = channel
+        self.task: asyncio.Task[None] | None = None
+        self.connected = False
+        self.subscribed = asyncio.Event()
+        self.server: str | None = None
+
+
 class RedisBus:
     def __init__(
         self,
@@ -51,21 +78,19 @@ class RedisBus:
         *,
         node_id: str = "",
         max_backoff: float = 5.0,
-        client: Redis | None = None,
+        client: RedisClient | None = None,
     ) -> None:
         self._options = options
         self.node_id = node_id
         self._max_backoff = max_backoff
         self._client = client or make_client(options, retries=1)
-        # The subscription gets its own connection without silent retries: a reconnect
-        # must be seen, because messages sent meanwhile are gone.
-        self._sub_client = make_client(options, retries=0)
+        # Subscriptions get their own connections without silent retries: a reconnect must
+        # be seen, because messages sent meanwhile are gone. One client per server.
+        self._sub_clients: dict[str, Redis] = {}
         self._handlers: defaultdict[str, list[Handler]] = defaultdict(list)
         self._gap_handlers: list[GapHandler] = []
-        self._task: asyncio.Task[None] | None = None
-        self._connected = False
-        self._subscribed = asyncio.Event()
-        self._new_channels: set[str] = set()
+        self._links: dict[str, _Link] = {}
+        self._started = False
         self._closed = False
         self.reconnects = 0
         self.last_error: str | None = None
@@ -74,21 +99,30 @@ class RedisBus:
     # -- the contract ---------------------------------------------------------------------
 
     async def start(self) -> None:
-        if self._task is None:
-            self._task = asyncio.create_task(self._run(), name="watchword-redis-bus")
+        if self._started:
+            return
+        self._started = True
+        # With no handler yet, still hold the control channel: "healthy" must mean something.
+        for channel in list(self._handlers) or ["control"]:
+            self._open_link(channel)
 
     async def close(self) -> None:
-        """Stop the subscription and release both pools (safe to call twice)."""
+        """Stop the subscriptions and release every pool (safe to call twice)."""
         if self._closed:
             return
         self._closed = True
-        if self._task is not None:
-            self._task.cancel()
+        tasks = {link.task for link in self._links.values() if link.task is not None}
+        for task in tasks:
+            task.cancel()
+        if tasks:
             # Bounded, and without swallowing a cancellation of close() itself.
-            await asyncio.wait({self._task}, timeout=CLOSE_TIMEOUT + 1)
-            self._task = None
-        self._connected = False
-        await self._sub_client.aclose()
+            await asyncio.wait(tasks, timeout=CLOSE_TIMEOUT + 1)
+        for link in self._links.values():
+            link.task = None
+            link.connected = False
+        for sub in self._sub_clients.values():
+            with contextlib.suppress(*REDIS_FAILURES):
+                await sub.aclose()
         await self._client.aclose()
 
     async def publish(self, channel: str, message: dict[str, Any]) -> None:
@@ -100,51 +134,92 @@ class RedisBus:
             raise StoreUnavailable("The event bus is unavailable.") from exc
 
     def subscribe(self, channel: str, handler: Handler) -> None:
-        if channel not in self._handlers:
-            self._new_channels.add(channel)
         self._handlers[channel].append(handler)
+        if self._started and not self._closed and channel not in self._links:
+            # A handler subscribed after start gets its channel's link now.
+            self._open_link(channel)
 
     def on_gap(self, handler: GapHandler) -> None:
         self._gap_handlers.append(handler)
 
     @property
     def healthy(self) -> bool:
-        return self._connected
+        return bool(self._links) and all(link.connected for link in self._links.values())
 
     # -- extras for readiness and tests ----------------------------------------------------
 
     async def wait_subscribed(self, within: float) -> bool:
-        """True once the subscription is live (or ``False`` after ``within`` seconds)."""
-        try:
-            await asyncio.wait_for(self._subscribed.wait(), within)
-        except TimeoutError:
-            return False
+        """True once every subscription is live (or ``False`` after ``within`` seconds)."""
+        deadline = asyncio.get_running_loop().time() + within
+        while not self._links:
+            if asyncio.get_running_loop().time() > deadline:
+                return False
+            await asyncio.sleep(0.01)
+        for link in list(self._links.values()):
+            left = deadline - asyncio.get_running_loop().time()
+            try:
+                await asyncio.wait_for(link.subscribed.wait(), max(0.0, left))
+            except TimeoutError:
+                return False
         return True
 
     @property
     def channels(self) -> list[str]:
         return sorted(self._handlers)
 
-    # -- the subscription loop -----------------------------------------------------------
+    @property
+    def servers(self) -> dict[str, str | None]:
+        """Each channel and the server its subscription listens to (``None``: not linked)."""
+        return {c: (link.server if link.connected else None) for c, link in self._links.items()}
 
-    async def _run(self) -> None:
+    # -- the subscription links ------------------------------------------------------------
+
+    def _open_link(self, channel: str) -> None:
+        link = _Link(channel)
+        self._links[channel] = link
+        link.task = asyncio.create_task(self._run(link), name=f"watchword-redis-bus-{channel}")
+
+    async def _subscriber(self, link: _Link, *, after_loss: bool) -> Redis:
+        """The client of the server that serves ``link``'s channel now."""
+        if not isinstance(self._client, RedisCluster):
+            if "" not in self._sub_clients:
+                self._sub_clients[""] = node_client(self._options, "", 0)
+            link.server = "redis"
+            return self._sub_clients[""]
+        cluster = self._client
+        if after_loss:
+            # The slot may have moved (failover, resharding): read the map again.
+            await cluster.nodes_manager.initialize()
+        else:
+            await cluster.initialize()
+        node = cluster.get_node_from_key(self._options.channel(link.channel))
+        if node is None:
+            raise SlotNotCoveredError(f"no master serves the slot of {link.channel}")
+        if node.name not in self._sub_clients:
+            self._sub_clients[node.name] = node_client(self._options, node.host, int(node.port))
+        link.server = node.name
+        return self._sub_clients[node.name]
+
+    async def _run(self, link: _Link) -> None:
         attempt = 0
         ever_connected = False
         # ``_closed`` ends the loop even where a read swallowed the task's cancellation.
         while not self._closed:
-            pubsub = self._sub_client.pubsub()
+            pubsub: PubSub | None = None
             try:
-                await self._subscribe_all(pubsub)
-                self._connected = True
-                self._subscribed.set()
+                client = await self._subscriber(link, after_loss=attempt > 0 or ever_connected)
+                pubsub = client.pubsub()
+                await self._subscribe(pubsub, link.channel)
+                link.connected = True
+                link.subscribed.set()
                 attempt = 0
                 self.last_error = None
                 if ever_connected:
                     self.reconnects += 1
-                    log.warning("bus resubscribed after a loss; catching up")
+                    log.warning("bus resubscribed to %s after a loss; catching up", link.channel)
                     await self._gap()
                 ever_connected = True
-                await self._receive(pubsub)
+                await self._receive(pubsub, link.channel)
             except asyncio.CancelledError:
                 raise
             except REDIS_FAILURES as exc:
@@ -154,46 +229,36 @@ class RedisBus:
                 log.exception("bus loop failed")
             finally:
                 # Bounded: a pubsub cancelled half-way through connecting can wait forever.
-                with contextlib.suppress(*REDIS_FAILURES, TimeoutError):
-                    await asyncio.wait_for(pubsub.aclose(), CLOSE_TIMEOUT)
+                if pubsub is not None:
+                    with contextlib.suppress(*REDIS_FAILURES, TimeoutError):
+                        await asyncio.wait_for(pubsub.aclose(), CLOSE_TIMEOUT)
             if self._closed:
                 break
-            if self._connected:
-                log.warning("bus connection lost (%s)", self.last_error)
-                self._connected = False
-                self._subscribed.clear()
+            if link.connected:
+                log.warning("bus connection lost on %s (%s)", link.channel, self.last_error)
+                link.connected = False
+                link.subscribed.clear()
                 await self._gap()
             attempt += 1
             delay = min(self._max_backoff, 0.05 * 2**attempt)
             await asyncio.sleep(delay * (0.5 + random.random() / 2))
 
-    async def _subscribe_all(self, pubsub: PubSub) -> None:
-        self._new_channels.clear()
-        names = [self._options.channel(c) for c in self._handlers] or [
-            self._options.channel("control")
-        ]
-        await pubsub.ssubscribe(*names)
-        # Wait for each confirmation so "healthy" means messages will arrive.
-        confirmed = 0
+    async def _subscribe(self, pubsub: PubSub, channel: str) -> None:
+        await pubsub.ssubscribe(self._options.channel(channel))
+        # Wait for the confirmation so "healthy" means messages will arrive.
         deadline = asyncio.get_running_loop().time() + self._options.connect_timeout + 1
-        while confirmed < len(names):
+        while True:
             if asyncio.get_running_loop().time() > deadline:
                 raise TimeoutError("no subscription confirmation from Redis")
             reply = await pubsub.get_message(timeout=POLL_TIMEOUT)
             if reply is not None and reply.get("type") == "ssubscribe":
-                confirmed += 1
+                return
 
-    async def _receive(self, pubsub: PubSub) -> None:
-        prefix = self._options.channel("")
+    async def _receive(self, pubsub: PubSub, channel: str) -> None:
         loop = asyncio.get_running_loop()
         quiet_since = loop.time()
         ping_sent: float | None = None
         while not self._closed:
-            if self._new_channels:
-                # Handlers subscribed after start: add their channels to the live link.
-                fresh = [self._options.channel(c) for c in self._new_channels]
-                self._new_channels.clear()
-                await pubsub.ssubscribe(*fresh)
             reply = await pubsub.get_message(ignore_subscribe_messages=True, timeout=POLL_TIMEOUT)
             now = loop.time()
             if reply is None:
@@ -209,10 +274,6 @@ class RedisBus:
             ping_sent = None
             if reply.get("type") != "smessage":
                 continue
-            raw_channel = reply["channel"]
-            channel = (
-                raw_channel.decode() if isinstance(raw_channel, bytes) else str(raw_channel)
-            ).removeprefix(prefix)
             await self._deliver(channel, reply["data"])
 
     async def _deliver(self, channel: str, data: bytes | str) -> None:

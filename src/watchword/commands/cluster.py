@@ -39,6 +39,23 @@ async def cluster_check(args: argparse.Namespace, c: Container) -> None:
             for name, state in deps.items()
         ]
         emit(args, rows, ("dependency", "state", "detail"))
+        masters = deps["redis"].get("masters")
+        if masters:
+            # A Redis Cluster: which master serves which slots, and whether it answers.
+            print()
+            emit(
+                args,
+                [
+                    {
+                        "master": m["node"],
+                        "state": "ok" if m["ok"] else "DOWN",
+                        "slots": m["slots"],
+                        "slot_count": m["slot_count"],
+                    }
+                    for m in masters
+                ],
+                ("master", "state", "slots", "slot_count"),
+            )
         print()
         if c.cluster.enabled:
             emit(args, nodes, ("id", "address", "alive", "bus", "issuer", "seen_seconds_ago"))
@@ -58,6 +75,12 @@ def _detail(name: str, state: dict[str, Any]) -> str:
     if name == "redis":
         if not state.get("configured", True):
             return "not configured (in-process bus, memory rate limits)"
+        if state.get("mode") == "cluster":
+            masters = len(state.get("masters", ()))
+            return (
+                f"cluster: {masters} masters serve {state['slots_served']} of 16384 slots, "
+                f"fallback={state['fallback']}"
+            )
         return f"fallback={state['fallback']}"
     return "-"
 

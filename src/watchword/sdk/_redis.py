@@ -7,8 +7,9 @@ Watchword. It follows the server's Redis layout (``WATCHWORD_REDIS_PREFIX``, def
 - live events: the control channel ``{prefix}:bus:control`` (sharded pub/sub, Redis 7+), JSON
   envelopes ``{"t": sent, "o": node, "m": message}`` whose ``m.type`` is ``session.revoked``
   (``session_id``, ``expires_at``) or ``token.revoked`` (``jti``, ``expires_at``);
-- the snapshot: the revoked-session markers ``{{prefix}}:revoked:<sid>`` and revoked-token keys
-  ``{{prefix}}:rjti:<jti>``, each expiring when it no longer matters.
+- the snapshot: the revoked-session markers ``{prefix}:revoked:{<sid>}`` and revoked-token keys
+  ``{prefix}:rjti:{<jti>}`` (the id in braces is the key's hash tag), each expiring when it no
+  longer matters.
 
 It subscribes first and reads the snapshot second, so nothing published in between is lost. A
 quiet link is proved alive by a ping; a lost one is reopened with jittered backoff, and the
@@ -64,8 +65,8 @@ class RedisRevocationSource:
         self.url = url
         self.prefix = prefix
         self.channel = f"{prefix}:bus:control"
-        self._session_pattern = f"{{{prefix}}}:revoked:"
-        self._jti_pattern = f"{{{prefix}}}:rjti:"
+        self._session_pattern = f"{prefix}:revoked:"
+        self._jti_pattern = f"{prefix}:rjti:"
         self._max_until = max_until
         self._quiet_ping = quiet_ping
         self._socket_timeout = socket_timeout
@@ -180,7 +181,10 @@ class RedisRevocationSource:
                 for key, ttl in zip(batch, ttls, strict=True):
                     if ttl == -2:  # expired between SCAN and PTTL
                         continue
-                    ident = key.decode(errors="replace")[len(prefix) :]
+                    tagged = key.decode(errors="replace")[len(prefix) :]
+                    if not (tagged.startswith("{") and tagged.endswith("}")):
+                        continue  # another key under the prefix (the session cache...)
+                    ident = tagged[1:-1]
                     seconds = self._max_until if ttl < 0 else min(ttl / 1000, self._max_until)
                     if ident:
                         table[ident] = now + seconds

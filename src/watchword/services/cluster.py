@@ -2,7 +2,7 @@
 
 With ``WATCHWORD_REDIS_URL`` set, a node uses the Redis bus, the Redis session layer and Redis
 rate-limit counters; without it, the in-process bus and memory counters (one node). Every node
-writes a heartbeat to ``{prefix}:nodes`` so ``watchword cluster check`` and ``/readyz?verbose=1``
+writes a heartbeat to ``<prefix>:nodes`` so ``watchword cluster check`` and ``/readyz?verbose=1``
 can show which nodes are alive. Failure decisions are in docs/operations.md.
 """
 
@@ -21,6 +21,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from prometheus_client import Gauge
 from redis.asyncio import Redis
+from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialWithJitterBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -38,8 +39,11 @@ from watchword.services.session_cache import SessionCache
 from watchword.stores.base import Database
 from watchword.stores.redis.client import (
     REDIS_FAILURES,
+    RedisClient,
     RedisOptions,
     make_client,
+    node_client,
+    parse_cluster_url,
     pool_in_use,
 )
 from watchword.stores.redis.realtime import RedisPresence, RedisTicketStore
@@ -56,6 +60,7 @@ E = TypeVar("E")
 G = TypeVar("G")
 
 HEARTBEAT_INTERVAL = 5.0
+CLUSTER_SLOTS = 16384
 # Failures after which queued Redis writes wait for the next wake-up (gap, heartbeat).
 DEFERRABLE: tuple[type[BaseException], ...] = (*REDIS_FAILURES, StoreUnavailable)
 # A node not heard from for this long is shown as gone; after an hour it is forgotten.
@@ -100,9 +105,22 @@ def rate_limit_storage(settings: Settings) -> tuple[str | None, dict[str, Any]]:
     options = redis_options(settings)
     if options is None:
         return None, {}
-    parts = urlsplit(options.url)
-    uri = urlunsplit(("async+" + parts.scheme, parts.netloc, parts.path, parts.query, ""))
+    if options.cluster:
+        # limits' own cluster storage (redis-py's RedisCluster): every budget is one key, so
+        # budgets spread over the masters; TLS is an option there, not a scheme.
+        address = parse_cluster_url(options.url)
+        creds = options.url.split("://", 1)[1].rpartition("@")[0]
+        seeds = ",".join(f"{host}:{port}" for host, port in address.seeds)
+        uri = f"async+redis+cluster://{creds + '@' if creds else ''}{seeds}"
+        extra: dict[str, Any] = {"require_full_coverage": False}
+        if address.tls:
+            extra["ssl"] = True
+    else:
+        parts = urlsplit(options.url)
+        uri = urlunsplit(("async+" + parts.scheme, parts.netloc, parts.path, parts.query, ""))
+        extra = {}
     return uri, {
+        **extra,
         "implementation": "redispy",
         "key_prefix": f"{options.prefix}:limits",
         "wrap_exceptions": True,
@@ -127,7 +145,7 @@ class Cluster:
         # heartbeat carries both so `cluster check` can tell a node that does not.
         self.key_fingerprint = key_fingerprint
         self.options = redis_options(settings)
-        self.redis: Redis | None = make_client(self.options) if self.options else None
+        self.redis: RedisClient | None = make_client(self.options) if self.options else None
         self.session_cache: RedisSessionCache | None = None
         self.revoked_tokens = (
             RedisRevokedTokens(self.redis, self.options) if self.redis and self.options else None
@@ -141,6 +159,8 @@ class Cluster:
         self._tasks: list[asyncio.Task[None]] = []
         self._wake = asyncio.Event()
         self._pending_jtis: dict[str, float] = {}
+        # One small client per cluster master, for the health probe only.
+        self._probe_clients: dict[str, Redis] = {}
         self.started_at = time.time()
         self.address = f"{socket.gethostname()}:{settings.port}"
 
@@ -271,6 +291,10 @@ class Cluster:
         """Release the Redis pools (a CLI run, which never starts the bus, stops here)."""
         if isinstance(self._bus, RedisBus):
             await self._bus.close()
+        for client in self._probe_clients.values():
+            with contextlib.suppress(*REDIS_FAILURES):
+                await client.aclose()
+        self._probe_clients.clear()
         if self.redis is not None:
             await self.redis.aclose()
 
@@ -346,12 +370,65 @@ class Cluster:
         """Redis reachability and pool use; ``required`` is false when sessions fall back."""
         if self.redis is None:
             return {"ok": True, "configured": False, "required": False}
-        state = await _probe(self.redis.ping)
+        if isinstance(self.redis, RedisCluster):
+            state = await self._probe_masters(self.redis)
+        else:
+            state = await _probe(self.redis.ping)
+            state["mode"] = "single"
         state["url"] = masked_url(self.options.url) if self.options else None
         in_use, allowed = pool_in_use(self.redis)
         state["pool"] = {"in_use": in_use, "max": allowed}
         state["fallback"] = self.settings.redis_fallback
         state["required"] = self.settings.redis_fallback == "none"
+        return state
+
+    async def _probe_masters(self, cluster: RedisCluster) -> dict[str, Any]:
+        """Each master of the cluster, the slots it serves and whether it answers. Not ok
+        while any master is missing: requests whose keys live there answer 503."""
+        assert self.options is not None
+        try:
+            await cluster.nodes_manager.initialize()  # the slot map as the cluster says now
+        except REDIS_FAILURES as exc:
+            return {"ok": False, "mode": "cluster", "error": f"{type(exc).__name__}: {exc}"}
+        ranges: dict[str, list[list[int]]] = {}
+        for slot in sorted(cluster.nodes_manager.slots_cache):
+            owners = cluster.nodes_manager.slots_cache[slot]
+            if not owners:
+                continue
+            spans = ranges.setdefault(owners[0].name, [])
+            if spans and spans[-1][1] == slot - 1:
+                spans[-1][1] = slot
+            else:
+                spans.append([slot, slot])
+        masters: list[dict[str, Any]] = []
+        for node in sorted(cluster.get_primaries(), key=lambda n: n.name):
+            client = self._probe_clients.get(node.name)
+            if client is None:
+                client = node_client(self.options, node.host, int(node.port))
+                self._probe_clients[node.name] = client
+            spans = ranges.get(node.name, [])
+            entry: dict[str, Any] = {
+                "node": node.name,
+                "slots": ",".join(f"{a}-{b}" if a != b else str(a) for a, b in spans) or "-",
+                "slot_count": sum(b - a + 1 for a, b in spans),
+            }
+            entry.update(await _probe(client.ping))
+            masters.append(entry)
+        served = sum(m["slot_count"] for m in masters if m["ok"])
+        down = [m for m in masters if not m["ok"]]
+        state: dict[str, Any] = {
+            "ok": bool(masters) and not down and served == CLUSTER_SLOTS,
+            "mode": "cluster",
+            "masters": masters,
+            "slots_served": served,
+        }
+        if down:
+            state["error"] = "; ".join(
+                f"master {m['node']} (slots {m['slots']}) unreachable: {m.get('error')}"
+                for m in down
+            )
+        elif served != CLUSTER_SLOTS:
+            state["error"] = f"only {served} of {CLUSTER_SLOTS} slots are served"
         return state
 
     def bus_state(self) -> dict[str, Any]:
@@ -363,6 +440,7 @@ class Cluster:
                 reconnects=bus.reconnects,
                 error=bus.last_error,
                 channels=bus.channels,
+                servers=bus.servers,
                 required=self.settings.redis_fallback == "none",
             )
         return state

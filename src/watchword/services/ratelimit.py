@@ -13,8 +13,12 @@ from limits.aio.storage import MemoryStorage, Storage
 from limits.aio.strategies import MovingWindowRateLimiter
 from limits.errors import StorageError
 from limits.storage import storage_from_string
+from redis.exceptions import RedisClusterUnreachableError, SlotNotCoveredError
 
 from watchword.domain.errors import RateLimited, StoreUnavailable
+
+# On a Redis Cluster, failures the storage does not wrap (they are not ``RedisError``s).
+CLUSTER_FAILURES = (SlotNotCoveredError, RedisClusterUnreachableError)
 
 
 class RateLimiter:
@@ -57,7 +61,7 @@ class RateLimiter:
 async def _fail_closed() -> AsyncIterator[None]:
     try:
         yield
-    except (ConnectionError, OSError, TimeoutError, StorageError) as exc:
+    except (ConnectionError, OSError, TimeoutError, StorageError, *CLUSTER_FAILURES) as exc:
         raise StoreUnavailable("The rate-limit store is unavailable.") from exc
 
 

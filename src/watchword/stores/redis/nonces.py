@@ -10,17 +10,15 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING
 
-from redis.asyncio import Redis
-
 from watchword.domain.errors import StoreUnavailable
-from watchword.stores.redis.client import REDIS_FAILURES, RedisOptions
+from watchword.stores.redis.client import REDIS_FAILURES, RedisClient, RedisOptions
 
 if TYPE_CHECKING:
     from watchword.stores.nonces import NonceStore
 
 
 class RedisNonceStore:
-    def __init__(self, client: Redis, options: RedisOptions) -> None:
+    def __init__(self, client: RedisClient, options: RedisOptions) -> None:
         self._client = client
         self._options = options
 

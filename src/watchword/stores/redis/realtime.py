@@ -1,6 +1,7 @@
 """Cluster-wide realtime state: presence and connection tickets, shared by every node.
 
-Presence: per user a sorted set (connection id -> expiry) and a hash (connection id -> entry).
+Presence: per user a sorted set (connection id -> expiry) and a hash (connection id -> entry),
+both tagged with the user id (one slot on a cluster).
 An entry lives ``ttl`` seconds unless its node touches it, so the connections of a node that
 died disappear by themselves; ``presence_list.lua`` prunes and reads in one step.
 
@@ -21,11 +22,9 @@ from dataclasses import asdict, fields, is_dataclass
 from datetime import datetime
 from typing import Any, Generic, TypeVar
 
-from redis.asyncio import Redis
-
 from watchword.domain.errors import StoreUnavailable
-from watchword.stores.redis.client import REDIS_FAILURES, RedisOptions
-from watchword.stores.redis.sessions import load_script
+from watchword.stores.redis.client import REDIS_FAILURES, RedisClient, RedisOptions
+from watchword.stores.redis.scripts import LuaScript, load_script
 
 E = TypeVar("E")
 G = TypeVar("G")
@@ -36,7 +35,7 @@ class RedisPresence(Generic[E]):
 
     def __init__(
         self,
-        client: Redis,
+        client: RedisClient,
         options: RedisOptions,
         *,
         entry_type: Callable[..., E],
@@ -50,9 +49,11 @@ class RedisPresence(Generic[E]):
         self._ttl = ttl
         self._user_of = user_of
         self._id_of = id_of
-        self._list = client.register_script(load_script("presence_list.lua"))
+        self._list = LuaScript(client, load_script("presence_list.lua"))
 
     def _keys(self, user_id: str) -> tuple[str, str]:
+        # One user's two keys share the user id as hash tag: one slot, so add/remove stay
+        # one transaction and presence_list.lua one script on a cluster.
         return self._options.key("presence", user_id), self._options.key("presence", user_id, "e")
 
     def _expiry_ms(self) -> int:
@@ -130,7 +131,7 @@ def _present(raw: Iterable[Any] | None) -> list[Any]:
 class RedisTicketStore(Generic[G]):
     """The realtime ``TicketStore`` contract on Redis (see web/realtime/tickets.py)."""
 
-    def __init__(self, client: Redis, options: RedisOptions, *, grant_type: type[G]) -> None:
+    def __init__(self, client: RedisClient, options: RedisOptions, *, grant_type: type[G]) -> None:
         if not is_dataclass(grant_type):
             raise TypeError("grant_type must be a dataclass")
         self._client = client

@@ -8,14 +8,12 @@ from __future__ import annotations
 
 import math
 
-from redis.asyncio import Redis
-
 from watchword.domain.errors import StoreUnavailable
-from watchword.stores.redis.client import REDIS_FAILURES, RedisOptions
+from watchword.stores.redis.client import REDIS_FAILURES, RedisClient, RedisOptions
 
 
 class RedisRevokedTokens:
-    def __init__(self, client: Redis, options: RedisOptions) -> None:
+    def __init__(self, client: RedisClient, options: RedisOptions) -> None:
         self._client = client
         self._options = options
 

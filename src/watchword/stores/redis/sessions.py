@@ -26,17 +26,16 @@ import json
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
-from importlib import resources
 from typing import TYPE_CHECKING, Any, Literal
 
 from prometheus_client import Counter
-from redis.asyncio import Redis
 
 from watchword.domain.audit import AuditEvent
 from watchword.domain.errors import StoreUnavailable
 from watchword.domain.sessions import Session
 from watchword.stores.base import AuditStore, ControlFeed, Database, SessionStore, UserStore
-from watchword.stores.redis.client import REDIS_FAILURES, RedisOptions
+from watchword.stores.redis.client import REDIS_FAILURES, RedisClient, RedisOptions
+from watchword.stores.redis.scripts import LuaScript, load_script
 
 log = logging.getLogger("watchword.redis")
 
@@ -49,10 +48,6 @@ REDIS_SESSION_LOOKUPS = Counter(
 MAX_MARKER_SECONDS = 86_400
 
 Fallback = Literal["none", "database"]
-
-
-def load_script(name: str) -> str:
-    return resources.files("watchword.stores.redis").joinpath("lua", name).read_text("utf-8")
 
 
 def session_to_json(session: Session, cursor: int) -> str:
@@ -92,64 +87,75 @@ def session_from_json(raw: bytes | str) -> tuple[Session, int]:
 
 
 class RedisSessionCache:
-    """The Redis half: cached sessions, the revoked-session set, and their scripts."""
+    """The Redis half: cached sessions, the revoked-session set, and their scripts.
 
-    def __init__(self, client: Redis, options: RedisOptions, *, ttl: int) -> None:
+    Keys: the cached session and its revoked marker are tagged with the session id (one
+    slot, so ``put_session.lua`` and ``revoke_session.lua`` stay atomic on a cluster). A
+    lookup comes by secret hash, so a pointer ``secret:{hash} -> session id`` leads to the
+    entry; the entry names its own secret hash, and a pointer whose entry was dropped,
+    revoked or rotated to another secret is a miss. A stale pointer is harmless: what
+    decides is the entry, and the entry lives beside its marker.
+    """
+
+    def __init__(self, client: RedisClient, options: RedisOptions, *, ttl: int) -> None:
         self._client = client
         self._options = options
         self._ttl = ttl
-        self._session_prefix = options.key("sess", "")
-        self._put = client.register_script(load_script("put_session.lua"))
-        self._revoke = client.register_script(load_script("revoke_session.lua"))
+        self._put = LuaScript(client, load_script("put_session.lua"))
+        self._revoke = LuaScript(client, load_script("revoke_session.lua"))
         # Invalidations Redis could not take: retried when it is back.
         self.pending: dict[str, float] = {}
 
-    def _session_key(self, secret_hash: str) -> str:
-        return self._session_prefix + secret_hash
+    def _pointer_key(self, secret_hash: str) -> str:
+        return self._options.key("secret", secret_hash)
+
+    def _entry_key(self, session_id: str) -> str:
+        return self._options.key("sess", session_id)
 
     def _marker_key(self, session_id: str) -> str:
         return self._options.key("revoked", session_id)
 
-    def _index_key(self, session_id: str) -> str:
-        return self._options.key("sidx", session_id)
-
     async def get(self, secret_hash: str) -> tuple[Session, int] | None:
-        raw = await self._client.get(self._session_key(secret_hash))
+        raw_id = await self._client.get(self._pointer_key(secret_hash))
+        if raw_id is None:
+            return None
+        session_id = raw_id.decode() if isinstance(raw_id, bytes) else str(raw_id)
+        raw = await self._client.get(self._entry_key(session_id))
         if raw is None:
             return None
         try:
-            return session_from_json(raw)
+            session, cursor = session_from_json(raw)
         except (ValueError, KeyError, TypeError):
             log.warning("dropping a malformed cached session")
-            await self._client.delete(self._session_key(secret_hash))
+            await self._client.delete(self._entry_key(session_id))
             return None
+        if session.secret_hash != secret_hash:
+            return None  # the session moved on to another secret (rotation)
+        return session, cursor
 
     async def put(self, session: Session, cursor: int) -> bool:
         """Cache a live session; ``False`` when its revoked marker forbids it."""
         if session.secret_hash is None or session.revoked_at is not None:
             return False
         stored = await self._put(
-            keys=[
-                self._session_key(session.secret_hash),
-                self._marker_key(session.id),
-                self._index_key(session.id),
-            ],
-            args=[
-                session_to_json(session, cursor),
-                self._ttl,
-                session.secret_hash,
-                self._session_prefix,
-            ],
+            keys=[self._entry_key(session.id), self._marker_key(session.id)],
+            args=[session_to_json(session, cursor), self._ttl],
         )
-        return bool(stored)
+        if not stored:
+            return False
+        # After the entry: a pointer is only ever followed to an entry that checks itself.
+        await self._client.set(
+            self._pointer_key(session.secret_hash), session.id.encode(), ex=self._ttl
+        )
+        return True
 
     async def revoke(self, session_id: str, expires_at: float, now: float) -> None:
         """Mark revoked and drop the cached copy; remembered for a retry if Redis fails."""
         marker_ttl = int(min(MAX_MARKER_SECONDS, max(1.0, expires_at - now + 1)))
         try:
             await self._revoke(
-                keys=[self._marker_key(session_id), self._index_key(session_id)],
-                args=[marker_ttl, self._session_prefix],
+                keys=[self._marker_key(session_id), self._entry_key(session_id)],
+                args=[marker_ttl],
             )
         except REDIS_FAILURES:
             self.pending[session_id] = max(expires_at, self.pending.get(session_id, 0.0))

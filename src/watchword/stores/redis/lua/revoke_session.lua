@@ -1,13 +1,6 @@
 -- Mark a session revoked and drop its cached copy, in one step.
--- KEYS[1] revoked marker   KEYS[2] id -> hash index
--- ARGV[1] how long the marker lives (seconds)   ARGV[2] prefix of session cache keys
+-- Both keys carry the session id as their hash tag, so they share a slot on a cluster.
+-- KEYS[1] revoked marker   KEYS[2] the cached session
+-- ARGV[1] how long the marker lives (seconds)
 redis.call('SET', KEYS[1], '1', 'EX', ARGV[1])
-local hash = redis.call('GET', KEYS[2])
-if hash then
-  redis.call('DEL', ARGV[2] .. hash)
-end
-redis.call('DEL', KEYS[2])
-if hash then
-  return 1
-end
-return 0
+return redis.call('DEL', KEYS[2])
