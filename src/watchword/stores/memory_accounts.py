@@ -15,6 +15,7 @@ from watchword.domain.mail import OutgoingMail
 from watchword.domain.mfa import MfaChallenge, TotpFactor
 from watchword.domain.sessions import Session
 from watchword.domain.users import User
+from watchword.stores.memory_passkeys import MemoryPasskeyStore
 
 if TYPE_CHECKING:
     from watchword.stores.memory import MemoryDatabase
@@ -306,6 +307,7 @@ class MemoryAccountStores:
         self.tokens = MemoryAccountTokenStore(db, self.outbox)
         self.session_auth = MemorySessionAuthStore(db)
         self.mfa = MemoryMfaStore(db)
+        self.passkeys = MemoryPasskeyStore(db)
 
 
 if TYPE_CHECKING:
