@@ -14,6 +14,7 @@ from tests.accounts.authenticator import SoftwareAuthenticator, b64url
 from tests.conftest import Client, ClientFactory
 from tests.helpers import PASSWORD, ManualClock
 from watchword.domain.audit import AuditType
+from watchword.services.context import RequestContext
 
 PUBLIC_URL = "http://localhost:8000"
 ORIGIN = PUBLIC_URL
@@ -396,3 +397,37 @@ async def test_passkey_changes_need_a_recent_sign_in_of_a_persons_session(
     anonymous = await client_factory(**db_settings)
     nobody = await anonymous.post("/v1/me/passkeys/options")
     assert nobody.status_code == 401
+
+
+async def test_a_role_that_needs_a_second_factor_can_enrol_a_passkey_and_then_use_it(
+    client_factory: ClientFactory, db_settings: dict[str, Any]
+) -> None:
+    client = await client_factory(mfa_required_roles="admin", **db_settings)
+    email = f"root-{id(client)}@example.com"
+    await client.container.accounts.register(
+        email=email,
+        password=PASSWORD,
+        roles=["admin"],
+        ctx=RequestContext(),
+        self_service=False,
+    )
+    await client.login(email)
+    refused = await client.get("/v1/sessions")
+    assert refused.status_code == 403 and refused.json()["error"] == "mfa_enrolment_required"
+    authenticator = SoftwareAuthenticator(ORIGIN, RP_ID)
+    passkey = await add_passkey(client, authenticator)  # enrolment stays open
+    assert (await client.get("/v1/sessions")).status_code == 200
+    password_only = await client.get("/v1/admin/users")
+    assert password_only.status_code == 403 and password_only.json()["error"] == "mfa_required"
+
+    done = await client.post(
+        "/v1/auth/passkey", json={"credential": authenticator.get(await sign_in_options(client))}
+    )
+    assert done.status_code == 200, done.text
+    client.headers["X-CSRF-Token"] = done.json()["csrf_token"]
+    assert (await client.get("/v1/admin/users")).status_code == 200
+
+    # Removing the last factor closes everything but enrolment again, at once.
+    assert (await client.delete(f"/v1/me/passkeys/{passkey['id']}")).status_code == 200
+    again = await client.get("/v1/admin/users")
+    assert again.status_code == 403 and again.json()["error"] == "mfa_enrolment_required"

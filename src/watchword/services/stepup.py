@@ -74,11 +74,6 @@ class StepUp:
             return None
         return await self.session_info(principal.session_id, principal.session)
 
-    async def record_sign_in(self, session: Session, amr: list[str]) -> None:
-        """How a new session's sign-in went, when it was more than a password."""
-        await self._store.record(session.id, session.created_at, amr)
-        self._shown[session.id] = (monotonic(), (session.created_at, list(amr)))
-
     async def session_info(
         self, session_id: str, session: Session | None = None
     ) -> tuple[datetime, list[str]] | None:

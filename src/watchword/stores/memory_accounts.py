@@ -179,7 +179,8 @@ class MemoryMailOutbox:
 class MemorySessionAuthStore:
     def __init__(self, db: MemoryDatabase) -> None:
         self._db = db
-        self.rows: dict[str, tuple[datetime, list[str]]] = {}
+        # Shared with the session store: a sign-in's row is written with its session.
+        self.rows: dict[str, tuple[datetime, list[str]]] = db.session_auth if db else {}
 
     async def get(self, session_id: str) -> tuple[datetime, list[str]] | None:
         return self.rows.get(session_id)

@@ -36,8 +36,8 @@ class MemoryPasskeyStore:
         current = self.challenges.get(challenge_hash)
         if current is None or current.purpose != purpose or not current.usable(now):
             return None
-        self.challenges[challenge_hash] = replace(current, used_at=now)
-        return current
+        self.challenges[challenge_hash] = used = replace(current, used_at=now)
+        return used
 
     async def add(self, passkey: Passkey, *, audit: Sequence[AuditEvent] = ()) -> bool:
         if any(p.credential_id == passkey.credential_id for p in self.passkeys.values()):

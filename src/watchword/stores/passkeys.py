@@ -24,7 +24,7 @@ class PasskeyStore(Protocol):
         self, challenge_hash: str, purpose: str, now: datetime
     ) -> PasskeyChallenge | None:
         """Mark the challenge used if it has this purpose and is unused and unexpired at
-        ``now``; the challenge as it was, or None (nothing changed)."""
+        ``now``; the challenge (now used), or None (nothing changed)."""
         ...
 
     async def add(self, passkey: Passkey, *, audit: Sequence[AuditEvent] = ()) -> bool:

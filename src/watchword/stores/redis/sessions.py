@@ -234,6 +234,7 @@ class RedisCachedSessionStore:
         grace_seconds: int,
         origin: str,
         audit: Sequence[AuditEvent] = (),
+        amr: Sequence[str] | None = None,
     ) -> list[Session]:
         evicted = await self._inner.create(
             session,
@@ -242,6 +243,7 @@ class RedisCachedSessionStore:
             grace_seconds=grace_seconds,
             origin=origin,
             audit=audit,
+            amr=amr,
         )
         await self._invalidate(evicted)
         return evicted

@@ -76,7 +76,7 @@ async def resend_verification(
 ) -> JSONResponse:
     container = container_of(request)
     if principal_of(request).is_authenticated:
-        principal = await require()(request)
+        principal = await require(enrolling=True)(request)
         if principal.user_id is None:
             raise NotFound("Only users have email addresses.")
         await container.lifecycle.resend_verification(principal.user_id, ctx)
@@ -150,7 +150,7 @@ class Reauth(Body):
 async def reauth(
     body: Reauth,
     request: Request,
-    principal: Principal = Depends(require()),
+    principal: Principal = Depends(require(enrolling=True)),
     ctx: RequestContext = Depends(context),
 ) -> JSONResponse:
     auth_time, amr = await container_of(request).step_up.reauth(

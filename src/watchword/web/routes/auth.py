@@ -114,16 +114,9 @@ async def finish_second_factor(
         kind=passed.challenge.mode,
         device_name=passed.challenge.device_name,
         with_secret=passed.challenge.mode != "token",
-        amr=passed.amr,
+        amr=passed.amr,  # written in the session's own transaction
         second_factor=passed.method,
     )
-    try:
-        await container.step_up.record_sign_in(signin.session, passed.amr)
-    except BaseException:
-        # No session that claims less than its sign-in proved, nor one left half made.
-        with contextlib.suppress(Exception):
-            await container.sessions.revoke(signin.session.id, RevokeReason.REVOKED, ctx)
-        raise
     return signin, passed.challenge.mode
 
 
@@ -152,7 +145,7 @@ async def cookie_login(signin: SignIn, request: Request, ctx: RequestContext) ->
 @router.post("/logout", summary="End the current session everywhere and clear the cookie")
 async def logout(
     request: Request,
-    principal: Principal = Depends(require()),
+    principal: Principal = Depends(require(enrolling=True)),
     ctx: RequestContext = Depends(context),
 ) -> JSONResponse:
     container = container_of(request)

@@ -8,7 +8,6 @@ A completed passkey sign-in answers exactly like a password sign-in in the mode 
 
 from __future__ import annotations
 
-import contextlib
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Request
@@ -16,7 +15,6 @@ from fastapi.responses import JSONResponse
 from pydantic import Field
 
 from watchword.domain.errors import WatchwordError
-from watchword.domain.sessions import RevokeReason
 from watchword.domain.users import check_label
 from watchword.services.accounts import MAX_DEVICE_NAME
 from watchword.services.context import RequestContext
@@ -69,15 +67,9 @@ async def passkey_sign_in(
             kind=body.mode,
             device_name=body.device_name,
             with_secret=body.mode != "token",
-            amr=passed.amr,
+            amr=passed.amr,  # written in the session's own transaction
             method="passkey",
         )
-        try:
-            await container.step_up.record_sign_in(signin.session, passed.amr)
-        except BaseException:
-            with contextlib.suppress(Exception):
-                await container.sessions.revoke(signin.session.id, RevokeReason.REVOKED, ctx)
-            raise
         if body.mode == "token":
             response = await token_login(signin, request, ctx)
         else:

@@ -44,7 +44,9 @@ def _person(principal: Principal) -> Principal:
 
 
 @router.get("", summary="The user's passkeys: name, created, last used")
-async def list_passkeys(request: Request, principal: Principal = Depends(require())) -> Any:
+async def list_passkeys(
+    request: Request, principal: Principal = Depends(require(enrolling=True))
+) -> Any:
     if principal.user_id is None:
         return {"passkeys": []}
     passkeys = await container_of(request).passkeys.list_for(principal.user_id)
@@ -56,7 +58,7 @@ async def list_passkeys(request: Request, principal: Principal = Depends(require
     summary="Start registering a passkey: options for navigator.credentials.create()",
 )
 async def registration_options(
-    request: Request, principal: Principal = Depends(require_recent_auth())
+    request: Request, principal: Principal = Depends(require_recent_auth(enrolling=True))
 ) -> JSONResponse:
     options = await container_of(request).passkeys.registration_options(_person(principal))
     return JSONResponse(options, headers=NO_STORE)
@@ -66,7 +68,7 @@ async def registration_options(
 async def register_passkey(
     body: NewPasskey,
     request: Request,
-    principal: Principal = Depends(require_recent_auth()),
+    principal: Principal = Depends(require_recent_auth(enrolling=True)),
     ctx: RequestContext = Depends(context),
 ) -> JSONResponse:
     passkey = await container_of(request).passkeys.register(
