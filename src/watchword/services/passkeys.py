@@ -99,6 +99,9 @@ class PasskeyService:
     async def list_for(self, user_id: str) -> list[Passkey]:
         return await self._store.list_for(user_id)
 
+    async def remove_all(self, user_id: str) -> int:
+        return await self._store.remove_all(user_id)
+
     # -- registration ---------------------------------------------------------------------
 
     async def registration_options(self, principal: Principal) -> dict[str, Any]:
