@@ -431,3 +431,36 @@ async def test_a_role_that_needs_a_second_factor_can_enrol_a_passkey_and_then_us
     assert (await client.delete(f"/v1/me/passkeys/{passkey['id']}")).status_code == 200
     again = await client.get("/v1/admin/users")
     assert again.status_code == 403 and again.json()["error"] == "mfa_enrolment_required"
+
+
+async def test_a_passkey_steps_the_session_up_in_place_of_the_password(
+    client_factory: ClientFactory, clock: ManualClock, db_settings: dict[str, Any]
+) -> None:
+    client, _, user_id = await signed_in(client_factory, reauth_max_age=300, **db_settings)
+    authenticator = SoftwareAuthenticator(ORIGIN, RP_ID)
+    passkey = await add_passkey(client, authenticator)
+    clock.advance(301)
+    stale = await client.delete(f"/v1/me/passkeys/{passkey['id']}")
+    assert stale.status_code == 401 and stale.json()["error"] == "reauth_required"
+
+    options = await client.post("/v1/auth/reauth/passkey/options")
+    assert options.status_code == 200, options.text
+    assert options.json()["userVerification"] == "required"
+    assert len(options.json()["allowCredentials"]) == 1
+    # Presence alone does not stand in for a password: the key must verify its user.
+    unverified = authenticator.get(options.json(), user_verified=False)
+    refused = await client.post("/v1/auth/reauth", json={"credential": unverified})
+    assert refused.status_code == 401 and refused.json()["error"] == "invalid_passkey"
+
+    credential = authenticator.get((await client.post("/v1/auth/reauth/passkey/options")).json())
+    done = await client.post("/v1/auth/reauth", json={"credential": credential})
+    assert done.status_code == 200, done.text
+    assert done.json()["amr"] == ["hwk", "mfa"]
+    assert done.json()["auth_time"] == int(clock.now().timestamp())
+    replayed = await client.post("/v1/auth/reauth", json={"credential": credential})
+    assert replayed.status_code == 401
+    assert (await client.delete(f"/v1/me/passkeys/{passkey['id']}")).status_code == 200
+    neither = await client.post("/v1/auth/reauth", json={})
+    assert neither.status_code == 400
+    types = [e.type for e in await audit_of(client, user_id)]
+    assert AuditType.STEP_UP in types

@@ -15,6 +15,7 @@ from typing import Any
 REGISTER = "register"
 SIGN_IN = "sign_in"  # a discoverable sign-in, no user named beforehand
 SECOND_FACTOR = "second_factor"  # after the password, for the user of an MFA challenge
+STEP_UP = "step_up"  # a signed-in session proving its user again (in place of the password)
 
 MAX_NAME = 100
 METHOD = "webauthn"  # how the MFA challenge step lists it

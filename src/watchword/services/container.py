@@ -315,6 +315,7 @@ class Container:
             announce=self.lifecycle.announce,
         )
         self.mfa.passkeys = self.passkeys
+        self.step_up.passkey = self.passkeys.step_up
         self.accounts.second_factor = self.mfa.challenge_for
         self.step_up.second_factor = self.mfa.step_up_amr
         self._started = False

@@ -31,6 +31,7 @@ from watchword.domain.passkeys import (
     REGISTER,
     SECOND_FACTOR,
     SIGN_IN,
+    STEP_UP,
     Passkey,
     PasskeyChallenge,
     amr_of,
@@ -259,6 +260,28 @@ class PasskeyService:
             return None
         return amr_of(backed_up=backed_up, after_password=True)
 
+    # -- step-up ------------------------------------------------------------------------
+
+    async def step_up_options(self, principal: Principal) -> dict[str, Any]:
+        user = await self._person(principal)
+        mine = await self._store.list_for(user.id)
+        if not mine:
+            raise NotFound("This account has no passkey.")
+        challenge, options = self.relying_party.authentication_options(
+            allow=[(p.credential_id, p.transports) for p in mine], user_verification=True
+        )
+        await self._new_challenge(challenge, STEP_UP, user.id)
+        return options
+
+    async def step_up(
+        self, user: User, credential: Mapping[str, Any], ctx: RequestContext
+    ) -> list[str]:
+        """The ``amr`` of a step-up made with one of ``user``'s passkeys (user verification
+        required: it stands in for the password and a second factor); raises
+        ``InvalidPasskey``."""
+        _, backed_up = await self._assert(credential, STEP_UP, ctx, user=user)
+        return amr_of(backed_up=backed_up, after_password=False)
+
     # -- shared ---------------------------------------------------------------------------
 
     async def _assert(
@@ -291,7 +314,8 @@ class PasskeyService:
                 challenge,
                 public_key=passkey.public_key,
                 sign_count=passkey.sign_count,
-                user_verification=purpose == SIGN_IN,
+                # Standing in for a password, the key must verify its user (PIN, biometric).
+                user_verification=purpose in (SIGN_IN, STEP_UP),
             )
             used = self._auditor.event(
                 AuditType.PASSKEY_USED,

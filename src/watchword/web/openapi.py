@@ -65,6 +65,7 @@ SPECIAL: dict[tuple[str, str], set[int]] = {
     ("post", "/v1/auth/passkey"): {401, 403, 429},
     ("post", "/v1/auth/mfa/passkey/options"): {401, 403, 404, 429},
     ("post", "/v1/me/passkeys/options"): {404},
+    ("post", "/v1/auth/reauth/passkey/options"): {404},
     ("post", "/v1/me/passkeys"): {404, 409},
     # mailed tokens: unknown, used or expired; throttled; already verified
     ("post", "/v1/me/email/verify"): {400, 401, 409, 429},

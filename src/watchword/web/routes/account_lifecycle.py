@@ -138,9 +138,12 @@ async def confirm_password_reset(
 
 
 class Reauth(Body):
-    password: str = Field(max_length=4096)
-    # A TOTP or recovery code: needed when a second factor is on.
+    # The password (with ``code`` when TOTP is on), or a passkey's response (``credential``,
+    # to the options of POST /v1/auth/reauth/passkey/options) instead of both.
+    password: str | None = Field(default=None, max_length=4096)
+    # A TOTP or recovery code: needed when TOTP is on.
     code: str | None = Field(default=None, max_length=64)
+    credential: dict[str, Any] | None = None
 
 
 @router.post(
@@ -154,7 +157,7 @@ async def reauth(
     ctx: RequestContext = Depends(context),
 ) -> JSONResponse:
     auth_time, amr = await container_of(request).step_up.reauth(
-        principal, body.password, ctx, body.code
+        principal, body.password, ctx, body.code, credential=body.credential
     )
     return JSONResponse(
         {"status": "reauthenticated", "auth_time": int(auth_time.timestamp()), "amr": amr},

@@ -15,11 +15,12 @@ from fastapi.responses import JSONResponse
 from pydantic import Field
 
 from watchword.domain.errors import WatchwordError
+from watchword.domain.principal import Principal
 from watchword.domain.users import check_label
 from watchword.services.accounts import MAX_DEVICE_NAME
 from watchword.services.context import RequestContext
 from watchword.web import metrics
-from watchword.web.deps import check_origin, container_of, context
+from watchword.web.deps import check_origin, container_of, context, require
 from watchword.web.routes.auth import NO_STORE, cookie_login
 from watchword.web.routes.schemas import DOCUMENTED_LABEL, Body
 from watchword.web.routes.tokens import token_login
@@ -89,4 +90,15 @@ async def second_factor_options(
     body: ChallengeRef, request: Request, ctx: RequestContext = Depends(context)
 ) -> JSONResponse:
     options = await container_of(request).mfa.passkey_options(body.challenge, ctx)
+    return JSONResponse(options, headers=NO_STORE)
+
+
+@router.post(
+    "/reauth/passkey/options",
+    summary="Options for navigator.credentials.get() to step up the current session with a passkey",
+)
+async def step_up_options(
+    request: Request, principal: Principal = Depends(require(enrolling=True))
+) -> JSONResponse:
+    options = await container_of(request).passkeys.step_up_options(principal)
     return JSONResponse(options, headers=NO_STORE)
