@@ -464,3 +464,39 @@ async def test_a_passkey_steps_the_session_up_in_place_of_the_password(
     assert neither.status_code == 400
     types = [e.type for e in await audit_of(client, user_id)]
     assert AuditType.STEP_UP in types
+
+
+async def test_malformed_responses_get_a_clear_4xx_and_change_nothing(
+    client_factory: ClientFactory,
+) -> None:
+    client, _, _ = await signed_in(client_factory, public_url=PUBLIC_URL)
+    authenticator = SoftwareAuthenticator(ORIGIN, RP_ID)
+    good_registration = authenticator.create((await client.post("/v1/me/passkeys/options")).json())
+    garbage: list[Any] = [
+        {},
+        {"id": "x"},
+        {"id": "x", "rawId": "x", "type": "public-key", "response": {}},
+        {"id": "!!", "rawId": "!!", "type": "public-key", "response": {"clientDataJSON": "!!"}},
+        {
+            **good_registration,
+            "response": {**good_registration["response"], "clientDataJSON": "e30"},
+        },
+        {
+            **good_registration,
+            "response": {**good_registration["response"], "attestationObject": "oA"},
+        },
+        {
+            **good_registration,
+            "response": {**good_registration["response"], "clientDataJSON": "_w"},
+        },
+    ]
+    for credential in garbage:
+        registered = await client.post("/v1/me/passkeys", json={"credential": credential})
+        assert registered.status_code == 400, (credential, registered.text)
+        assert registered.json()["error"] == "invalid_passkey_registration"
+        signed = await client.post("/v1/auth/passkey", json={"credential": credential})
+        assert signed.status_code == 401, (credential, signed.text)
+        assert signed.json()["error"] == "invalid_passkey"
+    not_an_object = await client.post("/v1/auth/passkey", json={"credential": "text"})
+    assert not_an_object.status_code == 422
+    assert (await client.get("/v1/me/passkeys")).json()["passkeys"] == []
