@@ -211,6 +211,8 @@ class Settings(BaseSettings):
     reauth_max_age: int = Field(default=300, ge=1)
     # Second factors (TOTP, recovery codes): how long a sign-in waits for the second factor.
     mfa_challenge_ttl: int = Field(default=300, ge=10, le=3600)
+    # Passkeys: how long a WebAuthn ceremony's challenge can be answered (once).
+    passkey_challenge_ttl: int = Field(default=180, ge=10, le=900)
     # Routes that need one of these roles refuse a session signed in without a second factor.
     mfa_required_roles: Annotated[list[str], NoDecode] = Field(default_factory=list)
 

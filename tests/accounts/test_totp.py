@@ -79,7 +79,11 @@ async def test_enrolment_gives_a_sealed_secret_its_uri_and_qr_then_a_code_turns_
 
     client.container.lifecycle.on_security_event(hook)
     await client.login(email)
-    assert (await client.get("/v1/me/mfa")).json() == {"totp": False, "recovery_codes_left": 0}
+    assert (await client.get("/v1/me/mfa")).json() == {
+        "totp": False,
+        "recovery_codes_left": 0,
+        "passkeys": 0,
+    }
     started = await client.post("/v1/me/mfa/totp")
     assert started.status_code == 200, started.text
     body = started.json()
@@ -109,7 +113,11 @@ async def test_enrolment_gives_a_sealed_secret_its_uri_and_qr_then_a_code_turns_
     codes = confirmed.json()["recovery_codes"]
     assert len(codes) == 10 and len(set(codes)) == 10
     assert all(len(c.replace("-", "")) == 32 for c in codes)  # 160 bits of base32
-    assert (await client.get("/v1/me/mfa")).json() == {"totp": True, "recovery_codes_left": 10}
+    assert (await client.get("/v1/me/mfa")).json() == {
+        "totp": True,
+        "recovery_codes_left": 10,
+        "passkeys": 0,
+    }
     again = await client.post("/v1/me/mfa/totp")
     assert again.status_code == 409 and again.json()["error"] == "mfa_already_enabled"
     types = await types_for(client, user["id"])
@@ -403,9 +411,15 @@ async def test_roles_that_need_a_second_factor_refuse_a_password_only_session(
         self_service=False,
     )
     await client.login("root@example.com")
-    refused = await client.get("/v1/admin/users")
-    assert refused.status_code == 403 and refused.json()["error"] == "mfa_required"
-    assert (await client.get("/v1/me")).status_code == 200  # everything else still works
+    # No second factor yet: enrolling one is all this user may do.
+    for path in ("/v1/admin/users", "/v1/sessions"):
+        refused = await client.get(path)
+        assert refused.status_code == 403, (path, refused.text)
+        assert refused.json()["error"] == "mfa_enrolment_required"
+    keys = await client.post("/v1/api-keys", json={"name": "ci", "scopes": "profile"})
+    assert keys.status_code == 403 and keys.json()["error"] == "mfa_enrolment_required"
+    assert (await client.get("/v1/me")).status_code == 200  # who am I, and enrolment, work
+    assert (await client.get("/v1/me/mfa")).status_code == 200
 
     started = await client.post("/v1/me/mfa/totp")
     secret = started.json()["secret"]
@@ -413,7 +427,10 @@ async def test_roles_that_need_a_second_factor_refuse_a_password_only_session(
         "/v1/me/mfa/totp/confirm", json={"code": pyotp.TOTP(secret).at(clock.now())}
     )
     assert confirmed.status_code == 200
-    assert (await client.get("/v1/admin/users")).status_code == 403  # this session: password
+    assert (await client.get("/v1/sessions")).status_code == 200  # enrolled: the rest opens
+    # This session was signed in with a password only: the admin role's routes refuse it.
+    refused = await client.get("/v1/admin/users")
+    assert refused.status_code == 403 and refused.json()["error"] == "mfa_required"
     clock.advance(30)
     value = await challenge(client, "root@example.com")
     done = await client.post(

@@ -27,3 +27,19 @@ async def test_a_password_alone_does_not_open_an_account_with_totp(
     assert response.status_code == 403 and "set-cookie" not in response.headers
     events = await client.container.db.audit.for_user(bob.id)
     assert "mfa_required" in [e.details.get("reason") for e in events]
+
+
+async def test_a_password_alone_does_not_open_an_account_with_a_passkey(
+    compat_factory: CompatFactory, clock: ManualClock
+) -> None:
+    from dataclasses import replace
+
+    from tests.stores.test_passkey_store import passkey
+
+    client = await compat_factory("basic_auth")
+    email, password = "carol@hbtn.io", "H0lberton School 98!"
+    carol = await make_user(client.container, email, password)
+    assert (await client.get("/api/v1/users/me", headers=basic(email, password))).status_code == 200
+    stored = replace(passkey(carol), created_at=clock.now())
+    assert await client.container.account_stores.passkeys.add(stored)
+    assert (await client.get("/api/v1/users/me", headers=basic(email, password))).status_code == 403

@@ -5,6 +5,8 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime, timedelta
 
+import pytest
+
 from watchword.domain.account_tokens import AccountToken, TokenPurpose
 from watchword.domain.audit import AuditEvent
 from watchword.domain.errors import EmailTaken
@@ -13,6 +15,7 @@ from watchword.domain.sessions import Session
 from watchword.domain.users import User
 from watchword.stores.accounts import account_stores_for
 from watchword.stores.base import Database
+from watchword.stores.memory import MemoryDatabase
 
 NOW = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
 
@@ -196,6 +199,48 @@ async def test_session_auth_is_recorded_and_replaced(db: Database) -> None:
         NOW + timedelta(seconds=5),
         ["pwd", "otp"],
     )
+
+
+async def test_a_sessions_amr_is_written_with_it_or_not_at_all(db: Database) -> None:
+    stores = account_stores_for(db)
+    alice = user()
+    await db.users.create(alice)
+
+    def session() -> Session:
+        return Session(
+            id=new_id(),
+            user_id=alice.id,
+            secret_hash=uuid.uuid4().hex,
+            created_at=NOW,
+            last_seen_at=NOW,
+            expires_at=NOW + timedelta(hours=1),
+            idle_timeout_seconds=1800,
+        )
+
+    signed_in = session()
+    amr = ["pwd", "otp", "mfa"]
+    await db.sessions.create(
+        signed_in, limit=0, policy="evict-oldest", grace_seconds=0, origin="t", amr=amr
+    )
+    assert await stores.session_auth.get(signed_in.id) == (NOW, amr)
+
+    if isinstance(db, MemoryDatabase):
+        return  # below: a failing statement inside the SQL transaction
+    # The audit row after the amr row fails: neither the session nor its amr row remain.
+    failing = session()
+    unwritable = AuditEvent(type="test.step", at=NOW, user_id=alice.id, details={"x": object()})
+    with pytest.raises(Exception):  # noqa: B017 - whatever the driver raises
+        await db.sessions.create(
+            failing,
+            limit=0,
+            policy="evict-oldest",
+            grace_seconds=0,
+            origin="t",
+            audit=[unwritable],
+            amr=amr,
+        )
+    assert await db.sessions.get(failing.id) is None
+    assert await stores.session_auth.get(failing.id) is None
 
 
 async def test_second_factor_rows_are_used_once(db: Database) -> None:

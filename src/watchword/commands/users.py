@@ -1,4 +1,5 @@
-"""`watchword users create|list|disable|enable|set-roles|set-password|delete|send-reset`.
+"""`watchword users create|list|disable|enable|set-roles|set-password|delete|send-reset|
+reset-mfa`.
 
 Whatever ends a user's sessions here (disable, a new password, deletion) reaches running
 servers through the control feed they poll, and at once over the Redis bus when there is one.
@@ -13,7 +14,9 @@ from collections.abc import Sequence
 from typing import Any
 
 from watchword.commands.output import CliError, emit
+from watchword.domain.mail import MailKind
 from watchword.domain.scopes import IMPLICIT_ROLE
+from watchword.domain.sessions import RevokeReason
 from watchword.services.container import Container
 from watchword.services.context import CLI
 
@@ -130,6 +133,26 @@ async def users_send_reset(args: argparse.Namespace, c: Container) -> None:
         print(f"\nNo SMTP server is set: see the link with `watchword mail show {mail.id}`.")
 
 
+async def users_reset_mfa(args: argparse.Namespace, c: Container) -> None:
+    user = await c.accounts.find_user(args.email)
+    removed = await c.mfa.reset(user, CLI, actor_id="cli")
+    # Every session ends: none of them may outlive the factors that signed it in.
+    revoked = await c.sessions.revoke_all(user.id, RevokeReason.ADMIN, CLI, actor_id="cli")
+    mail = await c.lifecycle.notify(user, MailKind.MFA_RESET, CLI)
+    emit(
+        args,
+        {
+            "email": user.email,
+            "status": "second factors removed",
+            "totp_removed": bool(removed["totp"]),
+            "passkeys_removed": removed["passkeys"],
+            "revoked_sessions": len(revoked),
+            "mail_id": mail.id,
+        },
+        ("email", "status", "totp_removed", "passkeys_removed", "revoked_sessions", "mail_id"),
+    )
+
+
 def add_commands(sub: Any, common: argparse.ArgumentParser) -> None:
     users = sub.add_parser("users", help="manage accounts").add_subparsers(
         dest="sub", required=True
@@ -181,3 +204,11 @@ def add_commands(sub: Any, common: argparse.ArgumentParser) -> None:
     p = users.add_parser("send-reset", parents=[common], help="mail a password-reset link")
     p.add_argument("email")
     p.set_defaults(run=users_send_reset)
+    p = users.add_parser(
+        "reset-mfa",
+        parents=[common],
+        help="remove a user's TOTP, recovery codes and passkeys (a lost factor); "
+        "ends every session and mails the user",
+    )
+    p.add_argument("email")
+    p.set_defaults(run=users_reset_mfa)

@@ -48,6 +48,11 @@ class AuditType:
     MFA_FAILED = "mfa.challenge_failed"
     RECOVERY_CODE_USED = "mfa.recovery_code_used"
     RECOVERY_CODES_REPLACED = "mfa.recovery_codes_replaced"
+    # -- passkeys (added and removed are MFA_ADDED / MFA_REMOVED with method "passkey")
+    PASSKEY_USED = "passkey.used"
+    PASSKEY_FAILED = "passkey.failed"
+    PASSKEY_RENAMED = "passkey.renamed"
+    MFA_RESET = "admin.mfa_reset"
 
 
 @dataclass(frozen=True, slots=True)

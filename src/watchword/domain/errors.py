@@ -5,12 +5,14 @@
     |   +-- WeakPassword        the password policy refused it
     |   +-- InvalidEmail
     |   +-- InvalidAccountToken a mailed link's token is unknown, used, superseded or expired
+    |   +-- InvalidPasskeyRegistration  a passkey's registration response does not verify
     +-- NotAuthenticated        no credential where one is needed
     |   +-- ReauthRequired      the sign-in is older than the step-up limit
     |   +-- MfaCodeRequired     the step-up needs the second factor's code
     +-- InvalidCredentials      sign-in failed (same answer for unknown user and bad password)
     |   +-- InvalidMfaCode      a wrong or replayed TOTP or recovery code
     |   +-- InvalidMfaChallenge a sign-in challenge that is unknown, used or expired
+    |   +-- InvalidPasskey      a passkey response that does not verify, or an unknown passkey
     +-- InvalidCredential       a presented cookie, token or key is bad, expired or revoked
     +-- Forbidden               authenticated, but not allowed
     |   +-- InsufficientScope
@@ -20,9 +22,11 @@
     |   +-- RegistrationClosed
     |   +-- EmailNotVerified
     |   +-- MfaRequired         the role needs a session signed in with a second factor
+    |   +-- MfaEnrolmentRequired  the role needs a second factor and the user has none yet
     +-- NotFound
     +-- Conflict
     |   +-- EmailTaken
+    |   +-- PasskeyExists       this authenticator's credential is already registered
     |   +-- SessionLimitReached
     +-- RateLimited             too many attempts; ``retry_after`` seconds
     +-- StoreUnavailable        a backing store is down: fail closed
@@ -73,6 +77,13 @@ class InvalidAccountToken(InvalidInput):
     )
 
 
+class InvalidPasskeyRegistration(InvalidInput):
+    """The registration response does not verify (origin, relying party, challenge...)."""
+
+    code = "invalid_passkey_registration"
+    default_message = "This passkey could not be registered: start again."
+
+
 class NotAuthenticated(WatchwordError):
     """No credential was presented where one is needed."""
 
@@ -106,6 +117,14 @@ class InvalidMfaChallenge(InvalidCredentials):
 
     code = "invalid_challenge"
     default_message = "This sign-in has expired or was already completed: sign in again."
+
+
+class InvalidPasskey(InvalidCredentials):
+    """The passkey response does not verify, its challenge is unknown, used or expired, or
+    the passkey is unknown or removed (one answer for all: the audit trail says which)."""
+
+    code = "invalid_passkey"
+    default_message = "This passkey could not be verified: try again."
 
 
 class MfaCodeRequired(NotAuthenticated):
@@ -191,6 +210,15 @@ class MfaRequired(Forbidden):
     default_message = "Sign in with a second factor (TOTP) to use this."
 
 
+class MfaEnrolmentRequired(Forbidden):
+    """The user's role needs a second factor and none is on: only enrolling one is allowed."""
+
+    code = "mfa_enrolment_required"
+    default_message = (
+        "Your role needs a second factor: add one (TOTP or a passkey) before anything else."
+    )
+
+
 class NotFound(WatchwordError):
     """No such thing, or not yours to see."""
 
@@ -203,6 +231,13 @@ class Conflict(WatchwordError):
 
     code = "conflict"
     default_message = "The request conflicts with the current state."
+
+
+class PasskeyExists(Conflict):
+    """The authenticator's credential is already registered (to this or another account)."""
+
+    code = "passkey_exists"
+    default_message = "This passkey is already registered."
 
 
 class MfaAlreadyEnabled(Conflict):

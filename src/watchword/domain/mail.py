@@ -13,6 +13,7 @@ class MailKind:
     EMAIL_CHANGED = "email_changed"
     PASSWORD_RESET = "password_reset"
     PASSWORD_CHANGED = "password_changed"
+    MFA_RESET = "mfa_reset"
 
 
 @dataclass(frozen=True, slots=True)

@@ -244,18 +244,23 @@ class AccountService:
         device_name: str | None,
         with_secret: bool,
         session_id: str | None = None,
+        amr: Sequence[str] | None = None,
         **audit_extra: Any,
     ) -> SignIn:
-        """The session of a completed sign-in (the password, and a second factor if on)."""
+        """The session of a completed sign-in (the password, and a second factor if on).
+        ``amr``: how it was proved, when more than a password, written with the session."""
         session_id = session_id or self._random.new_id()
-        # The session and its sign-in row are written in one transaction.
+        details: dict[str, Any] = dict(audit_extra)
+        if amr is not None:
+            details["amr"] = list(amr)
+        # The session, its audit row and its amr row are written in one transaction.
         succeeded = self._auditor.event(
             AuditType.LOGIN_SUCCEEDED,
             ctx,
             user_id=user.id,
             session_id=session_id,
             kind=kind,
-            **audit_extra,
+            **details,
         )
         new = await self._sessions.create(
             user,
@@ -265,6 +270,7 @@ class AccountService:
             with_secret=with_secret,
             session_id=session_id,
             audit=[succeeded],
+            amr=amr,
         )
         return SignIn(user=user, new=new)
 

@@ -12,6 +12,7 @@ from watchword.domain.passwords import PasswordHasher, PasswordPolicy
 from watchword.domain.scopes import ScopePolicy
 from watchword.domain.sessions import SessionPolicy
 from watchword.domain.signatures import SignaturePolicy
+from watchword.domain.webauthn import RelyingParty
 from watchword.services.accounts import AccountService
 from watchword.services.apikeys import ApiKeyService
 from watchword.services.audit import Auditor
@@ -24,6 +25,7 @@ from watchword.services.keys import KeyService
 from watchword.services.lifecycle import AccountLifecycle
 from watchword.services.mail import MailComposer, MailSender, SmtpTarget
 from watchword.services.mfa import MfaService
+from watchword.services.passkeys import PasskeyService
 from watchword.services.ratelimit import LoginThrottle, RateLimiter
 from watchword.services.secrets_file import resolve_secret_key
 from watchword.services.session_cache import SessionCache
@@ -301,6 +303,19 @@ class Container:
             challenge_ttl=settings.mfa_challenge_ttl,
             announce=self.lifecycle.announce,
         )
+        self.passkeys = PasskeyService(
+            store=self.account_stores.passkeys,
+            accounts=self.accounts,
+            relying_party=RelyingParty(public_url=settings.issuer, name=settings.ui_title),
+            throttle=self.throttle,
+            auditor=self.auditor,
+            clock=self.clock,
+            randomness=self.randomness,
+            challenge_ttl=settings.passkey_challenge_ttl,
+            announce=self.lifecycle.announce,
+        )
+        self.mfa.passkeys = self.passkeys
+        self.step_up.passkey = self.passkeys.step_up
         self.accounts.second_factor = self.mfa.challenge_for
         self.step_up.second_factor = self.mfa.step_up_amr
         self._started = False

@@ -109,6 +109,23 @@ class AccountLifecycle:
             except Exception:
                 log.exception("security-event hook failed")
 
+    async def notify(
+        self,
+        user: User,
+        kind: str,
+        ctx: RequestContext,
+        *,
+        audit: Sequence[AuditEvent] = (),
+    ) -> OutgoingMail:
+        """A notice about a change already made (its link: the password-reset page), queued
+        with ``audit`` in one transaction."""
+        mail = self.composer.compose(
+            kind, user.email, link=self.composer.link(RESET_REQUEST_PAGE), user_id=user.id
+        )
+        await self._stores.tokens.queue([mail], audit=[*audit, *self._queued(ctx, [mail])])
+        self.sender.notify()
+        return mail
+
     async def _mail_sent(self, mail: OutgoingMail) -> None:
         await self._auditor.record(
             AuditType.MAIL_SENT,

@@ -68,6 +68,7 @@ _SUBJECTS = {
     MailKind.EMAIL_CHANGED: "Your {title} email address was changed",
     MailKind.PASSWORD_RESET: "Reset your {title} password",
     MailKind.PASSWORD_CHANGED: "Your {title} password was changed",
+    MailKind.MFA_RESET: "The second factors of your {title} account were removed",
 }
 
 _LINES = {
@@ -95,6 +96,11 @@ _LINES = {
     MailKind.PASSWORD_CHANGED: (
         "The password of your account {{ email }} was changed and every device was signed "
         "out. If you did not do this, reset your password at once:"
+    ),
+    MailKind.MFA_RESET: (
+        "An administrator removed every second factor (authenticator app, recovery codes "
+        "and passkeys) of your account {{ email }} and signed out every device. Sign in with "
+        "your password and add a new one. If you did not ask for this, reset your password:"
     ),
 }
 

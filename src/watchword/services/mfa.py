@@ -8,10 +8,10 @@ password, and a TOTP time step is accepted once per user.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import segno
 
@@ -21,6 +21,7 @@ from watchword.domain.errors import (
     AccountDisabled,
     InvalidMfaChallenge,
     InvalidMfaCode,
+    InvalidPasskey,
     MfaAlreadyEnabled,
     MfaCodeRequired,
     NotFound,
@@ -42,6 +43,7 @@ from watchword.domain.mfa import (
     otpauth_uri,
     recovery_code_digest,
 )
+from watchword.domain.passkeys import METHOD as PASSKEY_METHOD
 from watchword.domain.principal import Principal
 from watchword.domain.users import User
 from watchword.services.accounts import AccountService, SecondFactorNeeded
@@ -49,6 +51,9 @@ from watchword.services.audit import Auditor
 from watchword.services.context import RequestContext
 from watchword.services.ratelimit import LoginThrottle
 from watchword.stores.accounts import MfaStore
+
+if TYPE_CHECKING:
+    from watchword.services.passkeys import PasskeyService
 
 PASSWORD = "pwd"  # RFC 8176
 
@@ -91,6 +96,8 @@ class MfaService:
         self._issuer = issuer
         self._challenge_ttl = timedelta(seconds=challenge_ttl)
         self._announce = announce
+        # Passkeys are second factors too: set by the container.
+        self.passkeys: PasskeyService | None = None
 
     def _seal(self, secret: str) -> str:
         return self._master_key.seal(secret.encode())
@@ -103,15 +110,29 @@ class MfaService:
             raise NotFound("Only users have second factors.")
         return await self._accounts.get_user(principal.user_id)
 
-    async def is_on(self, user_id: str) -> bool:
+    async def totp_on(self, user_id: str) -> bool:
         factor = await self._store.get_totp(user_id)
         return factor is not None and factor.active
 
+    async def is_on(self, user_id: str) -> bool:
+        """Any second factor: TOTP, or a passkey."""
+        if await self.totp_on(user_id):
+            return True
+        return self.passkeys is not None and await self.passkeys.has_any(user_id)
+
+    async def methods_for(self, user_id: str) -> tuple[str, ...]:
+        methods: tuple[str, ...] = METHODS if await self.totp_on(user_id) else ()
+        if self.passkeys is not None and await self.passkeys.has_any(user_id):
+            methods += (PASSKEY_METHOD,)
+        return methods
+
     async def status(self, user_id: str) -> dict[str, Any]:
-        on = await self.is_on(user_id)
+        on = await self.totp_on(user_id)
+        passkeys = await self.passkeys.list_for(user_id) if self.passkeys is not None else []
         return {
             "totp": on,
             "recovery_codes_left": await self._store.unused_codes(user_id) if on else 0,
+            "passkeys": len(passkeys),
         }
 
     # -- enrolment ------------------------------------------------------------------------
@@ -183,7 +204,7 @@ class MfaService:
 
     async def new_recovery_codes(self, principal: Principal, ctx: RequestContext) -> list[str]:
         user = await self._user_of(principal)
-        if not await self.is_on(user.id):
+        if not await self.totp_on(user.id):
             raise NotFound("Recovery codes go with a second factor: turn TOTP on first.")
         codes = new_recovery_codes()
         replaced = self._auditor.event(
@@ -195,13 +216,31 @@ class MfaService:
         await self._announce(user.id, "security.recovery_codes_replaced", {})
         return codes
 
+    async def reset(self, user: User, ctx: RequestContext, *, actor_id: str) -> dict[str, int]:
+        """An administrator's answer to a lost factor: TOTP, recovery codes and passkeys go.
+        (The caller ends the user's sessions and mails them.)"""
+        totp = await self._store.remove(user.id)
+        passkeys = await self.passkeys.remove_all(user.id) if self.passkeys is not None else 0
+        removed = {"totp": int(totp), "passkeys": passkeys}
+        await self._auditor.record(
+            AuditType.MFA_RESET,
+            ctx,
+            user_id=user.id,
+            actor_id=actor_id,
+            totp=removed["totp"],
+            passkeys=removed["passkeys"],
+        )
+        await self._announce(user.id, "security.mfa_reset", removed)
+        return removed
+
     # -- the second step of a sign-in -----------------------------------------------------
 
     async def challenge_for(
         self, user: User, kind: str, device_name: str | None, ctx: RequestContext
     ) -> SecondFactorNeeded | None:
         """After a correct password: a challenge if a second factor is on, else None."""
-        if not await self.is_on(user.id):
+        methods = await self.methods_for(user.id)
+        if not methods:
             return None
         value = new_challenge()
         now = self._clock.now()
@@ -216,25 +255,48 @@ class MfaService:
             )
         )
         await self._auditor.record(AuditType.MFA_CHALLENGED, ctx, user_id=user.id, kind=kind)
-        return SecondFactorNeeded(user=user, challenge=value, methods=METHODS)
+        return SecondFactorNeeded(user=user, challenge=value, methods=methods)
 
-    async def complete(self, challenge: str, code: str, ctx: RequestContext) -> SecondFactorPassed:
-        """Check the code against the challenge's user; the challenge is then used up."""
-        challenge_hash = digest(challenge)
-        now = self._clock.now()
-        found = await self._store.get_challenge(challenge_hash)
-        if found is None or not found.usable(now):
+    async def _pending(self, challenge: str, ctx: RequestContext) -> tuple[MfaChallenge, User]:
+        found = await self._store.get_challenge(digest(challenge))
+        if found is None or not found.usable(self._clock.now()):
             # Guessing challenges spends the address's budget like guessing passwords.
             await self._check_throttle(None, ctx)
             raise InvalidMfaChallenge()
         user = await self._accounts.get_user(found.user_id)
         if user.disabled:
             raise AccountDisabled()
+        return found, user
+
+    async def passkey_options(self, challenge: str, ctx: RequestContext) -> dict[str, Any]:
+        """WebAuthn options for the passkeys of the user a sign-in challenge waits for."""
+        _, user = await self._pending(challenge, ctx)
+        if self.passkeys is None:
+            raise NotFound("This account has no passkey.")
+        return await self.passkeys.second_factor_options(user)
+
+    async def complete(
+        self,
+        challenge: str,
+        code: str | None,
+        ctx: RequestContext,
+        credential: Mapping[str, Any] | None = None,
+    ) -> SecondFactorPassed:
+        """Check the code (or the passkey's response) against the challenge's user; the
+        challenge is then used up."""
+        challenge_hash = digest(challenge)
+        found, user = await self._pending(challenge, ctx)
         await self._check_throttle(user, ctx)
-        passed = await self._verify(user, code, ctx)
+        if credential is not None and self.passkeys is not None:
+            amr = await self.passkeys.second_factor(user, credential, ctx)
+            passed = (amr, PASSKEY_METHOD) if amr is not None else None
+        elif code:
+            passed = await self._verify(user, code, ctx)
+        else:
+            passed = None
         if passed is None:
             await self._failed(user, ctx, None, reason="sign_in")
-            raise InvalidMfaCode()
+            raise InvalidPasskey() if credential is not None else InvalidMfaCode()
         amr, method = passed
         if not await self._store.use_challenge(challenge_hash, self._clock.now()):
             raise InvalidMfaChallenge()
@@ -243,9 +305,9 @@ class MfaService:
     async def step_up_amr(
         self, user: User, code: str | None, ctx: RequestContext, session_id: str | None
     ) -> list[str]:
-        """The ``amr`` of a step-up whose password was right: the second factor's code is
-        needed too when one is on."""
-        if not await self.is_on(user.id):
+        """The ``amr`` of a step-up whose password was right: the TOTP (or recovery) code is
+        needed too when TOTP is on. (A passkey-only account steps up with its password.)"""
+        if not await self.totp_on(user.id):
             return [PASSWORD]
         if not code:
             raise MfaCodeRequired()

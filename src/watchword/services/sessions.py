@@ -87,6 +87,7 @@ class SessionService:
         audit: Sequence[AuditEvent] = (),
         secret: str | None = None,
         lifetime: timedelta | None = None,
+        amr: Sequence[str] | None = None,
     ) -> NewSession:
         """A new session with a new secret (never a reused one: no fixation).
 
@@ -124,6 +125,7 @@ class SessionService:
             grace_seconds=int(self.policy.touch_interval.total_seconds()),
             origin=self._control.node_id,
             audit=audit,
+            amr=amr,
         )
         if evicted:
             await self.after_revoke(evicted)

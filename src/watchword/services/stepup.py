@@ -6,13 +6,13 @@ it, or a later ``POST /v1/auth/reauth``), with how (``amr``, RFC 8176).
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
 from watchword.domain.audit import AuditType
 from watchword.domain.clock import Clock, monotonic
-from watchword.domain.errors import InvalidCredentials, NotFound, ReauthRequired
+from watchword.domain.errors import InvalidCredentials, InvalidInput, NotFound, ReauthRequired
 from watchword.domain.principal import Principal
 from watchword.domain.sessions import Session
 from watchword.domain.users import User
@@ -67,17 +67,17 @@ class StepUp:
         self.second_factor: (
             Callable[[User, str | None, RequestContext, str | None], Awaitable[list[str]]] | None
         ) = None
+        # Passkeys: (user, credential, ctx) -> the amr of a step-up made with one; raises
+        # ``InvalidPasskey`` when it does not verify.
+        self.passkey: (
+            Callable[[User, Mapping[str, Any], RequestContext], Awaitable[list[str]]] | None
+        ) = None
 
     async def auth_info(self, principal: Principal) -> tuple[datetime, list[str]] | None:
         """(auth_time, amr) of the principal's session; None without a session."""
         if principal.session_id is None:
             return None
         return await self.session_info(principal.session_id, principal.session)
-
-    async def record_sign_in(self, session: Session, amr: list[str]) -> None:
-        """How a new session's sign-in went, when it was more than a password."""
-        await self._store.record(session.id, session.created_at, amr)
-        self._shown[session.id] = (monotonic(), (session.created_at, list(amr)))
 
     async def session_info(
         self, session_id: str, session: Session | None = None
@@ -125,12 +125,29 @@ class StepUp:
             raise ReauthRequired()
 
     async def reauth(
-        self, principal: Principal, password: str, ctx: RequestContext, code: str | None = None
+        self,
+        principal: Principal,
+        password: str | None,
+        ctx: RequestContext,
+        code: str | None = None,
+        *,
+        credential: Mapping[str, Any] | None = None,
     ) -> tuple[datetime, list[str]]:
+        """Prove the session's user again: the password (and the TOTP code when TOTP is on),
+        or instead a passkey's response to ``/v1/auth/reauth/passkey/options``."""
         if principal.user_id is None or principal.session_id is None:
             raise NotFound("Only a user's session can be re-authenticated.")
         user = await self._accounts.get_user(principal.user_id)
         await self._throttle.check(account=user.email, ip=ctx.ip)
+        if credential is not None and self.passkey is not None:
+            try:
+                amr = await self.passkey(user, credential, ctx)
+            except InvalidCredentials:
+                await self._throttle.failed(account=user.email)
+                raise
+            return await self._record(principal.session_id, user, amr, ctx)
+        if password is None:
+            raise InvalidInput("Give the password, or a passkey's response (credential).")
         if not await self._accounts.verify_password(user.password_hash, password):
             await self._throttle.failed(account=user.email)
             await self._auditor.record(
@@ -144,11 +161,16 @@ class StepUp:
         amr = [PASSWORD]
         if self.second_factor is not None:
             amr = await self.second_factor(user, code, ctx, principal.session_id)
+        return await self._record(principal.session_id, user, amr, ctx)
+
+    async def _record(
+        self, session_id: str, user: User, amr: list[str], ctx: RequestContext
+    ) -> tuple[datetime, list[str]]:
         now = self._clock.now()
         audit = self._auditor.event(
-            AuditType.STEP_UP, ctx, user_id=user.id, session_id=principal.session_id, amr=amr
+            AuditType.STEP_UP, ctx, user_id=user.id, session_id=session_id, amr=amr
         )
-        await self._store.record(principal.session_id, now, amr, audit=[audit])
-        self._shown[principal.session_id] = (monotonic(), (now, amr))
-        await self._announce(user.id, "security.step_up", {"session_id": principal.session_id})
+        await self._store.record(session_id, now, amr, audit=[audit])
+        self._shown[session_id] = (monotonic(), (now, amr))
+        await self._announce(user.id, "security.step_up", {"session_id": session_id})
         return now, amr

@@ -18,6 +18,7 @@ from watchword.domain.mail import OutgoingMail
 from watchword.domain.mfa import MfaChallenge, TotpFactor
 from watchword.domain.sessions import Session
 from watchword.domain.users import User
+from watchword.stores.passkeys import PasskeyStore
 
 
 class AccountTokenStore(Protocol):
@@ -204,6 +205,9 @@ class AccountStores(Protocol):
 
     @property
     def mfa(self) -> MfaStore: ...
+
+    @property
+    def passkeys(self) -> PasskeyStore: ...
 
 
 def account_stores_for(db: object) -> AccountStores:

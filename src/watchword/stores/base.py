@@ -99,12 +99,16 @@ class SessionStore(Protocol):
         grace_seconds: int,
         origin: str,
         audit: Sequence[AuditEvent] = (),
+        amr: Sequence[str] | None = None,
     ) -> list[Session]:
         """Insert ``session`` unless the user would exceed ``limit`` live sessions (0 = no
         limit). Policy ``reject`` raises ``SessionLimitReached``; ``evict-oldest`` revokes the
         oldest and returns them. Atomic under concurrent logins of the same user, on every
         node: never more than ``limit`` live sessions. The ``audit`` rows (the sign-in) are
-        written in the same transaction: no session without its audit row, nor the reverse."""
+        written in the same transaction: no session without its audit row, nor the reverse.
+        ``amr``: how the sign-in was proved when it was more than a password (RFC 8176); its
+        row (``auth_time`` = the session's creation) is written in the same transaction, so
+        no session ever claims less than its sign-in proved, even for a moment."""
         ...
 
     async def get(self, session_id: str) -> Session | None: ...

@@ -25,6 +25,8 @@ class MemoryDatabase:
         self.control = MemoryControlFeed()
         self.user_rows: dict[str, User] = {}
         self.session_rows: dict[str, Session] = {}
+        # When and how each session last proved its user (the account stores' session_auth).
+        self.session_auth: dict[str, tuple[datetime, list[str]]] = {}
 
     async def ping(self) -> None:
         return None
@@ -181,6 +183,7 @@ class MemorySessionStore:
         grace_seconds: int,
         origin: str,
         audit: Sequence[AuditEvent] = (),
+        amr: Sequence[str] | None = None,
     ) -> list[Session]:
         now = session.created_at
         async with self._db._lock:
@@ -211,6 +214,8 @@ class MemorySessionStore:
                         lambda s: s.id in victims, RevokeReason.EVICTED, now, origin
                     )
             self._db.session_rows[session.id] = session
+            if amr is not None:
+                self._db.session_auth[session.id] = (session.created_at, list(amr))
             for event in audit:
                 await self._db.audit.append(event)
         return evicted

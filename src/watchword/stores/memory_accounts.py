@@ -15,6 +15,7 @@ from watchword.domain.mail import OutgoingMail
 from watchword.domain.mfa import MfaChallenge, TotpFactor
 from watchword.domain.sessions import Session
 from watchword.domain.users import User
+from watchword.stores.memory_passkeys import MemoryPasskeyStore
 
 if TYPE_CHECKING:
     from watchword.stores.memory import MemoryDatabase
@@ -178,7 +179,8 @@ class MemoryMailOutbox:
 class MemorySessionAuthStore:
     def __init__(self, db: MemoryDatabase) -> None:
         self._db = db
-        self.rows: dict[str, tuple[datetime, list[str]]] = {}
+        # Shared with the session store: a sign-in's row is written with its session.
+        self.rows: dict[str, tuple[datetime, list[str]]] = db.session_auth if db else {}
 
     async def get(self, session_id: str) -> tuple[datetime, list[str]] | None:
         return self.rows.get(session_id)
@@ -306,6 +308,7 @@ class MemoryAccountStores:
         self.tokens = MemoryAccountTokenStore(db, self.outbox)
         self.session_auth = MemorySessionAuthStore(db)
         self.mfa = MemoryMfaStore(db)
+        self.passkeys = MemoryPasskeyStore(db)
 
 
 if TYPE_CHECKING:

@@ -28,6 +28,8 @@ from watchword.web.routes import (
     me,
     mfa,
     oauth2,
+    passkey_sign_in,
+    passkeys,
     sessions,
     signing_keys,
     system,
@@ -55,6 +57,8 @@ ROUTERS = (
     oauth2,  # token, introspection, revocation
     account_lifecycle,  # verification, change of address, password reset
     mfa,  # second factors: TOTP and recovery codes
+    passkeys,  # the user's passkeys
+    passkey_sign_in,  # sign-in with a passkey, and the passkey as a second factor
 )
 
 

@@ -11,6 +11,7 @@ from starlette.requests import HTTPConnection
 from watchword.domain.errors import (
     CsrfRejected,
     InsufficientScope,
+    MfaEnrolmentRequired,
     MfaRequired,
     NotAuthenticated,
     SessionRequired,
@@ -119,10 +120,25 @@ async def _check_second_factor(request: Request, principal: Principal) -> None:
         raise MfaRequired()
 
 
-def require(*scopes: str, session: bool = False) -> Callable[[Request], Awaitable[Principal]]:
+async def _check_enrolled(request: Request, principal: Principal) -> None:
+    """WATCHWORD_MFA_REQUIRED_ROLES: a user holding such a role with no second factor yet
+    (neither TOTP nor a passkey) may only enrol one. Read from the store on each request of
+    such a user (few, and a removed factor must count at once), never for anyone else."""
+    roles = container_of(request).settings.mfa_required_roles
+    if not roles or principal.user_id is None or not principal.roles.intersection(roles):
+        return
+    if not await container_of(request).mfa.is_on(principal.user_id):
+        raise MfaEnrolmentRequired()
+
+
+def require(
+    *scopes: str, session: bool = False, enrolling: bool = False
+) -> Callable[[Request], Awaitable[Principal]]:
     """A dependency: an authenticated principal holding ``scopes``, with the CSRF check
     applied to unsafe requests authenticated by the cookie. ``session=True``: only a person's
-    live session will do (operations that change how the account signs in)."""
+    live session will do (operations that change how the account signs in).
+    ``enrolling=True``: the route stays open to a user whose role needs a second factor and
+    who has none yet (enrolling one, and what that takes: who am I, step-up, sign out)."""
     needed = frozenset(scopes)
 
     async def dependency(request: Request) -> Principal:
@@ -131,6 +147,8 @@ def require(*scopes: str, session: bool = False) -> Callable[[Request], Awaitabl
             check_csrf(request, principal)
         if session and not is_person_session(principal):
             raise SessionRequired()
+        if not enrolling:
+            await _check_enrolled(request, principal)
         if needed and _needs_second_factor(request, needed):
             await _check_second_factor(request, principal)
         check_scopes(principal, needed)

@@ -59,6 +59,14 @@ SPECIAL: dict[tuple[str, str], set[int]] = {
     # the second step of a sign-in: wrong or replayed code, used or expired challenge
     ("post", "/v1/auth/mfa"): {401, 403, 429},
     ("post", "/v1/auth/reauth"): {401, 429},
+    # passkeys: a response that does not verify, a used or expired challenge; a disabled
+    # account; an authenticator already registered; no passkey to answer a challenge with
+    ("post", "/v1/auth/passkey/options"): {429},
+    ("post", "/v1/auth/passkey"): {401, 403, 429},
+    ("post", "/v1/auth/mfa/passkey/options"): {401, 403, 404, 429},
+    ("post", "/v1/me/passkeys/options"): {404},
+    ("post", "/v1/auth/reauth/passkey/options"): {404},
+    ("post", "/v1/me/passkeys"): {404, 409},
     # mailed tokens: unknown, used or expired; throttled; already verified
     ("post", "/v1/me/email/verify"): {400, 401, 409, 429},
     ("post", "/v1/me/email/verification"): {401, 409, 429},

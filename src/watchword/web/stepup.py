@@ -15,9 +15,9 @@ from watchword.web.deps import container_of, require
 
 
 def require_recent_auth(
-    *scopes: str, session: bool = False
+    *scopes: str, session: bool = False, enrolling: bool = False
 ) -> Callable[[Request], Awaitable[Principal]]:
-    inner = require(*scopes, session=session)
+    inner = require(*scopes, session=session, enrolling=enrolling)
 
     async def dependency(request: Request) -> Principal:
         principal = await inner(request)

@@ -240,6 +240,7 @@ class RedisCachedSessionStore:
         grace_seconds: int,
         origin: str,
         audit: Sequence[AuditEvent] = (),
+        amr: Sequence[str] | None = None,
     ) -> list[Session]:
         evicted = await self._inner.create(
             session,
@@ -248,6 +249,7 @@ class RedisCachedSessionStore:
             grace_seconds=grace_seconds,
             origin=origin,
             audit=audit,
+            amr=amr,
         )
         await self._invalidate(evicted)
         return evicted

@@ -27,6 +27,7 @@ from watchword.stores.sql.database import (
     revoke_where,
 )
 from watchword.stores.sql.engine import guarded, write_transaction
+from watchword.stores.sql.passkeys import SqlPasskeyStore
 
 NO_USER = ""  # matches no row: the user id of the work done for an unknown account
 
@@ -602,6 +603,7 @@ class SqlAccountStores:
         self.outbox = SqlMailOutbox(engine)
         self.session_auth = SqlSessionAuthStore(engine)
         self.mfa = SqlMfaStore(engine)
+        self.passkeys = SqlPasskeyStore(engine)
 
 
 if TYPE_CHECKING:

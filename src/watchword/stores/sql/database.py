@@ -308,6 +308,7 @@ class SqlSessionStore:
         grace_seconds: int,
         origin: str,
         audit: Sequence[AuditEvent] = (),
+        amr: Sequence[str] | None = None,
     ) -> list[Session]:
         now = session.created_at
         async with write_transaction(self._engine) as conn:
@@ -340,6 +341,12 @@ class SqlSessionStore:
                         conn, t.sessions.c.id.in_(victims), RevokeReason.EVICTED, now, origin
                     )
             await conn.execute(insert(t.sessions).values(**_session_values(session)))
+            if amr is not None:
+                await conn.execute(
+                    insert(t.session_auth).values(
+                        session_id=session.id, auth_time=session.created_at, amr=list(amr)
+                    )
+                )
             await insert_audit(conn, audit)
         return evicted
 

@@ -266,3 +266,33 @@ mfa_challenges = Table(
     Column("used_at", UTCDateTime),
     Index("ix_mfa_challenges_user", "user_id"),
 )
+
+# -- passkeys: WebAuthn credentials and the server-side challenges of their ceremonies (digests)
+passkeys = Table(
+    "passkeys",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("user_id", String(36), ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    # base64url of up to 1023 bytes (WebAuthn's limit for a credential id)
+    Column("credential_id", String(1400), nullable=False, unique=True),
+    Column("public_key", Text, nullable=False),  # base64url of the COSE key
+    Column("sign_count", BigInteger, nullable=False),
+    Column("name", String(100), nullable=False),
+    Column("transports", JSON, nullable=False),
+    Column("backed_up", Boolean, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("last_used_at", UTCDateTime),
+    Index("ix_passkeys_user", "user_id"),
+)
+
+passkey_challenges = Table(
+    "passkey_challenges",
+    metadata,
+    Column("challenge_hash", String(64), primary_key=True),
+    Column("purpose", String(16), nullable=False),
+    Column("user_id", String(36), ForeignKey("users.id", ondelete="CASCADE")),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("expires_at", UTCDateTime, nullable=False),
+    Column("used_at", UTCDateTime),
+    Index("ix_passkey_challenges_expiry", "expires_at"),
+)

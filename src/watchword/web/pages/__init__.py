@@ -11,7 +11,7 @@ from fastapi import FastAPI
 from starlette.staticfiles import StaticFiles
 
 from watchword.config import Settings
-from watchword.web.pages import account, admin, mail_links
+from watchword.web.pages import account, admin, factors, mail_links
 from watchword.web.pages.rendering import HERE
 from watchword.web.pages.signin import login_url, safe_next, sign_in
 
@@ -23,6 +23,7 @@ def install(app: FastAPI, settings: Settings) -> bool:
     if not settings.ui:
         return False
     app.include_router(account.router)
+    app.include_router(factors.router)
     app.include_router(admin.router)
     app.include_router(mail_links.router)
     app.mount(ASSETS, StaticFiles(directory=HERE / "static"), name="assets")

@@ -15,6 +15,7 @@ from watchword.domain.errors import (
     InvalidCredentials,
     InvalidInput,
     InvalidMfaChallenge,
+    MfaCodeRequired,
     NotFound,
     RateLimited,
     ReauthRequired,
@@ -46,6 +47,9 @@ router = APIRouter(route_class=PageRoute, include_in_schema=False)
 EVENTS_PER_PAGE = 20
 KEY_LIFETIMES = {"": None, "7d": 7 * 86_400, "30d": 30 * 86_400, "90d": 90 * 86_400}
 account_reader = require("profile")
+# The account page, step-up and sign-out stay open to a user whose role needs a second factor
+# and who has none yet: the page then shows only what it takes to enrol one.
+enrolment_reader = require("profile", enrolling=True)
 device_manager = require("sessions")
 key_manager = require("api-keys")
 
@@ -137,7 +141,9 @@ async def login_submit(request: Request) -> Response:
     except InvalidInput as exc:
         return _login_page(request, next_path=target, email=email, error=exc.message, status=400)
     except SecondFactorStep as step:
-        return _second_factor_page(request, challenge=step.challenge, next_path=target)
+        return _second_factor_page(
+            request, challenge=step.challenge, next_path=target, methods=step.methods
+        )
     return response
 
 
@@ -148,12 +154,19 @@ def _second_factor_page(
     next_path: str,
     error: str | None = None,
     status: int = 200,
+    methods: tuple[str, ...] = ("totp", "recovery_code"),
 ) -> Response:
     token, nonce = pre_session_token(request)
     response = render(
         request,
         "login_code.html",
-        {"form_token": token, "next": next_path, "challenge": challenge, "error": error},
+        {
+            "form_token": token,
+            "next": next_path,
+            "challenge": challenge,
+            "error": error,
+            "methods": methods,
+        },
         status=status,
     )
     response.headers["Cache-Control"] = "no-store"
@@ -237,7 +250,9 @@ async def signup_submit(request: Request) -> Response:
 
 
 @router.post("/logout")
-async def logout(request: Request, principal: Principal = Depends(require())) -> Response:
+async def logout(
+    request: Request, principal: Principal = Depends(require(enrolling=True))
+) -> Response:
     if principal.session_id is not None:
         await container_of(request).sessions.revoke(
             principal.session_id, RevokeReason.LOGOUT, context(request)
@@ -269,12 +284,37 @@ async def _devices(request: Request, principal: Principal) -> dict[str, Any]:
     }
 
 
+async def _factors(request: Request, user_id: str) -> dict[str, Any]:
+    container = container_of(request)
+    status = await container.mfa.status(user_id)
+    return {
+        "totp_on": status["totp"],
+        "recovery_codes_left": status["recovery_codes_left"],
+        "passkeys": await container.passkeys.list_for(user_id),
+    }
+
+
+def enrolment_required(request: Request, principal: Principal, factors: dict[str, Any]) -> bool:
+    roles = container_of(request).settings.mfa_required_roles
+    has_factor = factors["totp_on"] or factors["passkeys"]
+    return bool(roles) and bool(principal.roles.intersection(roles)) and not has_factor
+
+
 async def _account_values(
     request: Request, principal: Principal, before: int | None
 ) -> dict[str, Any]:
     container = container_of(request)
     assert principal.user_id is not None
     user = principal.user or await container.accounts.get_user(principal.user_id)
+    factors = await _factors(request, user.id)
+    if enrolment_required(request, principal, factors):
+        # Only enrolment is open: nothing else of the account is shown until then.
+        return {
+            "user": user,
+            **factors,
+            "enrolment_required": True,
+            "policy": container.accounts.password_policy,
+        }
     events = await container.accounts.events_for(
         principal.user_id, limit=EVENTS_PER_PAGE + 1, before_id=before
     )
@@ -282,6 +322,7 @@ async def _account_values(
     keys = await container.api_keys.list_for_user(user.id) if "api-keys" in principal.scopes else []
     return {
         "user": user,
+        **factors,
         **await _devices(request, principal),
         "events": events[:EVENTS_PER_PAGE],
         "events_older": older,
@@ -293,7 +334,7 @@ async def _account_values(
     }
 
 
-async def _account_page(
+async def account_page(
     request: Request,
     principal: Principal,
     *,
@@ -310,16 +351,19 @@ async def _account_page(
 async def account(
     request: Request,
     before: int | None = Query(None, ge=1),
-    principal: Principal = Depends(account_reader),
+    principal: Principal = Depends(enrolment_reader),
 ) -> Response:
     notice = NOTICES.get(request.query_params.get("done", ""))
-    return await _account_page(request, principal, before=before, notice=notice)
+    return await account_page(request, principal, before=before, notice=notice)
 
 
 NOTICES = {
     "password": "Your password was changed. Your other devices were signed out.",
     "verification": "A verification link is on its way to your email address.",
     "reauth": "Thank you, your password is confirmed. You can go on now.",
+    "totp-removed": "The authenticator app was removed from your account.",
+    "passkey-added": "Your passkey was added.",
+    "passkey-removed": "The passkey was removed from your account.",
 }
 
 
@@ -340,10 +384,10 @@ async def change_password(
     try:
         await container_of(request).step_up.check(principal)
     except ReauthRequired:
-        return await _account_page(request, principal, status=401, reauth_needed=True)
+        return await account_page(request, principal, status=401, reauth_needed=True)
     new = _text(form, "new_password", 4096)
     if new != _text(form, "new_password_again", 4096):
-        return await _account_page(
+        return await account_page(
             request, principal, status=400, password_error="The new passwords do not match."
         )
     try:
@@ -355,7 +399,7 @@ async def change_password(
         message = exc.message
         if isinstance(exc, RateLimited):
             message = f"Too many attempts. Try again in {max(1, exc.retry_after)} seconds."
-        return await _account_page(request, principal, status=status, password_error=message)
+        return await account_page(request, principal, status=status, password_error=message)
     response = RedirectResponse("/account?done=password#password", status_code=303)
     # The session that made the change continues under a new secret (the old cookie is dead).
     replacement = changed.session
@@ -366,21 +410,24 @@ async def change_password(
 
 @router.post("/account/reauth")
 async def reauthenticate(
-    request: Request, principal: Principal = Depends(account_reader)
+    request: Request, principal: Principal = Depends(enrolment_reader)
 ) -> Response:
     """Confirm the password: this session counts as freshly signed in (``/v1/auth/reauth``)."""
     form = await request.form()
     try:
         await container_of(request).step_up.reauth(
-            principal, _text(form, "password", 4096), context(request)
+            principal,
+            _text(form, "password", 4096),
+            context(request),
+            _text(form, "code", 100).replace(" ", "") or None,
         )
-    except (InvalidCredentials, RateLimited) as exc:
+    except (InvalidCredentials, RateLimited, MfaCodeRequired) as exc:
         message = exc.message
         status = 401
         if isinstance(exc, RateLimited):
             message = f"Too many attempts. Try again in {max(1, exc.retry_after)} seconds."
             status = 429
-        return await _account_page(
+        return await account_page(
             request, principal, status=status, reauth_needed=True, reauth_error=message
         )
     return RedirectResponse("/account?done=reauth#password", status_code=303)
@@ -400,7 +447,7 @@ async def send_verification(
         return RedirectResponse("/account", status_code=303)
     except RateLimited as exc:
         message = f"Too many links asked for. Try again in {max(1, exc.retry_after)} seconds."
-        return await _account_page(request, principal, status=429, email_error=message)
+        return await account_page(request, principal, status=429, email_error=message)
     return RedirectResponse("/account?done=verification", status_code=303)
 
 
@@ -460,7 +507,7 @@ async def create_api_key(request: Request, principal: Principal = Depends(key_ma
     try:
         await container.step_up.check(principal)
     except ReauthRequired:
-        return await _account_page(request, principal, status=401, reauth_needed=True)
+        return await account_page(request, principal, status=401, reauth_needed=True)
     owner = principal.user or await container.accounts.get_user(principal.user_id)
     lifetime = _text(form, "expires", 8)
     scopes = [s for s in form.getlist("scopes") if isinstance(s, str)]
@@ -479,9 +526,9 @@ async def create_api_key(request: Request, principal: Principal = Depends(key_ma
             actor_id=principal.user_id,
         )
     except InvalidInput as exc:
-        return await _account_page(request, principal, status=400, key_error=exc.message)
+        return await account_page(request, principal, status=400, key_error=exc.message)
     # The key is in this answer only (no-store): it is never shown again.
-    return await _account_page(
+    return await account_page(
         request, principal, status=201, new_key=created.secret, new_key_name=created.key.name
     )
 
@@ -497,4 +544,4 @@ async def revoke_api_key(
     return RedirectResponse("/account#api-keys", status_code=303)
 
 
-__all__ = ["online_sessions", "page_for_error", "router"]
+__all__ = ["account_page", "enrolment_reader", "online_sessions", "page_for_error", "router"]

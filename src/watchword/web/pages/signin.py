@@ -73,16 +73,17 @@ async def sign_in(
         email=email, password=password, device_name=device_name or None, ctx=ctx
     )
     if isinstance(signin, SecondFactorNeeded):
-        raise SecondFactorStep(signin.challenge)
+        raise SecondFactorStep(signin.challenge, signin.methods)
     return signin, await start_browser_session(request, signin, next_path)
 
 
 class SecondFactorStep(Exception):
     """The password was right and the account has a second factor: the page asks for it."""
 
-    def __init__(self, challenge: str) -> None:
+    def __init__(self, challenge: str, methods: tuple[str, ...] = ()) -> None:
         super().__init__("a second factor is needed")
         self.challenge = challenge
+        self.methods = methods
 
 
 async def finish_sign_in(

@@ -76,7 +76,7 @@ async def resend_verification(
 ) -> JSONResponse:
     container = container_of(request)
     if principal_of(request).is_authenticated:
-        principal = await require()(request)
+        principal = await require(enrolling=True)(request)
         if principal.user_id is None:
             raise NotFound("Only users have email addresses.")
         await container.lifecycle.resend_verification(principal.user_id, ctx)
@@ -138,9 +138,12 @@ async def confirm_password_reset(
 
 
 class Reauth(Body):
-    password: str = Field(max_length=4096)
-    # A TOTP or recovery code: needed when a second factor is on.
+    # The password (with ``code`` when TOTP is on), or a passkey's response (``credential``,
+    # to the options of POST /v1/auth/reauth/passkey/options) instead of both.
+    password: str | None = Field(default=None, max_length=4096)
+    # A TOTP or recovery code: needed when TOTP is on.
     code: str | None = Field(default=None, max_length=64)
+    credential: dict[str, Any] | None = None
 
 
 @router.post(
@@ -150,11 +153,11 @@ class Reauth(Body):
 async def reauth(
     body: Reauth,
     request: Request,
-    principal: Principal = Depends(require()),
+    principal: Principal = Depends(require(enrolling=True)),
     ctx: RequestContext = Depends(context),
 ) -> JSONResponse:
     auth_time, amr = await container_of(request).step_up.reauth(
-        principal, body.password, ctx, body.code
+        principal, body.password, ctx, body.code, credential=body.credential
     )
     return JSONResponse(
         {"status": "reauthenticated", "auth_time": int(auth_time.timestamp()), "amr": amr},

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+from typing import Any
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
@@ -64,19 +65,25 @@ async def login(
 
 class MfaAnswer(Body):
     challenge: str = Field(max_length=128)
-    code: str = Field(max_length=64)
+    # One of the two: a TOTP or recovery code, or a passkey's response (PublicKeyCredential
+    # JSON) to the options of POST /v1/auth/mfa/passkey/options.
+    code: str | None = Field(default=None, max_length=64)
+    credential: dict[str, Any] | None = None
 
 
 @router.post(
     "/mfa",
-    summary="Complete a sign-in with a TOTP or recovery code: the session, in the mode of login",
+    summary="Complete a sign-in with a TOTP or recovery code, or a passkey: the session, "
+    "in the mode of login",
 )
 async def complete_mfa(
     body: MfaAnswer, request: Request, ctx: RequestContext = Depends(context)
 ) -> JSONResponse:
     check_origin(request)  # a browser's completion is a login: the same CSRF rule
     try:
-        signin, mode = await finish_second_factor(request, body.challenge, body.code, ctx)
+        signin, mode = await finish_second_factor(
+            request, body.challenge, body.code, ctx, credential=body.credential
+        )
         if mode == "token":
             response = await token_login(signin, request, ctx)
         else:
@@ -89,28 +96,27 @@ async def complete_mfa(
 
 
 async def finish_second_factor(
-    request: Request, challenge: str, code: str, ctx: RequestContext
+    request: Request,
+    challenge: str,
+    code: str | None,
+    ctx: RequestContext,
+    *,
+    credential: dict[str, Any] | None = None,
 ) -> tuple[SignIn, str]:
     """The second step of a sign-in (the API's and the sign-in page's): the challenge and a
-    TOTP or recovery code in, the new session and the mode asked for at login out."""
+    TOTP or recovery code (or a passkey's response) in, the new session and the mode asked
+    for at login out."""
     container = container_of(request)
-    passed = await container.mfa.complete(challenge, code, ctx)
+    passed = await container.mfa.complete(challenge, code, ctx, credential)
     signin = await container.accounts.open_session(
         passed.user,
         ctx,
         kind=passed.challenge.mode,
         device_name=passed.challenge.device_name,
         with_secret=passed.challenge.mode != "token",
-        amr=passed.amr,
+        amr=passed.amr,  # written in the session's own transaction
         second_factor=passed.method,
     )
-    try:
-        await container.step_up.record_sign_in(signin.session, passed.amr)
-    except BaseException:
-        # No session that claims less than its sign-in proved, nor one left half made.
-        with contextlib.suppress(Exception):
-            await container.sessions.revoke(signin.session.id, RevokeReason.REVOKED, ctx)
-        raise
     return signin, passed.challenge.mode
 
 
@@ -139,7 +145,7 @@ async def cookie_login(signin: SignIn, request: Request, ctx: RequestContext) ->
 @router.post("/logout", summary="End the current session everywhere and clear the cookie")
 async def logout(
     request: Request,
-    principal: Principal = Depends(require()),
+    principal: Principal = Depends(require(enrolling=True)),
     ctx: RequestContext = Depends(context),
 ) -> JSONResponse:
     container = container_of(request)

@@ -23,7 +23,7 @@ router = APIRouter(prefix="/v1/me", tags=["me"])
 
 
 @router.get("", summary="Who is calling: the user, the session and how it authenticated")
-async def me(request: Request, principal: Principal = Depends(require())) -> Response:
+async def me(request: Request, principal: Principal = Depends(require(enrolling=True))) -> Response:
     container = container_of(request)
     user = user_view(principal)
     if user is None and principal.user_id is not None:

@@ -34,10 +34,12 @@ def _person(principal: Principal) -> Principal:
     return principal
 
 
-@router.get("", summary="Which second factors are on, and how many recovery codes are left")
-async def mfa_status(request: Request, principal: Principal = Depends(require())) -> Any:
+@router.get("", summary="Which second factors are on: TOTP, recovery codes left, passkeys")
+async def mfa_status(
+    request: Request, principal: Principal = Depends(require(enrolling=True))
+) -> Any:
     if principal.user_id is None:
-        return {"totp": False, "recovery_codes_left": 0}
+        return {"totp": False, "recovery_codes_left": 0, "passkeys": 0}
     return await container_of(request).mfa.status(principal.user_id)
 
 
@@ -47,7 +49,7 @@ async def mfa_status(request: Request, principal: Principal = Depends(require())
 )
 async def enroll_totp(
     request: Request,
-    principal: Principal = Depends(require_recent_auth()),
+    principal: Principal = Depends(require_recent_auth(enrolling=True)),
     ctx: RequestContext = Depends(context),
 ) -> JSONResponse:
     enrolment = await container_of(request).mfa.enroll(_person(principal), ctx)
@@ -68,7 +70,7 @@ async def enroll_totp(
 async def confirm_totp(
     body: TotpCode,
     request: Request,
-    principal: Principal = Depends(require_recent_auth()),
+    principal: Principal = Depends(require_recent_auth(enrolling=True)),
     ctx: RequestContext = Depends(context),
 ) -> JSONResponse:
     codes = await container_of(request).mfa.confirm(_person(principal), body.code, ctx)
