@@ -18,7 +18,7 @@ DRIVER_ALIASES = (
 
 # Roles grant scopes. Every user holds the implicit role "user".
 DEFAULT_ROLE_SCOPES: dict[str, list[str]] = {
-    "user": ["profile", "sessions", "api-keys", "signing-keys", "realtime"],
+    "user": ["openid", "profile", "email", "sessions", "api-keys", "signing-keys", "realtime"],
     "admin": ["admin", "realtime:publish", "realtime:presence", "revocations:read"],
     # Services that verify Watchword tokens themselves follow the revocation feed.
     "service": ["revocations:read"],
