@@ -69,6 +69,13 @@ class InvalidClient(InvalidCredential):
         super().__init__(message)
 
 
+class UnauthorizedClientGrant(InvalidInput):
+    """RFC 6749 5.2 ``unauthorized_client``: the client may not use this grant."""
+
+    code = "unauthorized_client"
+    default_message = "This client is not registered for the client_credentials grant."
+
+
 class IssuedAccessToken(Protocol):
     @property
     def token(self) -> str: ...
@@ -400,6 +407,19 @@ class ClientService:
             await self._reject_client(ctx, "disabled", client_id, count=False)
         return client
 
+    async def public_client(self, client_id: str, ctx: RequestContext) -> OAuthClient:
+        """RFC 6749 2.3 for a public client: it names itself (``client_id``) and proves
+        nothing here; PKCE is its proof. A confidential client must authenticate."""
+        client = await self._clients.get(client_id) if plausible_client_id(client_id) else None
+        if client is None:
+            await self._reject_client(ctx, "unknown", None)
+        assert client is not None
+        if not client.is_public:
+            await self._reject_client(ctx, "secret_missing", client_id, count=False)
+        if client.disabled:
+            await self._reject_client(ctx, "disabled", client_id, count=False)
+        return client
+
     async def _reject_client(
         self, ctx: RequestContext, reason: str, client_id: str | None, *, count: bool = True
     ) -> None:
@@ -426,6 +446,8 @@ class ClientService:
         self, client: OAuthClient, scope: str | None, ctx: RequestContext
     ) -> TokenResponse:
         """Scope narrowing (section 3.3): no ``scope`` means all the client's scopes."""
+        if not client.allows(GrantType.CLIENT_CREDENTIALS):
+            raise UnauthorizedClientGrant()
         requested = parse_scope(scope) if scope is not None else client.scopes
         if not requested:
             requested = client.scopes

@@ -96,11 +96,16 @@ def _login_page(
 
 
 @router.get("/login")
-async def login_form(request: Request, next: str | None = Query(None)) -> Response:
+async def login_form(
+    request: Request,
+    next: str | None = Query(None),
+    login_hint: str | None = Query(None, max_length=320),
+    again: str | None = Query(None, max_length=1),
+) -> Response:
     target = safe_next(next, "")
-    if _signed_in(request):
+    if _signed_in(request) and not again:
         return RedirectResponse(target or DEFAULT_NEXT, status_code=303)
-    return _login_page(request, next_path=target)
+    return _login_page(request, next_path=target, email=login_hint or "")
 
 
 @router.post("/login")
