@@ -62,3 +62,23 @@ def new_code(randomness: Randomness) -> tuple[str, str]:
 
 def plausible_code(value: str) -> bool:
     return value.startswith(CODE_PREFIX) and len(value) <= 128
+
+
+# OpenID Connect Back-Channel Logout 1.0 section 2.4: the event a logout token carries.
+BACKCHANNEL_LOGOUT_EVENT = "http://schemas.openid.net/event/backchannel-logout"
+
+
+@dataclass(frozen=True, slots=True)
+class PendingLogout:
+    """One back-channel logout to deliver: the app, the session that ended, where to POST."""
+
+    id: str  # also the logout token's jti
+    client_id: str
+    session_id: str
+    user_id: str
+    uri: str
+    created_at: datetime
+    next_attempt_at: datetime
+    attempts: int = 0
+    sent_at: datetime | None = None
+    last_error: str | None = None

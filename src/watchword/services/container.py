@@ -17,6 +17,7 @@ from watchword.services.apikeys import ApiKeyService
 from watchword.services.app_tokens import ID_TOKEN_TTL, AppTokens
 from watchword.services.audit import Auditor
 from watchword.services.authorization import Authorization
+from watchword.services.backchannel import BackchannelLogout
 from watchword.services.clients import ClientService
 from watchword.services.cluster import Cluster, make_bus, rate_limit_storage
 from watchword.services.control import ControlPlane, RevokedSessions
@@ -344,6 +345,19 @@ class Container:
             issuer=settings.issuer,
         )
         self.introspection.app_refresh = self.app_tokens.revoke_refresh
+        self.backchannel = BackchannelLogout(
+            outbox=self.app_stores.logout_outbox,
+            clients=self.clients,
+            id_keys=self.id_token_keys,
+            access_keys=self.keys,
+            control=self.control,
+            clock=self.clock,
+            issuer=settings.issuer,
+            timeout=settings.backchannel_logout_timeout,
+            poll_interval=settings.backchannel_logout_poll_interval,
+            retry_base=settings.backchannel_logout_retry_base,
+            retry_max=settings.backchannel_logout_retry_max,
+        )
         self._started = False
 
     async def start(self) -> None:
@@ -359,6 +373,7 @@ class Container:
         self.signing.start()
         await self.clients.start(sweep_interval=self.settings.sweep_interval)
         self.mail_sender.start()  # account lifecycle: delivers the outbox
+        self.backchannel.start()  # OpenID Connect: logout tokens to the apps
         self._started = True
 
     async def stop(self) -> None:
@@ -371,6 +386,7 @@ class Container:
             await self.signing.stop()
             await self.clients.stop()
             await self.mail_sender.stop()
+            await self.backchannel.stop()
             await self.control.stop()
             await self.bus.close()
         await self.cluster.stop()

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
-from watchword.domain.app_grants import AppConsent, AppGrant
+from watchword.domain.app_grants import AppConsent, AppGrant, PendingLogout
 from watchword.domain.tokens import RefreshToken
 from watchword.stores.tokens import KeyStore
 
@@ -61,6 +61,28 @@ class AppGrantStore(Protocol):
         ...
 
 
+class LogoutOutbox(Protocol):
+    """Back-channel logouts to deliver. Rows are written by the session stores in the same
+    transaction that ends a session (``stores/sql/database.py``, ``revoke_where``)."""
+
+    async def claim_due(
+        self, now: datetime, lease_until: datetime, *, limit: int
+    ) -> list[PendingLogout]:
+        """Unsent rows due at ``now``, each moved to ``lease_until`` by a conditional update
+        so that two senders (two nodes) never both take one row. Oldest first."""
+        ...
+
+    async def mark_sent(self, logout_id: str, now: datetime) -> None: ...
+
+    async def mark_failed(
+        self, logout_id: str, *, attempts: int, next_attempt_at: datetime, error: str
+    ) -> None: ...
+
+    async def page(self, *, limit: int = 50, unsent_only: bool = False) -> list[PendingLogout]:
+        """Newest first."""
+        ...
+
+
 class AppConsentStore(Protocol):
     async def get(self, user_id: str, client_id: str) -> AppConsent | None: ...
 
@@ -78,6 +100,7 @@ class AppGrantStores:
     grants: AppGrantStore
     consents: AppConsentStore
     id_token_keys: KeyStore
+    logout_outbox: LogoutOutbox
 
 
 def app_grant_stores_for(db: object) -> AppGrantStores:
@@ -89,6 +112,7 @@ def app_grant_stores_for(db: object) -> AppGrantStores:
     from watchword.stores.sql.app_grants import (
         SqlAppConsentStore,
         SqlAppGrantStore,
+        SqlLogoutOutbox,
     )
     from watchword.stores.sql.tokens import SqlKeyStore
 
@@ -96,4 +120,5 @@ def app_grant_stores_for(db: object) -> AppGrantStores:
         grants=SqlAppGrantStore(engine),
         consents=SqlAppConsentStore(engine),
         id_token_keys=SqlKeyStore(engine, tables.id_token_keys),
+        logout_outbox=SqlLogoutOutbox(engine),
     )

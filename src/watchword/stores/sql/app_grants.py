@@ -6,15 +6,18 @@ a write transaction, as refresh rotation is: of two concurrent redemptions one s
 
 from __future__ import annotations
 
+import uuid
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Row, and_, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from watchword.domain.app_grants import AppConsent, AppGrant
+from watchword.domain.app_grants import AppConsent, AppGrant, PendingLogout
 from watchword.domain.errors import NotFound
+from watchword.domain.sessions import Session
 from watchword.domain.tokens import ACTIVE, REVOKED, RefreshToken
 from watchword.stores.sql import tables as t
 from watchword.stores.sql.engine import guarded, write_transaction
@@ -234,3 +237,118 @@ class SqlAppConsentStore:
                 delete(t.app_consents).where(c.user_id == user_id, c.client_id == client_id)
             )
         return bool(result.rowcount)
+
+
+def _logout(row: Row[Any]) -> PendingLogout:
+    return PendingLogout(
+        id=row.id,
+        client_id=row.client_id,
+        session_id=row.session_id,
+        user_id=row.user_id,
+        uri=row.uri,
+        created_at=row.created_at,
+        next_attempt_at=row.next_attempt_at,
+        attempts=int(row.attempts or 0),
+        sent_at=row.sent_at,
+        last_error=row.last_error,
+    )
+
+
+async def queue_backchannel_logouts(
+    conn: AsyncConnection, sessions: Sequence[Session], now: datetime
+) -> None:
+    """Inside the transaction that ends ``sessions``: one outbox row per app that signed in
+    through one of them and registered a back-channel logout URI."""
+    if not sessions:
+        return
+    c = t.oauth_clients.c
+    query = (
+        select(g.client_id, g.session_id, g.user_id, c.backchannel_logout_uri)
+        .distinct()
+        .select_from(t.app_grants.join(t.oauth_clients, c.id == g.client_id))
+        .where(
+            g.session_id.in_([s.id for s in sessions]),
+            g.code_used_at.is_not(None),
+            c.backchannel_logout_uri.is_not(None),
+        )
+    )
+    for row in (await conn.execute(query)).all():
+        await conn.execute(
+            insert(t.logout_outbox).values(
+                id=str(uuid.uuid4()),
+                client_id=row.client_id,
+                session_id=row.session_id,
+                user_id=row.user_id,
+                uri=row.backchannel_logout_uri,
+                created_at=now,
+                attempts=0,
+                next_attempt_at=now,
+            )
+        )
+
+
+class SqlLogoutOutbox:
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._engine = engine
+
+    @guarded
+    async def claim_due(
+        self, now: datetime, lease_until: datetime, *, limit: int
+    ) -> list[PendingLogout]:
+        o = t.logout_outbox.c
+        async with self._engine.connect() as conn:
+            rows = (
+                await conn.execute(
+                    select(t.logout_outbox)
+                    .where(o.sent_at.is_(None), o.next_attempt_at <= now)
+                    .order_by(o.next_attempt_at, o.created_at)
+                    .limit(limit)
+                )
+            ).all()
+        claimed: list[PendingLogout] = []
+        for row in rows:
+            async with write_transaction(self._engine) as conn:
+                result = await conn.execute(
+                    update(t.logout_outbox)
+                    .where(
+                        o.id == row.id,
+                        o.sent_at.is_(None),
+                        o.next_attempt_at == row.next_attempt_at,
+                    )
+                    .values(next_attempt_at=lease_until)
+                )
+            if result.rowcount:
+                claimed.append(_logout(row))
+        return claimed
+
+    @guarded
+    async def mark_sent(self, logout_id: str, now: datetime) -> None:
+        o = t.logout_outbox.c
+        async with write_transaction(self._engine) as conn:
+            await conn.execute(
+                update(t.logout_outbox)
+                .where(o.id == logout_id)
+                .values(sent_at=now, attempts=o.attempts + 1, last_error=None)
+            )
+
+    @guarded
+    async def mark_failed(
+        self, logout_id: str, *, attempts: int, next_attempt_at: datetime, error: str
+    ) -> None:
+        o = t.logout_outbox.c
+        async with write_transaction(self._engine) as conn:
+            await conn.execute(
+                update(t.logout_outbox)
+                .where(o.id == logout_id, o.sent_at.is_(None))
+                .values(attempts=attempts, next_attempt_at=next_attempt_at, last_error=error[:500])
+            )
+
+    @guarded
+    async def page(self, *, limit: int = 50, unsent_only: bool = False) -> list[PendingLogout]:
+        o = t.logout_outbox.c
+        query = select(t.logout_outbox)
+        if unsent_only:
+            query = query.where(o.sent_at.is_(None))
+        query = query.order_by(o.created_at.desc(), o.id).limit(limit)
+        async with self._engine.connect() as conn:
+            return [_logout(row) for row in await conn.execute(query)]
