@@ -165,7 +165,7 @@ async def test_consent_is_asked_once_and_remembered(client: Client) -> None:
     answer = query_of(denied.headers["location"])
     assert answer["error"] == "access_denied" and answer["state"] == "s1"
 
-    page = await authorize(client, app, state="s2", **pkce_params)
+    page = await authorize(client, app, state="s2", scope="openid", **pkce_params)
     allowed = await client.post(
         "/oauth2/authorize", data={**(await consent_form(page)), "decision": "allow"}
     )
@@ -173,8 +173,10 @@ async def test_consent_is_asked_once_and_remembered(client: Client) -> None:
     answer = query_of(allowed.headers["location"])
     assert answer["state"] == "s2" and answer["code"].startswith("ww_ac_")
 
-    again = await authorize(client, app, state="s3", **pkce_params)
+    again = await authorize(client, app, state="s3", scope="openid", **pkce_params)
     assert again.status_code == 302 and "code" in query_of(again.headers["location"])
+    more = await authorize(client, app, state="s4", scope="openid email", **pkce_params)
+    assert more.status_code == 200 and "See your email address" in more.text
     asked = await authorize(client, app, prompt="consent", **pkce_params)
     assert asked.status_code == 200 and "consent-allow" in asked.text
 
