@@ -349,6 +349,36 @@ class AppTokens:
                 claims["family_name"] = user.last_name
         return claims
 
+    # -- RP-initiated logout (OpenID Connect RP-Initiated Logout 1.0) -----------------------
+
+    def read_id_token_hint(self, token: str) -> dict[str, Any] | None:
+        """The claims of an ID token this server signed, expired or not (section 2 allows
+        an expired hint); None when it is not one."""
+        if len(token) > 8192:
+            return None
+        try:
+            header = jwt.get_unverified_header(token)
+        except jwt.InvalidTokenError:
+            return None
+        now = self._clock.now().timestamp()
+        kid = str(header.get("kid", ""))
+        key = self.id_keys.verifying_key(kid, now) or self._tokens.keys.verifying_key(kid, now)
+        if key is None or header.get("alg") != key.algorithm or header.get("typ") != "JWT":
+            return None
+        try:
+            claims: dict[str, Any] = jwt.decode(
+                token,
+                key.public,
+                algorithms=[key.algorithm],
+                issuer=self.issuer,
+                options={"verify_exp": False, "verify_aud": False, "verify_iat": False},
+            )
+        except jwt.InvalidTokenError:
+            return None
+        if not isinstance(claims.get("aud"), str) or not isinstance(claims.get("sid"), str):
+            return None
+        return claims
+
     # -- ending -----------------------------------------------------------------------------
 
     async def revoke_grant(

@@ -46,6 +46,7 @@ def server_metadata(container: Container) -> dict[str, Any]:
         "introspection_endpoint": f"{issuer}/oauth2/introspect",
         "revocation_endpoint": f"{issuer}/oauth2/revoke",
         "userinfo_endpoint": f"{issuer}/oauth2/userinfo",
+        "end_session_endpoint": f"{issuer}/oauth2/logout",
         "jwks_uri": f"{issuer}/.well-known/jwks.json",
         "grant_types_supported": ["authorization_code", "refresh_token", "client_credentials"],
         # The code flow only: no implicit or hybrid response types (RFC 9700 2.1.2).
@@ -99,6 +100,9 @@ def server_metadata(container: Container) -> dict[str, Any]:
             "given_name",
             "family_name",
         ],
+        # OpenID Connect Back-Channel Logout 1.0 section 2.1
+        "backchannel_logout_supported": True,
+        "backchannel_logout_session_supported": True,
         "claims_parameter_supported": False,
         "request_parameter_supported": False,
         "request_uri_parameter_supported": False,
