@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
@@ -119,11 +119,11 @@ class AppRegistration:
         cls,
         *,
         client_type: str = "confidential",
-        grant_types: str | list[str] | None = None,
-        redirect_uris: list[str] | tuple[str, ...] = (),
+        grant_types: str | Sequence[str] | None = None,
+        redirect_uris: Sequence[str] = (),
         first_party: bool = False,
         backchannel_logout_uri: str | None = None,
-        post_logout_redirect_uris: list[str] | tuple[str, ...] = (),
+        post_logout_redirect_uris: Sequence[str] = (),
         id_token_signed_response_alg: str | None = None,
     ) -> AppRegistration:
         try:
