@@ -193,3 +193,26 @@ async def test_the_consent_form_needs_its_csrf_token(client: Client) -> None:
     forged = await client.post("/oauth2/authorize", data={**form, "decision": "allow"})
     assert forged.status_code == 403
     assert "location" not in forged.headers
+
+
+async def test_the_account_page_lists_connected_apps_and_disconnects_them(
+    client: Client,
+) -> None:
+    app, tokens = await signed_in_app(client)
+    page = await client.get("/account")
+    assert page.status_code == 200
+    assert f'data-client="{app.client_id}"' in page.text and "Photos" in page.text
+    form_token = re.search(r'name="csrf_token" value="([^"]+)"', page.text)
+    assert form_token is not None
+    client.headers.pop("X-CSRF-Token")
+    forged = await client.post(f"/account/apps/{app.client_id}/disconnect")
+    assert forged.status_code == 403
+    assert (await app_tokens_work(client, app, tokens))[0] == 200
+    done = await client.post(
+        f"/account/apps/{app.client_id}/disconnect", data={"csrf_token": form_token.group(1)}
+    )
+    assert done.status_code == 303 and done.headers["location"] == "/account#apps"
+    assert await app_tokens_work(client, app, tokens) == (401, 400)
+    after = await client.get("/account")
+    assert f'data-client="{app.client_id}"' not in after.text
+    assert (await client.get("/v1/me")).status_code == 200  # the person stays signed in

@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import hmac
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -422,30 +423,32 @@ class AppTokens:
         )
         return True
 
-    async def connected_apps(self, user_id: str, clients: dict[str, OAuthClient]) -> list[Any]:
-        """Apps the person consented to or holds live tokens of (``/account``)."""
+    async def connected_apps(
+        self, user_id: str, lookup: Callable[[str], Awaitable[OAuthClient | None]]
+    ) -> list[ConnectedApp]:
+        """Apps the person consented to or holds live tokens of (``/account``), by name."""
         grants = await self._grants.for_user(user_id)
         consents = {c.client_id: c for c in await self._consents.for_user(user_id)}
         by_client: dict[str, list[AppGrant]] = {}
         for grant in grants:
             by_client.setdefault(grant.client_id, []).append(grant)
         apps = []
-        for client_id in sorted(set(by_client) | set(consents)):
-            client = clients.get(client_id)
+        for client_id in set(by_client) | set(consents):
+            client = await lookup(client_id)
             if client is None:
                 continue
             consent = consents.get(client_id)
             live = by_client.get(client_id, [])
-            scopes = consent.scopes if consent else frozenset().union(*(g.scopes for g in live))
+            scopes = frozenset().union(*(g.scopes for g in live))
             apps.append(
                 ConnectedApp(
                     client=client,
-                    scopes=scopes,
+                    scopes=(consent.scopes if consent else frozenset()) | scopes,
                     consented_at=consent.created_at if consent else None,
                     live_grants=len(live),
                 )
             )
-        return apps
+        return sorted(apps, key=lambda app: (app.client.name.lower(), app.client.id))
 
     async def disconnect(self, user_id: str, client_id: str, ctx: RequestContext) -> bool:
         """Revoke the app's tokens and the person's consent; False when nothing was there."""

@@ -49,7 +49,7 @@ class AppGrantStore(Protocol):
         ...
 
     async def for_user(self, user_id: str) -> list[AppGrant]:
-        """Unrevoked, redeemed grants of the user, newest first."""
+        """Unrevoked, redeemed grants of the user on unrevoked sessions, newest first."""
         ...
 
     async def for_session(self, session_id: str) -> list[AppGrant]:

@@ -167,9 +167,16 @@ class SqlAppGrantStore:
 
     @guarded
     async def for_user(self, user_id: str) -> list[AppGrant]:
+        s = t.sessions.c
         query = (
             select(t.app_grants)
-            .where(g.user_id == user_id, g.revoked_at.is_(None), g.code_used_at.is_not(None))
+            .select_from(t.app_grants.join(t.sessions, s.id == g.session_id))
+            .where(
+                g.user_id == user_id,
+                g.revoked_at.is_(None),
+                g.code_used_at.is_not(None),
+                s.revoked_at.is_(None),  # a grant ends with its session
+            )
             .order_by(g.created_at.desc())
         )
         async with self._engine.connect() as conn:
