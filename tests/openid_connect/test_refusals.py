@@ -322,6 +322,6 @@ async def test_unredeemed_codes_are_swept_and_redeemed_grants_stay(
     kept = await code_for(alice, app, challenge)
     async with bare(alice) as anon:
         assert (await exchange(anon, app, kept, verifier)).status_code == 200
-    clock.advance(11 * 60)  # type: ignore[attr-defined]
+    clock.advance(12 * 60)  # type: ignore[attr-defined]
     assert await alice.container.app_tokens.sweep() == 1
     assert await alice.container.app_tokens.sweep() == 0
