@@ -18,7 +18,7 @@ DRIVER_ALIASES = (
 
 # Roles grant scopes. Every user holds the implicit role "user".
 DEFAULT_ROLE_SCOPES: dict[str, list[str]] = {
-    "user": ["profile", "sessions", "api-keys", "signing-keys", "realtime"],
+    "user": ["openid", "profile", "email", "sessions", "api-keys", "signing-keys", "realtime"],
     "admin": ["admin", "realtime:publish", "realtime:presence", "revocations:read"],
     # Services that verify Watchword tokens themselves follow the revocation feed.
     "service": ["revocations:read"],
@@ -200,6 +200,12 @@ class Settings(BaseSettings):
     mail_poll_interval: float = Field(default=5.0, gt=0)
     mail_retry_base: float = Field(default=10.0, gt=0)  # first retry; doubles up to the max
     mail_retry_max: float = Field(default=3600.0, gt=0)
+    # OpenID Connect Back-Channel Logout: the outbox's floor poll (a revoked session wakes
+    # the sender at once), the apps' answer timeout, and the retry backoff.
+    backchannel_logout_poll_interval: float = Field(default=1.0, gt=0)
+    backchannel_logout_timeout: float = Field(default=5.0, gt=0)
+    backchannel_logout_retry_base: float = Field(default=2.0, gt=0)
+    backchannel_logout_retry_max: float = Field(default=600.0, gt=0)
     email_verification_ttl: int = Field(default=86_400, ge=60)
     password_reset_ttl: int = Field(default=1800, ge=60)
     require_verified_email: bool = False

@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 
 import pytest
 from authlib.oauth2.rfc8414 import AuthorizationServerMetadata
+from authlib.oidc.discovery import OpenIDProviderMetadata
 from joserfc import jwt as jose_jwt
 from joserfc.jwk import KeySet
 from jwcrypto import jwk as cjwk
@@ -82,7 +83,14 @@ async def test_metadata_passes_authlib_validation(https_client: Client) -> None:
     response = await https_client.get("/.well-known/oauth-authorization-server")
     metadata = AuthorizationServerMetadata(response.json())
     metadata.validate()
-    assert metadata["response_types_supported"] == ["none"]
+    assert metadata["response_types_supported"] == ["code"]
+    assert metadata["code_challenge_methods_supported"] == ["S256"]
+    # The OpenID Provider metadata is the same document, and passes OIDC Discovery's rules.
+    oidc = await https_client.get("/.well-known/openid-configuration")
+    assert oidc.json() == response.json()
+    provider = OpenIDProviderMetadata(oidc.json())
+    provider.validate()
+    assert "RS256" in provider["id_token_signing_alg_values_supported"]
 
 
 async def test_introspection_answers_only_rfc6749_token_types(https_client: Client) -> None:

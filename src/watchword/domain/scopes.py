@@ -8,6 +8,9 @@ from collections.abc import Iterable, Mapping
 from watchword.domain.errors import InvalidInput
 
 IMPLICIT_ROLE = "user"
+# OpenID Connect identity scopes: what an app may learn about who signed in. The default
+# ``user`` role grants them, so the permission rule never strips them from an app's token.
+IDENTITY_SCOPES = frozenset({"openid", "profile", "email"})
 _SCOPE_SHAPE = re.compile(r"^[\x21\x23-\x5b\x5d-\x7e]{1,128}$")  # RFC 6749 scope-token
 
 

@@ -242,6 +242,8 @@ def check_times(claims: AccessClaims, now: float, leeway: float) -> None:
 
 ACTIVE = "active"
 ROTATED = "rotated"
+# An app token ended with its grant (code reuse, disconnect): refused, never "reuse".
+REVOKED = "revoked"
 
 
 @dataclass(frozen=True, slots=True)
@@ -256,6 +258,8 @@ class RefreshToken:
     rotated_at: datetime | None = None
     # The pair that replaced this token, sealed with the master key, for the grace window.
     successor_sealed: str | None = None
+    # The app grant (OpenID Connect) of an app's refresh token; None for the person's own.
+    grant_id: str | None = None
 
 
 def new_refresh_secret(randomness: Randomness) -> tuple[str, str]:

@@ -6,8 +6,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
@@ -15,7 +15,12 @@ from watchword.domain import events
 from watchword.domain.apikeys import CREDENTIAL_REVOKED, credential_revoked
 from watchword.domain.audit import AuditType
 from watchword.domain.clients import (
+    DEFAULT_ID_TOKEN_ALG,
+    ID_TOKEN_ALGORITHMS,
     MAX_NAME_LENGTH,
+    SECRET_ONLY_GRANTS,
+    ClientType,
+    GrantType,
     OAuthClient,
     OpaqueToken,
     TokenFormat,
@@ -35,7 +40,8 @@ from watchword.domain.errors import (
     StoreUnavailable,
 )
 from watchword.domain.principal import AuthMethod, Principal
-from watchword.domain.scopes import parse_scope, require_subset
+from watchword.domain.redirect_uris import check_uri, check_uris
+from watchword.domain.scopes import IDENTITY_SCOPES, parse_scope, require_subset
 from watchword.services.audit import Auditor
 from watchword.services.context import RequestContext
 from watchword.services.control import ControlPlane
@@ -63,6 +69,13 @@ class InvalidClient(InvalidCredential):
         super().__init__(message)
 
 
+class UnauthorizedClientGrant(InvalidInput):
+    """RFC 6749 5.2 ``unauthorized_client``: the client may not use this grant."""
+
+    code = "unauthorized_client"
+    default_message = "This client is not registered for the client_credentials grant."
+
+
 class IssuedAccessToken(Protocol):
     @property
     def token(self) -> str: ...
@@ -82,6 +95,104 @@ class AccessTokenIssuer(Protocol):
         client_id: str | None = None,
         ttl: int | None = None,
     ) -> IssuedAccessToken: ...
+
+
+@dataclass(frozen=True, slots=True)
+class AppRegistration:
+    """What an app registers beyond a client-credentials client (OpenID Connect Dynamic
+    Client Registration 1.0 names the fields)."""
+
+    client_type: ClientType = ClientType.CONFIDENTIAL
+    grant_types: frozenset[GrantType] = frozenset({GrantType.CLIENT_CREDENTIALS})
+    redirect_uris: tuple[str, ...] = ()
+    first_party: bool = False
+    backchannel_logout_uri: str | None = None
+    post_logout_redirect_uris: tuple[str, ...] = ()
+    id_token_signed_response_alg: str = DEFAULT_ID_TOKEN_ALG
+
+    @property
+    def signs_people_in(self) -> bool:
+        return GrantType.AUTHORIZATION_CODE in self.grant_types
+
+    @classmethod
+    def parse(
+        cls,
+        *,
+        client_type: str = "confidential",
+        grant_types: str | Sequence[str] | None = None,
+        redirect_uris: Sequence[str] = (),
+        first_party: bool = False,
+        backchannel_logout_uri: str | None = None,
+        post_logout_redirect_uris: Sequence[str] = (),
+        id_token_signed_response_alg: str | None = None,
+    ) -> AppRegistration:
+        try:
+            kind = ClientType(client_type)
+        except ValueError as exc:
+            raise InvalidInput("The client type is 'public' or 'confidential'.") from exc
+        if grant_types is None:
+            names = ["authorization_code", "refresh_token"] if redirect_uris else []
+            names = names or ["client_credentials"]
+        elif isinstance(grant_types, str):
+            names = [g for g in grant_types.replace(",", " ").split() if g]
+        else:
+            names = list(grant_types)
+        grants: set[GrantType] = set()
+        for name in names:
+            try:
+                grants.add(GrantType(name))
+            except ValueError as exc:
+                allowed = ", ".join(g.value for g in GrantType)
+                raise InvalidInput(f"Unknown grant type {name!r} (one of {allowed}).") from exc
+        return cls(
+            client_type=kind,
+            grant_types=frozenset(grants),
+            redirect_uris=tuple(redirect_uris),
+            first_party=first_party,
+            backchannel_logout_uri=backchannel_logout_uri or None,
+            post_logout_redirect_uris=tuple(post_logout_redirect_uris),
+            id_token_signed_response_alg=id_token_signed_response_alg or DEFAULT_ID_TOKEN_ALG,
+        )
+
+    def checked(self) -> AppRegistration:
+        """The registration when it is coherent, else ``InvalidInput`` naming the problem."""
+        if not self.grant_types:
+            raise InvalidInput("Give the client at least one grant type.")
+        if self.client_type is ClientType.PUBLIC and self.grant_types & SECRET_ONLY_GRANTS:
+            raise InvalidInput(
+                "A public client has no secret, so it cannot use the client_credentials grant."
+            )
+        if GrantType.REFRESH_TOKEN in self.grant_types and not self.signs_people_in:
+            raise InvalidInput("The refresh_token grant comes with authorization_code.")
+        redirect_uris = check_uris(self.redirect_uris)
+        if self.signs_people_in and not redirect_uris:
+            raise InvalidInput("An app using authorization_code registers a redirect URI.")
+        if not self.signs_people_in and (
+            redirect_uris
+            or self.first_party
+            or self.backchannel_logout_uri
+            or self.post_logout_redirect_uris
+        ):
+            raise InvalidInput(
+                "Redirect and logout URIs and --first-party are for apps using authorization_code."
+            )
+        if self.id_token_signed_response_alg not in ID_TOKEN_ALGORITHMS:
+            raise InvalidInput(
+                "id_token_signed_response_alg is one of " + ", ".join(ID_TOKEN_ALGORITHMS) + "."
+            )
+        logout_uri = (
+            check_uri(self.backchannel_logout_uri, "back-channel logout URI")
+            if self.backchannel_logout_uri
+            else None
+        )
+        return replace(
+            self,
+            redirect_uris=redirect_uris,
+            backchannel_logout_uri=logout_uri,
+            post_logout_redirect_uris=check_uris(
+                self.post_logout_redirect_uris, "post-logout redirect URI"
+            ),
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,6 +247,8 @@ class ClientService:
         self._throttle = throttle
         self.token_ttl = token_ttl
         self.access_tokens: AccessTokenIssuer | None = None
+        # What ID tokens can be signed with here (the container narrows it to its keys).
+        self.id_token_algorithms: frozenset[str] = frozenset(ID_TOKEN_ALGORITHMS)
         self.cache: BoundedCache[CachedOpaque] = BoundedCache(max_size=cache_size, ttl=cache_ttl)
         self._tasks: list[asyncio.Task[None]] = []
         self._disabled: set[str] = set()
@@ -149,22 +262,39 @@ class ClientService:
         self,
         *,
         name: str,
-        scopes: str | list[str],
-        token_format: str,
+        scopes: str | list[str] | None = None,
+        token_format: str = TokenFormat.JWT.value,
         ctx: RequestContext,
         actor_id: str | None = None,
+        app: AppRegistration | None = None,
     ) -> NewClient:
+        """A client-credentials client, or with ``app`` one that signs people in (the
+        authorization-code grant). A public client gets no secret (``NewClient.secret`` is
+        empty)."""
         name = name.strip()
         if not name or len(name) > MAX_NAME_LENGTH or not name.isprintable():
             raise InvalidInput(f"The name must be 1 to {MAX_NAME_LENGTH} printable characters.")
-        granted = parse_scope(scopes)
+        if scopes is None and app is not None:
+            scopes = sorted(IDENTITY_SCOPES)
+        granted = parse_scope(scopes or "")
         if not granted:
             raise InvalidInput("Give the client at least one scope.")
         try:
             fmt = TokenFormat(token_format)
         except ValueError as exc:
             raise InvalidInput("token_format must be 'jwt' or 'opaque'.") from exc
+        registration = (app or AppRegistration()).checked()
+        if registration.id_token_signed_response_alg not in self.id_token_algorithms:
+            raise InvalidInput(
+                "This server signs ID tokens with "
+                + " or ".join(sorted(self.id_token_algorithms))
+                + " (RS256, or the access-token algorithm WATCHWORD_JWT_ALGORITHM)."
+            )
+        if registration.signs_people_in and fmt is not TokenFormat.JWT:
+            raise InvalidInput("Apps that sign people in get JWT access tokens (RFC 9068).")
         client_id, secret, secret_hash = new_client_credentials(self._random)
+        if registration.client_type is ClientType.PUBLIC:
+            secret, secret_hash = "", ""
         client = OAuthClient(
             id=client_id,
             name=name,
@@ -172,6 +302,13 @@ class ClientService:
             scopes=granted,
             token_format=fmt,
             created_at=self._clock.now(),
+            client_type=registration.client_type,
+            grant_types=registration.grant_types,
+            redirect_uris=registration.redirect_uris,
+            first_party=registration.first_party,
+            backchannel_logout_uri=registration.backchannel_logout_uri,
+            post_logout_redirect_uris=registration.post_logout_redirect_uris,
+            id_token_signed_response_alg=registration.id_token_signed_response_alg,
         )
         await self._clients.create(client)
         await self._auditor.record(
@@ -182,6 +319,8 @@ class ClientService:
             credential_id=client.id,
             scopes=sorted(granted),
             token_format=fmt.value,
+            client_type=client.client_type.value,
+            grant_types=sorted(g.value for g in client.grant_types),
         )
         return NewClient(client=client, secret=secret)
 
@@ -217,6 +356,9 @@ class ClientService:
     ) -> NewClient:
         """A new secret, shown once; the old one stops working at once on every node (the
         secret is checked against the store at each token request)."""
+        existing = await self._clients.get(client_id)
+        if existing is not None and existing.is_public:
+            raise InvalidInput("A public client has no secret to rotate.")
         _, secret, secret_hash = new_client_credentials(self._random)
         client = await self._clients.set_secret(client_id, secret_hash)
         if client is None:
@@ -265,6 +407,19 @@ class ClientService:
             await self._reject_client(ctx, "disabled", client_id, count=False)
         return client
 
+    async def public_client(self, client_id: str, ctx: RequestContext) -> OAuthClient:
+        """RFC 6749 2.3 for a public client: it names itself (``client_id``) and proves
+        nothing here; PKCE is its proof. A confidential client must authenticate."""
+        client = await self._clients.get(client_id) if plausible_client_id(client_id) else None
+        if client is None:
+            await self._reject_client(ctx, "unknown", None)
+        assert client is not None
+        if not client.is_public:
+            await self._reject_client(ctx, "secret_missing", client_id, count=False)
+        if client.disabled:
+            await self._reject_client(ctx, "disabled", client_id, count=False)
+        return client
+
     async def _reject_client(
         self, ctx: RequestContext, reason: str, client_id: str | None, *, count: bool = True
     ) -> None:
@@ -291,6 +446,8 @@ class ClientService:
         self, client: OAuthClient, scope: str | None, ctx: RequestContext
     ) -> TokenResponse:
         """Scope narrowing (section 3.3): no ``scope`` means all the client's scopes."""
+        if not client.allows(GrantType.CLIENT_CREDENTIALS):
+            raise UnauthorizedClientGrant()
         requested = parse_scope(scope) if scope is not None else client.scopes
         if not requested:
             requested = client.scopes

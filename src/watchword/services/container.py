@@ -15,7 +15,10 @@ from watchword.domain.signatures import SignaturePolicy
 from watchword.domain.webauthn import RelyingParty
 from watchword.services.accounts import AccountService
 from watchword.services.apikeys import ApiKeyService
+from watchword.services.app_tokens import ID_TOKEN_TTL, AppTokens
 from watchword.services.audit import Auditor
+from watchword.services.authorization import Authorization
+from watchword.services.backchannel import BackchannelLogout
 from watchword.services.clients import ClientService
 from watchword.services.cluster import Cluster, make_bus, rate_limit_storage
 from watchword.services.control import ControlPlane, RevokedSessions
@@ -34,6 +37,7 @@ from watchword.services.signing import SigningService
 from watchword.services.stepup import StepUp
 from watchword.services.tokens import TokenService
 from watchword.stores.accounts import account_stores_for
+from watchword.stores.app_grants import app_grant_stores_for
 from watchword.stores.base import Database
 from watchword.stores.machines import machine_stores_for
 from watchword.stores.nonces import MemoryNonceStore, NonceStore
@@ -318,6 +322,58 @@ class Container:
         self.step_up.passkey = self.passkeys.step_up
         self.accounts.second_factor = self.mfa.challenge_for
         self.step_up.second_factor = self.mfa.step_up_amr
+        # -- OpenID Connect: apps that sign people in -------------------------------------
+        self.app_stores = app_grant_stores_for(self.db)
+        # ID tokens are RS256 (what every relying party verifies), with their own key beside
+        # the access-token key; both are in the JWKS.
+        self.id_token_keys = KeyService(
+            store=self.app_stores.id_token_keys,
+            master_key=self.master_key,
+            clock=self.clock,
+            randomness=self.randomness,
+            control=self.control,
+            algorithm="RS256",
+            max_token_lifetime=timedelta(seconds=ID_TOKEN_TTL + settings.jwt_leeway),
+            rotation_interval=settings.signing_key_rotation,
+        )
+        self.clients.id_token_algorithms = frozenset({"RS256", settings.jwt_algorithm})
+        self.authorization = Authorization(
+            clients=self.clients,
+            grants=self.app_stores.grants,
+            consents=self.app_stores.consents,
+            auditor=self.auditor,
+            clock=self.clock,
+            randomness=self.randomness,
+            issuer=settings.issuer,
+        )
+        self.app_tokens = AppTokens(
+            tokens=self.tokens,
+            id_keys=self.id_token_keys,
+            sessions=self.sessions,
+            grants=self.app_stores.grants,
+            consents=self.app_stores.consents,
+            refresh=self.token_stores.refresh,
+            scope_policy=self.scope_policy,
+            auditor=self.auditor,
+            clock=self.clock,
+            randomness=self.randomness,
+            issuer=settings.issuer,
+        )
+        self.introspection.app_refresh = self.app_tokens.revoke_refresh
+        self.backchannel = BackchannelLogout(
+            outbox=self.app_stores.logout_outbox,
+            clients=self.clients,
+            id_keys=self.id_token_keys,
+            access_keys=self.keys,
+            control=self.control,
+            clock=self.clock,
+            issuer=settings.issuer,
+            timeout=settings.backchannel_logout_timeout,
+            poll_interval=settings.backchannel_logout_poll_interval,
+            retry_base=settings.backchannel_logout_retry_base,
+            retry_max=settings.backchannel_logout_retry_max,
+        )
+        self.backchannel.after_sweep = self.app_tokens.sweep  # unredeemed codes
         self._started = False
 
     async def start(self) -> None:
@@ -325,6 +381,7 @@ class Container:
         await self.bus.start()
         await self.control.start()
         await self.keys.start()  # tokens: a signing key exists before serving
+        await self.id_token_keys.start()
         await self.tokens.start()
         await self.cluster.start()
         self.sessions.start(sweep_interval=self.settings.sweep_interval)
@@ -332,17 +389,20 @@ class Container:
         self.signing.start()
         await self.clients.start(sweep_interval=self.settings.sweep_interval)
         self.mail_sender.start()  # account lifecycle: delivers the outbox
+        self.backchannel.start()  # OpenID Connect: logout tokens to the apps
         self._started = True
 
     async def stop(self) -> None:
         if self._started:
             await self.tokens.stop()  # tokens: ends revocation streams first
             await self.keys.stop()
+            await self.id_token_keys.stop()
             await self.sessions.stop()
             await self.api_keys.stop()
             await self.signing.stop()
             await self.clients.stop()
             await self.mail_sender.stop()
+            await self.backchannel.stop()
             await self.control.stop()
             await self.bus.close()
         await self.cluster.stop()

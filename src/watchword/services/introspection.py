@@ -16,6 +16,7 @@ and already-dead tokens answer 200 as RFC 7009 section 2.2 asks.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Any
 
@@ -26,7 +27,13 @@ from watchword.domain.clock import Clock, sha256_hex
 from watchword.domain.errors import InvalidInput, NotFound, WatchwordError
 from watchword.domain.principal import Principal
 from watchword.domain.sessions import RevokeReason
-from watchword.domain.tokens import ACTIVE, REFRESH_PREFIX, looks_like_jws, plausible_refresh
+from watchword.domain.tokens import (
+    ACTIVE,
+    REFRESH_PREFIX,
+    RefreshToken,
+    looks_like_jws,
+    plausible_refresh,
+)
 from watchword.services.apikeys import ApiKeyService
 from watchword.services.audit import Auditor
 from watchword.services.clients import ClientService
@@ -80,6 +87,10 @@ class TokenIntrospection:
         self._auditor = auditor
         self._issuer = issuer
         self._audience = audience
+        # OpenID Connect: ends an app's refresh token (its grant); False for another client.
+        self.app_refresh: (
+            Callable[[RefreshToken, OAuthClient | None, RequestContext], Awaitable[bool]] | None
+        ) = None
 
     @staticmethod
     def check_hint(hint: str | None) -> None:
@@ -220,7 +231,13 @@ class TokenIntrospection:
         elif token.startswith(REFRESH_PREFIX):
             if plausible_refresh(token):
                 row = await self._refresh.get_by_hash(sha256_hex(token))
-                if row is not None:
+                if row is not None and row.grant_id is not None:
+                    # An app's refresh token: its grant ends, never the person's session.
+                    if self.app_refresh is not None and not await self.app_refresh(
+                        row, caller, ctx
+                    ):
+                        raise UnauthorizedClient()
+                elif row is not None:
                     allowed(None)
                     # The whole session goes: every refresh and access token of it.
                     await self._revoke_quietly(

@@ -354,9 +354,10 @@ class TokenService:
         token_hash = sha256_hex(refresh_token)
         for _ in range(2):
             record = await self._stores.refresh.get_by_hash(token_hash)
-            if record is None:
+            if record is None or record.grant_id is not None:
+                # An app's refresh token is redeemed at /oauth2/token by that app only.
                 raise invalid_grant("The refresh token is not valid.")
-            session, user = await self._live_session(record.session_id)
+            session, user = await self.live_session(record.session_id)
             now = self._clock.now()
             if record.state == ROTATED:
                 return await self._repeat(record, session, user, ctx, now), user
@@ -379,7 +380,9 @@ class TokenService:
             # Another request rotated this token first: answer as a repeat of it.
         raise invalid_grant("The refresh token is not valid.")
 
-    async def _live_session(self, session_id: str) -> tuple[Session, User]:
+    async def live_session(self, session_id: str) -> tuple[Session, User]:
+        """The session and its user when the session may still issue tokens, else
+        ``invalid_grant`` saying why (also for apps' tokens, which ride on the session)."""
         session = await self._db.sessions.get(session_id)
         if session is None:
             raise invalid_grant("The session of this refresh token no longer exists.")

@@ -18,6 +18,7 @@ from watchword.web.authn import AuthChain, AuthenticationMiddleware, CookieAuthe
 from watchword.web.authn_bearer import BearerTokenAuthenticator, UnclaimedBearerAuthenticator
 from watchword.web.bodylimit import BodyLimitMiddleware
 from watchword.web.cookies import SessionCookie
+from watchword.web.oauth2 import install as _install_oidc
 from watchword.web.realtime import routes as realtime
 from watchword.web.realtime.entry import RealtimeEntry
 from watchword.web.routes import (
@@ -115,6 +116,7 @@ def create_app(settings: Settings | None = None, *, container: Container | None 
             "WATCHWORD_COMPAT_V1=open to serve it"
         }
     pages.install(app, settings)  # WATCHWORD_UI=false leaves them out
+    _install_oidc(app)  # the code flow's authorize and consent pages, UserInfo
 
     # The one chain for the Watchword API. Explicit credentials (bearer, API key, signature)
     # come before the cookie, which the browser attaches by itself.

@@ -181,6 +181,19 @@ async def authenticate_oauth_client(
     return await clients.authenticate_client(client_id, secret, _ctx(conn))
 
 
+async def authenticate_token_client(
+    conn: HTTPConnection, form: FormData, clients: ClientService
+) -> OAuthClient:
+    """A confidential client authenticates (as above); a public client only names itself
+    with ``client_id`` (``token_endpoint_auth_method`` "none", RFC 7591 2)."""
+    if presents_client_credentials(conn, form):
+        return await authenticate_oauth_client(conn, form, clients)
+    posted_id = form.get("client_id")
+    if not isinstance(posted_id, str) or not posted_id:
+        raise InvalidClient("Client authentication is required.")
+    return await clients.public_client(posted_id, _ctx(conn))
+
+
 def presents_client_credentials(conn: HTTPConnection, form: FormData) -> bool:
     header = conn.headers.get("authorization")
     return (header is not None and header.lower().startswith("basic ")) or (

@@ -114,7 +114,11 @@ NO_STORE_ROUTES = {
     ("get", "/healthz"),
     ("get", "/.well-known/jwks.json"),
     ("get", "/.well-known/oauth-authorization-server"),
+    ("get", "/.well-known/openid-configuration"),
 }
+# OpenID Connect UserInfo is a bearer-protected resource (Core 5.3), not an RFC 6749 form
+# endpoint: it gets Watchword's own error statuses.
+BEARER_OAUTH2_PATHS = frozenset({"/oauth2/userinfo"})
 
 
 def error_response(status: int, schema: str = ERROR) -> dict[str, Any]:
@@ -181,7 +185,10 @@ def build(app: FastAPI) -> dict[str, Any]:
             if operation is None:
                 continue
             responses = operation.setdefault("responses", {})
-            if route.path_format.startswith("/oauth2/"):
+            if (
+                route.path_format.startswith("/oauth2/")
+                and route.path_format not in BEARER_OAUTH2_PATHS
+            ):
                 continue  # they declare their RFC 6749 responses themselves
             for status in statuses_of(route, method.lower(), route.path_format):
                 responses[str(status)] = error_response(status)

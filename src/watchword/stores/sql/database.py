@@ -17,6 +17,7 @@ from watchword.domain.sessions import RevokeReason, Session
 from watchword.domain.users import User
 from watchword.stores.base import ControlRecord, Database
 from watchword.stores.sql import tables as t
+from watchword.stores.sql.app_grants import queue_backchannel_logouts
 from watchword.stores.sql.engine import guarded, make_engine, write_transaction
 
 
@@ -142,6 +143,8 @@ async def revoke_where(
     revoked = [_session(row) for row in result]
     if revoked:
         await record_control(conn, revoked_payloads(revoked), now, origin)
+        # The apps signed in through these sessions hear of it (back-channel logout outbox).
+        await queue_backchannel_logouts(conn, revoked, now)
     return revoked
 
 

@@ -11,7 +11,14 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from watchword.domain.apikeys import ApiKey, credential_revoked
-from watchword.domain.clients import OAuthClient, OpaqueToken, TokenFormat, client_changed
+from watchword.domain.clients import (
+    ClientType,
+    GrantType,
+    OAuthClient,
+    OpaqueToken,
+    TokenFormat,
+    client_changed,
+)
 from watchword.domain.errors import Conflict, NotFound
 from watchword.domain.signatures import SignatureAlgorithm, SigningKey
 from watchword.stores.sql import tables as t
@@ -60,6 +67,13 @@ def _client(row: Row[Any]) -> OAuthClient:
         token_format=TokenFormat(row.token_format),
         created_at=row.created_at,
         disabled=bool(row.disabled),
+        client_type=ClientType(row.client_type),
+        grant_types=frozenset(GrantType(g) for g in row.grant_types or ()),
+        redirect_uris=tuple(row.redirect_uris or ()),
+        first_party=bool(row.first_party),
+        backchannel_logout_uri=row.backchannel_logout_uri,
+        post_logout_redirect_uris=tuple(row.post_logout_redirect_uris or ()),
+        id_token_signed_response_alg=row.id_token_alg,
     )
 
 
@@ -264,6 +278,13 @@ class SqlClientStore:
                         token_format=client.token_format.value,
                         created_at=client.created_at,
                         disabled=client.disabled,
+                        client_type=client.client_type.value,
+                        grant_types=sorted(g.value for g in client.grant_types),
+                        redirect_uris=list(client.redirect_uris),
+                        first_party=client.first_party,
+                        backchannel_logout_uri=client.backchannel_logout_uri,
+                        post_logout_redirect_uris=list(client.post_logout_redirect_uris),
+                        id_token_alg=client.id_token_signed_response_alg,
                     )
                 )
         except IntegrityError as exc:

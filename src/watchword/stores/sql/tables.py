@@ -14,6 +14,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    false,
 )
 
 from watchword.stores.sql.types import BigIntId, UTCDateTime
@@ -295,4 +296,96 @@ passkey_challenges = Table(
     Column("expires_at", UTCDateTime, nullable=False),
     Column("used_at", UTCDateTime),
     Index("ix_passkey_challenges_expiry", "expires_at"),
+)
+
+
+# -- OpenID Connect: apps that sign people in, their grants, consents, ID-token keys, and the
+# back-channel logout outbox
+oauth_clients.append_column(
+    Column("client_type", String(16), nullable=False, server_default="confidential")
+)
+oauth_clients.append_column(
+    Column("grant_types", JSON, nullable=False, server_default='["client_credentials"]')
+)
+oauth_clients.append_column(Column("redirect_uris", JSON, nullable=False, server_default="[]"))
+oauth_clients.append_column(Column("first_party", Boolean, nullable=False, server_default=false()))
+oauth_clients.append_column(Column("backchannel_logout_uri", String(2048)))
+oauth_clients.append_column(
+    Column("post_logout_redirect_uris", JSON, nullable=False, server_default="[]")
+)
+oauth_clients.append_column(
+    Column("id_token_alg", String(16), nullable=False, server_default="RS256")
+)
+
+# The app grant a refresh token belongs to (None: the person's own, first-party family).
+refresh_tokens.append_column(Column("grant_id", String(36)))
+
+# One authorization: the code (as SHA-256, single use) and, once redeemed, the tokens issued
+# from it. Ends with its session (cascade) or when revoked (code reuse, disconnect).
+app_grants = Table(
+    "app_grants",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("code_hash", String(64), nullable=False, unique=True),
+    Column(
+        "client_id", String(40), ForeignKey("oauth_clients.id", ondelete="CASCADE"), nullable=False
+    ),
+    Column("user_id", String(36), ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    Column("session_id", String(36), ForeignKey("sessions.id", ondelete="CASCADE"), nullable=False),
+    Column("redirect_uri", String(2048), nullable=False),
+    Column("scopes", JSON, nullable=False),
+    Column("nonce", String(512)),
+    Column("code_challenge", String(128)),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("code_expires_at", UTCDateTime, nullable=False),
+    Column("code_used_at", UTCDateTime),
+    Column("revoked_at", UTCDateTime),
+    # [[jti, exp], ...] of the access tokens issued under the grant, to revoke them early.
+    Column("access_tokens", JSON, nullable=False),
+    Index("ix_app_grants_session", "session_id"),
+    Index("ix_app_grants_user", "user_id", "client_id"),
+)
+
+app_consents = Table(
+    "app_consents",
+    metadata,
+    Column("user_id", String(36), ForeignKey("users.id", ondelete="CASCADE"), primary_key=True),
+    Column(
+        "client_id",
+        String(40),
+        ForeignKey("oauth_clients.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    Column("scopes", JSON, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+)
+
+# RS256 keys for ID tokens (every relying-party library verifies RS256), beside the access
+# token keys of whatever WATCHWORD_JWT_ALGORITHM says; both are in the JWKS.
+id_token_keys = Table(
+    "id_token_keys",
+    metadata,
+    Column("kid", String(64), primary_key=True),
+    Column("generation", Integer, nullable=False, unique=True),
+    Column("algorithm", String(16), nullable=False),
+    Column("private_sealed", Text, nullable=False),
+    Column("public_jwk", JSON, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("retired_at", UTCDateTime),
+)
+
+logout_outbox = Table(
+    "logout_outbox",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("client_id", String(40), nullable=False),
+    Column("session_id", String(36), nullable=False),
+    Column("user_id", String(36), nullable=False),
+    Column("uri", String(2048), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("next_attempt_at", UTCDateTime, nullable=False),
+    Column("sent_at", UTCDateTime),
+    Column("last_error", String(500)),
+    Index("ix_logout_outbox_due", "sent_at", "next_attempt_at"),
 )

@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Row, delete, func, insert, select, update
+from sqlalchemy import Row, Table, delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -43,6 +43,7 @@ def _refresh(row: Row[Any]) -> RefreshToken:
         state=row.state,
         rotated_at=row.rotated_at,
         successor_sealed=row.successor_sealed,
+        grant_id=row.grant_id,
     )
 
 
@@ -55,16 +56,19 @@ def _refresh_values(token: RefreshToken) -> dict[str, Any]:
         "created_at": token.created_at,
         "rotated_at": token.rotated_at,
         "successor_sealed": token.successor_sealed,
+        "grant_id": token.grant_id,
     }
 
 
 class SqlKeyStore:
-    def __init__(self, engine: AsyncEngine) -> None:
+    def __init__(self, engine: AsyncEngine, table: Table = t.token_keys) -> None:
+        # ``table``: the access-token keys, or the RS256 ID-token keys (same shape).
         self._engine = engine
+        self._table = table
 
     @guarded
     async def all(self) -> list[StoredKey]:
-        query = select(t.token_keys).order_by(t.token_keys.c.generation)
+        query = select(self._table).order_by(self._table.c.generation)
         async with self._engine.connect() as conn:
             return [_key(row) for row in await conn.execute(query)]
 
@@ -73,17 +77,17 @@ class SqlKeyStore:
         try:
             async with write_transaction(self._engine) as conn:
                 newest = (
-                    await conn.execute(select(func.max(t.token_keys.c.generation)))
+                    await conn.execute(select(func.max(self._table.c.generation)))
                 ).scalar_one()
                 if int(newest or 0) != key.generation - 1:
                     return False
                 await conn.execute(
-                    update(t.token_keys)
-                    .where(t.token_keys.c.retired_at.is_(None))
+                    update(self._table)
+                    .where(self._table.c.retired_at.is_(None))
                     .values(retired_at=now)
                 )
                 await conn.execute(
-                    insert(t.token_keys).values(
+                    insert(self._table).values(
                         kid=key.kid,
                         generation=key.generation,
                         algorithm=key.algorithm,
@@ -104,7 +108,7 @@ class SqlKeyStore:
     async def delete_retired_before(self, cutoff: datetime) -> int:
         async with write_transaction(self._engine) as conn:
             result = await conn.execute(
-                delete(t.token_keys).where(t.token_keys.c.retired_at < cutoff)
+                delete(self._table).where(self._table.c.retired_at < cutoff)
             )
         return int(result.rowcount or 0)
 

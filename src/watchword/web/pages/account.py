@@ -100,11 +100,16 @@ def _login_page(
 
 
 @router.get("/login")
-async def login_form(request: Request, next: str | None = Query(None)) -> Response:
+async def login_form(
+    request: Request,
+    next: str | None = Query(None),
+    login_hint: str | None = Query(None, max_length=320),
+    again: str | None = Query(None, max_length=1),
+) -> Response:
     target = safe_next(next, "")
-    if _signed_in(request):
+    if _signed_in(request) and not again:
         return RedirectResponse(target or DEFAULT_NEXT, status_code=303)
-    return _login_page(request, next_path=target)
+    return _login_page(request, next_path=target, email=login_hint or "")
 
 
 @router.post("/login")
@@ -320,6 +325,11 @@ async def _account_values(
     )
     older = events[EVENTS_PER_PAGE - 1].id if len(events) > EVENTS_PER_PAGE else None
     keys = await container.api_keys.list_for_user(user.id) if "api-keys" in principal.scopes else []
+    apps = (
+        await container.app_tokens.connected_apps(user.id, container.clients.get)
+        if "sessions" in principal.scopes
+        else []
+    )
     return {
         "user": user,
         **factors,
@@ -328,6 +338,7 @@ async def _account_values(
         "events_older": older,
         "events_before": before,
         "api_keys": keys,
+        "connected_apps": apps,
         "grantable": sorted(principal.scopes),
         "lifetimes": list(KEY_LIFETIMES),
         "policy": container.accounts.password_policy,
@@ -542,6 +553,18 @@ async def revoke_api_key(
         key_id[:64], context(request), owner_id=principal.user_id, actor_id=principal.user_id
     )
     return RedirectResponse("/account#api-keys", status_code=303)
+
+
+@router.post("/account/apps/{client_id}/disconnect")
+async def disconnect_app(
+    request: Request, client_id: str, principal: Principal = Depends(device_manager)
+) -> Response:
+    """Revoke the app's tokens and the consent: it must ask again to sign the person in."""
+    assert principal.user_id is not None
+    await container_of(request).app_tokens.disconnect(
+        principal.user_id, client_id[:64], context(request)
+    )
+    return RedirectResponse("/account#apps", status_code=303)
 
 
 __all__ = ["account_page", "enrolment_reader", "online_sessions", "page_for_error", "router"]

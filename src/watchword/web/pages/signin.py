@@ -43,14 +43,24 @@ def safe_next(value: str | None, default: str = DEFAULT_NEXT) -> str:
     return value
 
 
-def login_url(next_path: str | None = None) -> str:
-    """Where to send a browser that must sign in before reaching ``next_path``."""
+def login_url(
+    next_path: str | None = None, *, login_hint: str | None = None, again: bool = False
+) -> str:
+    """Where to send a browser that must sign in before reaching ``next_path``.
+    ``login_hint`` fills the email field; ``again`` shows the form even to a signed-in
+    browser (an app asked for a fresh sign-in: OpenID Connect ``prompt=login``)."""
     target = safe_next(next_path, "")
-    return "/login" + (f"?next={quote(target, safe='')}" if target else "")
+    query = {"next": target, "login_hint": login_hint or "", "again": "1" if again else ""}
+    encoded = "&".join(f"{k}={quote(v, safe='')}" for k, v in query.items() if v)
+    return "/login" + (f"?{encoded}" if encoded else "")
 
 
-def redirect_to_login(next_path: str | None = None) -> RedirectResponse:
-    return RedirectResponse(login_url(next_path), status_code=303)
+def redirect_to_login(
+    next_path: str | None = None, *, login_hint: str | None = None, again: bool = False
+) -> RedirectResponse:
+    return RedirectResponse(
+        login_url(next_path, login_hint=login_hint, again=again), status_code=303
+    )
 
 
 async def sign_in(

@@ -1,5 +1,5 @@
 """Administration (scope ``admin``, which the ``admin`` role grants): users, their roles,
-their sessions."""
+their sessions, and OAuth2 clients (machines and apps that sign people in)."""
 
 from __future__ import annotations
 
@@ -10,9 +10,10 @@ from fastapi import APIRouter, Depends, Path, Query, Request
 from watchword.domain.errors import InvalidInput
 from watchword.domain.principal import Principal
 from watchword.domain.sessions import RevokeReason
+from watchword.services.clients import AppRegistration
 from watchword.services.context import RequestContext
 from watchword.web.deps import container_of, context, require
-from watchword.web.routes.schemas import UserPatch
+from watchword.web.routes.schemas import ClientRegistration, UserPatch
 
 router = APIRouter(prefix="/v1/admin", tags=["admin"])
 
@@ -68,3 +69,43 @@ async def revoke_user_sessions(
         user_id, RevokeReason.ADMIN, ctx, actor_id=principal.user_id
     )
     return {"status": "revoked", "revoked_sessions": [s.id for s in revoked]}
+
+
+@router.post("/clients", status_code=201, summary="Register an OAuth2 client or app")
+async def create_client(
+    body: ClientRegistration,
+    request: Request,
+    principal: Principal = Depends(admin),
+    ctx: RequestContext = Depends(context),
+) -> dict[str, Any]:
+    """The same as ``watchword clients create``: the secret is shown once (none for a public
+    client)."""
+    app = AppRegistration.parse(
+        client_type=body.client_type,
+        grant_types=body.grant_types,
+        redirect_uris=body.redirect_uris,
+        first_party=body.first_party,
+        backchannel_logout_uri=body.backchannel_logout_uri,
+        post_logout_redirect_uris=body.post_logout_redirect_uris,
+        id_token_signed_response_alg=body.id_token_signed_response_alg,
+    )
+    created = await container_of(request).clients.create(
+        name=body.name,
+        scopes=body.scopes,
+        token_format=body.token_format,
+        ctx=ctx,
+        actor_id=principal.user_id,
+        app=app,
+    )
+    return {"client": created.client.public(), "client_secret": created.secret or None}
+
+
+@router.get("/clients", summary="List OAuth2 clients and apps")
+async def list_clients(
+    request: Request,
+    _: Principal = Depends(admin),
+    limit: int = Query(100, ge=1, le=1000),
+    offset: int = Query(0, ge=0, le=MAX_OFFSET),
+) -> dict[str, Any]:
+    clients = await container_of(request).clients.list_clients(limit=limit, offset=offset)
+    return {"clients": [c.public() for c in clients], "limit": limit, "offset": offset}

@@ -21,7 +21,11 @@ from starlette.datastructures import FormData
 from watchword.domain import errors as e
 from watchword.domain.clients import OAuthClient
 from watchword.services.clients import InvalidClient
-from watchword.web.authn_machines import authenticate_oauth_client, presents_client_credentials
+from watchword.web.authn_machines import (
+    authenticate_oauth_client,
+    authenticate_token_client,
+    presents_client_credentials,
+)
 from watchword.web.deps import client_ip, container_of, context
 from watchword.web.openapi import oauth2_operation
 
@@ -30,13 +34,17 @@ router = APIRouter(prefix="/oauth2", tags=["oauth2"])
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 FORM = "application/x-www-form-urlencoded"
 MAX_PARAMETER = 8192
+GRANT_TYPES = ("client_credentials", "authorization_code", "refresh_token")
 
 
 class UnsupportedGrantType(e.InvalidInput):
     """RFC 6749 section 5.2 ``unsupported_grant_type``."""
 
     code = "unsupported_grant_type"
-    default_message = "Only grant_type=client_credentials is supported here."
+    default_message = (
+        "grant_type is client_credentials, authorization_code or refresh_token "
+        "(no implicit or password grant, RFC 9700)."
+    )
 
 
 def oauth_error(exc: e.WatchwordError) -> JSONResponse:
@@ -51,6 +59,8 @@ def oauth_error(exc: e.WatchwordError) -> JSONResponse:
     elif isinstance(exc, e.StoreUnavailable):
         status, code = 503, "temporarily_unavailable"
         headers["Retry-After"] = "1"
+    elif isinstance(exc, e.InvalidCredential) and exc.code == "invalid_grant":
+        status, code = 400, "invalid_grant"  # a refused code or refresh token (5.2)
     elif isinstance(exc, e.InvalidInput):
         status = 400
         code = (
@@ -93,20 +103,35 @@ def _param(form: FormData, name: str, *, required: bool = False) -> str | None:
 
 
 class TokenEndpoint:
-    """RFC 6749 section 4.4.2/4.4.3: a client authenticates and receives an access token."""
+    """RFC 6749 4.4 (client credentials), 4.1.3 (authorization code, with RFC 7636) and 6
+    (refresh): a client authenticates, or a public client names itself, and gets tokens."""
 
     @staticmethod
     async def handle(request: Request) -> JSONResponse:
         form = await read_form(request)
         grant_type = _param(form, "grant_type", required=True)
-        if grant_type != "client_credentials":
+        if grant_type not in GRANT_TYPES:
             raise UnsupportedGrantType()
         container = container_of(request)
-        client = await authenticate_oauth_client(request, form, container.clients)
-        issued = await container.clients.issue_token(
-            client, _param(form, "scope"), context(request)
-        )
-        return JSONResponse(issued.body(), headers=NO_STORE)
+        ctx = context(request)
+        if grant_type == "client_credentials":
+            client = await authenticate_oauth_client(request, form, container.clients)
+            issued = await container.clients.issue_token(client, _param(form, "scope"), ctx)
+            return JSONResponse(issued.body(), headers=NO_STORE)
+        client = await authenticate_token_client(request, form, container.clients)
+        if grant_type == "authorization_code":
+            body = await container.app_tokens.redeem_code(
+                client,
+                _param(form, "code"),
+                _param(form, "redirect_uri"),
+                _param(form, "code_verifier"),
+                ctx,
+            )
+        else:
+            body = await container.app_tokens.refresh(
+                client, _param(form, "refresh_token"), _param(form, "scope"), ctx
+            )
+        return JSONResponse(body, headers=NO_STORE)
 
 
 class IntrospectionEndpoint:
@@ -162,9 +187,16 @@ _ERRORS = [400, 401, 413, 429, 503]
 
 @router.post(
     "/token",
-    summary="RFC 6749 4.4: client-credentials access token",
+    summary="RFC 6749: tokens for client credentials, an authorization code, a refresh token",
     openapi_extra=oauth2_operation(
-        {"grant_type": {"type": "string", "enum": ["client_credentials"]}, "scope": _TEXT}
+        {
+            "grant_type": {"type": "string", "enum": list(GRANT_TYPES)},
+            "scope": _TEXT,
+            "code": _TEXT,
+            "redirect_uri": _TEXT,
+            "code_verifier": _TEXT,
+            "refresh_token": _TEXT,
+        }
         | _CLIENT,
         ["grant_type"],
         _ERRORS,

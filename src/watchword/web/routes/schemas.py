@@ -81,3 +81,30 @@ class UserPatch(Body):
         Annotated[list[Annotated[str, Field(json_schema_extra=ROLE_NAME)]], Field(max_length=32)]
         | SkipJsonSchema[None]
     ) = None
+
+
+_URI = Annotated[str, Field(min_length=1, max_length=2048)]
+
+
+class ClientRegistration(Body):
+    """An OAuth2 client: a machine (client credentials) or an app that signs people in."""
+
+    name: str = Field(min_length=1, max_length=100, json_schema_extra=DOCUMENTED_LABEL)
+    client_type: Literal["confidential", "public"] = "confidential"
+    scopes: (
+        Annotated[list[Annotated[str, Field(min_length=1, max_length=128)]], Field(max_length=64)]
+        | SkipJsonSchema[None]
+    ) = None
+    token_format: Literal["jwt", "opaque"] = "jwt"
+    grant_types: (
+        Annotated[
+            list[Literal["client_credentials", "authorization_code", "refresh_token"]],
+            Field(max_length=3),
+        ]
+        | SkipJsonSchema[None]
+    ) = None
+    redirect_uris: Annotated[list[_URI], Field(max_length=10)] = []
+    first_party: bool = False
+    backchannel_logout_uri: _URI | SkipJsonSchema[None] = None
+    post_logout_redirect_uris: Annotated[list[_URI], Field(max_length=10)] = []
+    id_token_signed_response_alg: Literal["RS256", "ES256", "EdDSA"] | SkipJsonSchema[None] = None
