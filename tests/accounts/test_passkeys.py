@@ -500,3 +500,22 @@ async def test_malformed_responses_get_a_clear_4xx_and_change_nothing(
     not_an_object = await client.post("/v1/auth/passkey", json={"credential": "text"})
     assert not_an_object.status_code == 422
     assert (await client.get("/v1/me/passkeys")).json()["passkeys"] == []
+
+
+async def test_an_authenticator_naming_another_user_is_refused(
+    client_factory: ClientFactory, db_settings: dict[str, Any]
+) -> None:
+    client, _, user_id = await signed_in(client_factory, **db_settings)
+    authenticator = SoftwareAuthenticator(ORIGIN, RP_ID)
+    await add_passkey(client, authenticator)
+    # The passkey's key signs, but its user handle names someone else than its owner.
+    authenticator.credentials[0].user_handle = b"00000000-0000-0000-0000-000000000000"
+    credential = authenticator.get(await sign_in_options(client))
+    refused = await client.post("/v1/auth/passkey", json={"credential": credential})
+    assert refused.status_code == 401 and refused.json()["error"] == "invalid_passkey"
+    reasons = [
+        e.details.get("reason")
+        for e in await audit_of(client, user_id)
+        if e.type == AuditType.PASSKEY_FAILED
+    ]
+    assert reasons == ["user_handle"]
