@@ -58,6 +58,7 @@ def test_with_the_database_fallback_redis_down_is_not_fatal(
     assert report["dependencies"]["redis"] | {"error": None} == {
         "ok": False,
         "error": None,
+        "mode": "single",
         "url": report["dependencies"]["redis"]["url"],
         "pool": report["dependencies"]["redis"]["pool"],
         "fallback": "database",

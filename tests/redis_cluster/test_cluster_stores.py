@@ -5,7 +5,10 @@ channel to the master that owns it."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import time
 import uuid
+from collections.abc import Mapping
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -17,15 +20,19 @@ from redis.asyncio.cluster import RedisCluster
 
 from tests.cluster.conftest import eventually
 from tests.redis_cluster.servers import RedisClusterServers
+from watchword.bus.base import CONTROL
 from watchword.bus.redis import RedisBus
 from watchword.config import Settings
+from watchword.domain import events
 from watchword.domain.errors import StoreUnavailable
 from watchword.domain.sessions import Session
+from watchword.sdk import RedisRevocationSource
 from watchword.services.cluster import rate_limit_storage
 from watchword.services.ratelimit import RateLimiter
 from watchword.stores.redis import RedisNonceStore, RedisOptions, make_client
 from watchword.stores.redis.client import REDIS_FAILURES, parse_cluster_url
 from watchword.stores.redis.realtime import RedisPresence
+from watchword.stores.redis.revocations import RedisRevokedTokens
 from watchword.stores.redis.sessions import RedisSessionCache
 from watchword.web.realtime.presence import PresenceEntry
 
@@ -268,3 +275,56 @@ async def test_scripts_on_healthy_masters_run_while_another_master_is_down(
 
 async def _true(value: bool) -> bool:
     return value
+
+
+class RecordingSink:
+    """What a verifier's revocation state would receive from the source."""
+
+    def __init__(self) -> None:
+        self.sessions: dict[str, float] = {}
+        self.jtis: dict[str, float] = {}
+        self.up = False
+
+    def apply_snapshot(self, sessions: Mapping[str, float], jtis: Mapping[str, float]) -> None:
+        self.sessions.update(sessions)
+        self.jtis.update(jtis)
+
+    def revoke(self, kind: str, ident: str, until: float) -> None:
+        (self.sessions if kind == "session" else self.jtis)[ident] = until
+
+    def feed_up(self) -> None:
+        self.up = True
+
+    def feed_down(self, silent_for: float = 0.0) -> None:
+        self.up = False
+
+
+async def test_the_sdk_redis_source_reads_the_cluster_and_its_control_channel(
+    redis_cluster: RedisClusterServers,
+) -> None:
+    options = options_for(redis_cluster)
+    client = make_client(options)
+    bus = RedisBus(options, node_id="n1")
+    sink = RecordingSink()
+    source = RedisRevocationSource(redis_cluster.url, prefix=options.prefix, backoff_max=0.5)
+    task: asyncio.Task[None] | None = None
+    try:
+        now = time.time()
+        # Markers of many sessions and tokens: spread over every master, all in the snapshot.
+        cache = RedisSessionCache(client, options, ttl=60)
+        revoked = [uuid.uuid4().hex for _ in range(12)]
+        for sid in revoked:
+            await cache.revoke(sid, now + 600, now)
+        await RedisRevokedTokens(client, options).add("jti-old", now + 600, now)
+        task = asyncio.create_task(source.arun(sink))
+        await eventually(lambda: _true(sink.up))
+        assert set(revoked) <= set(sink.sessions) and "jti-old" in sink.jtis
+        await bus.publish(CONTROL, events.session_revoked("sid-live", "u1", "logout", now + 60))
+        await eventually(lambda: _true("sid-live" in sink.sessions))
+    finally:
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await bus.close()
+        await client.aclose()

@@ -195,7 +195,6 @@ async def test_losing_a_master_fails_closed_where_its_keys_live_and_recovers(
     lost, master = victim
     master.kill()
     try:
-
         # Its session lives on the lost master: refused from the first request on, never
         # "authenticated by default".
         for _ in range(5):

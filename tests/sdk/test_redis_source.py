@@ -41,7 +41,7 @@ def options(redis_url: str) -> RedisOptions:
 async def redis_client(options: RedisOptions) -> AsyncIterator[aredis.Redis]:
     client = make_client(options)
     yield client
-    async for key in client.scan_iter(match=f"{{{options.prefix}}}:*"):
+    async for key in client.scan_iter(match=f"{options.prefix}:*"):
         await client.delete(key)
     await client.aclose()
 

@@ -11,6 +11,10 @@ Watchword. It follows the server's Redis layout (``WATCHWORD_REDIS_PREFIX``, def
   ``{prefix}:rjti:{<jti>}`` (the id in braces is the key's hash tag), each expiring when it no
   longer matters.
 
+A Redis Cluster URL (``redis+cluster://host:port,host:port``, as the server takes) works too:
+the snapshot scans every master, and the subscription goes to the master owning the control
+channel's slot (found again on every reconnect, so it follows a failover).
+
 It subscribes first and reads the snapshot second, so nothing published in between is lost. A
 quiet link is proved alive by a ping; a lost one is reopened with jittered backoff, and the
 snapshot is read again (pub/sub does not replay what was missed). Example::
@@ -96,17 +100,9 @@ class RedisRevocationSource:
         asyncio.run(until_stopped())
 
     async def arun(self, sink: RevocationSink) -> None:
-        import redis.asyncio as aredis
-
         delay = self._backoff_initial
         while True:
-            client = aredis.Redis.from_url(
-                self.url,
-                socket_timeout=self._socket_timeout,
-                socket_connect_timeout=self._socket_timeout,
-                client_name=self.client_name,
-                decode_responses=False,
-            )
+            client = self._client()
             self._synced = False
             self._silent_for = 0.0
             try:
@@ -121,10 +117,62 @@ class RedisRevocationSource:
 
     # -- one connection -----------------------------------------------------------------------
 
+    def _connection_options(self) -> dict[str, Any]:
+        return {
+            "socket_timeout": self._socket_timeout,
+            "socket_connect_timeout": self._socket_timeout,
+            "client_name": self.client_name,
+            "decode_responses": False,
+        }
+
+    def _client(self) -> Any:
+        """One server (``redis://``, ``rediss://``) or a Redis Cluster (``redis+cluster://``)."""
+        import redis.asyncio as aredis
+        from redis.asyncio.cluster import ClusterNode, RedisCluster
+
+        from watchword.stores.redis.client import is_cluster_url, parse_cluster_url
+
+        if not is_cluster_url(self.url):
+            return aredis.Redis.from_url(self.url, **self._connection_options())
+        address = parse_cluster_url(self.url)
+        return RedisCluster(
+            startup_nodes=[ClusterNode(host, port) for host, port in address.seeds],
+            username=address.username,
+            password=address.password,
+            ssl=address.tls,
+            require_full_coverage=False,
+            **self._connection_options(),
+        )
+
+    async def _subscriber(self, client: Any) -> Any:
+        """The connection to subscribe on: on a cluster, the master owning the channel's slot
+        (each reconnect builds a new cluster client, so it follows a failover)."""
+        import redis.asyncio as aredis
+        from redis.asyncio.cluster import RedisCluster
+
+        from watchword.stores.redis.client import parse_cluster_url
+
+        if not isinstance(client, RedisCluster):
+            return client
+        await client.initialize()
+        node = client.get_node_from_key(self.channel)
+        if node is None:
+            raise ConnectionError(f"no master serves the slot of {self.channel}")
+        address = parse_cluster_url(self.url)
+        return aredis.Redis(
+            host=node.host,
+            port=int(node.port),
+            username=address.username,
+            password=address.password,
+            ssl=address.tls,
+            **self._connection_options(),
+        )
+
     async def _follow(self, client: Any, sink: RevocationSink) -> None:
         """Subscribes, reads the snapshot, then applies events; returns only by raising."""
         loop = asyncio.get_running_loop()
-        pubsub = client.pubsub()
+        subscriber = await self._subscriber(client)
+        pubsub = subscriber.pubsub()
         try:
             self.connections += 1
             await pubsub.ssubscribe(self.channel)
@@ -163,6 +211,9 @@ class RedisRevocationSource:
         finally:
             with contextlib.suppress(Exception):
                 await pubsub.aclose()
+            if subscriber is not client:
+                with contextlib.suppress(Exception):
+                    await subscriber.aclose()
 
     async def _snapshot(self, client: Any) -> tuple[dict[str, float], dict[str, float]]:
         now = self._clock()
