@@ -311,3 +311,17 @@ async def test_redirect_uris_are_checked_at_registration(
 ) -> None:
     with pytest.raises(InvalidInput, match=reason):
         await make_app(client, redirect_uri=uri)
+
+
+async def test_unredeemed_codes_are_swept_and_redeemed_grants_stay(
+    alice: Client, clock: object
+) -> None:
+    app = await make_app(alice, first_party=True)
+    verifier, challenge = pkce()
+    await code_for(alice, app, challenge)  # never redeemed
+    kept = await code_for(alice, app, challenge)
+    async with bare(alice) as anon:
+        assert (await exchange(anon, app, kept, verifier)).status_code == 200
+    clock.advance(12 * 60)  # type: ignore[attr-defined]
+    assert await alice.container.app_tokens.sweep() == 1
+    assert await alice.container.app_tokens.sweep() == 0

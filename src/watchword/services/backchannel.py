@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import Any
 
@@ -34,6 +35,11 @@ log = logging.getLogger("watchword.backchannel")
 BATCH = 50
 LOGOUT_TOKEN_TTL = 120  # seconds: section 2.4 asks for a short lifetime
 LOGOUT_TOKEN_TYPE = "logout+jwt"  # section 2.4 (RFC 8725 explicit typing)
+SWEEP_EVERY = timedelta(hours=1)
+
+
+async def _nothing() -> None:
+    return None
 
 
 class DeliveryFailed(Exception):
@@ -70,6 +76,9 @@ class BackchannelLogout:
         self._transport = transport
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._next_sweep = clock.now()
+        # More upkeep that rides on this loop (the app grants' expired codes).
+        self.after_sweep: Callable[[], Awaitable[object]] = _nothing
         control.on_event(self._on_control)
 
     async def _on_control(self, message: dict[str, Any]) -> None:
@@ -161,10 +170,18 @@ class BackchannelLogout:
             try:
                 while await self.deliver_due() >= BATCH:
                     pass
+                if self._clock.now() >= self._next_sweep:
+                    self._next_sweep = self._clock.now() + SWEEP_EVERY
+                    await self.sweep()
+                    await self.after_sweep()
             except StoreUnavailable:
                 log.warning("back-channel logout: the database is unavailable; will retry")
             except Exception:
                 log.exception("back-channel logout round failed")
+
+    async def sweep(self) -> int:
+        """Forget logouts delivered more than a day ago."""
+        return await self._outbox.clear_sent(self._clock.now() - timedelta(days=1))
 
     def start(self) -> None:
         if self._task is None:

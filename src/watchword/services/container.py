@@ -358,6 +358,7 @@ class Container:
             retry_base=settings.backchannel_logout_retry_base,
             retry_max=settings.backchannel_logout_retry_max,
         )
+        self.backchannel.after_sweep = self.app_tokens.sweep  # unredeemed codes
         self._started = False
 
     async def start(self) -> None:

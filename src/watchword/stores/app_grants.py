@@ -82,6 +82,10 @@ class LogoutOutbox(Protocol):
         """Newest first."""
         ...
 
+    async def clear_sent(self, sent_before: datetime) -> int:
+        """Delete rows delivered before ``sent_before`` (undelivered rows stay)."""
+        ...
+
 
 class AppConsentStore(Protocol):
     async def get(self, user_id: str, client_id: str) -> AppConsent | None: ...

@@ -359,3 +359,12 @@ class SqlLogoutOutbox:
         query = query.order_by(o.created_at.desc(), o.id).limit(limit)
         async with self._engine.connect() as conn:
             return [_logout(row) for row in await conn.execute(query)]
+
+    @guarded
+    async def clear_sent(self, sent_before: datetime) -> int:
+        o = t.logout_outbox.c
+        async with write_transaction(self._engine) as conn:
+            result = await conn.execute(
+                delete(t.logout_outbox).where(o.sent_at.is_not(None), o.sent_at < sent_before)
+            )
+        return int(result.rowcount or 0)
