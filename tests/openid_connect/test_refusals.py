@@ -8,6 +8,7 @@ import jwt
 import pytest
 
 from tests.conftest import Client
+from tests.helpers import PASSWORD
 from tests.openid_connect.conftest import (
     REDIRECT,
     authorize,
@@ -18,6 +19,7 @@ from tests.openid_connect.conftest import (
     pkce,
     query_of,
 )
+from tests.pages.conftest import form_token
 from watchword.domain.errors import InvalidInput
 from watchword.services.clients import AppRegistration
 from watchword.services.context import CLI
@@ -325,3 +327,43 @@ async def test_unredeemed_codes_are_swept_and_redeemed_grants_stay(
     clock.advance(12 * 60)  # type: ignore[attr-defined]
     assert await alice.container.app_tokens.sweep() == 1
     assert await alice.container.app_tokens.sweep() == 0
+
+
+async def test_prompt_login_and_max_age_ask_for_a_fresh_sign_in(
+    alice: Client, clock: object
+) -> None:
+    app = await make_app(alice, first_party=True)
+    _, challenge = pkce()
+    pkce_params = {"code_challenge": challenge, "code_challenge_method": "S256"}
+    clock.advance(5)  # type: ignore[attr-defined]
+    asked = await authorize(alice, app, prompt="login", **pkce_params)
+    assert asked.status_code == 303
+    location = asked.headers["location"]
+    assert location.startswith("/login?next=") and "again=1" in location
+    back = query_of(location)["next"]
+    assert "prompt" not in back and "ww_login_after=" in back
+    # Coming back without signing in again is not enough.
+    still = await alice.get(back)
+    assert still.status_code == 303 and still.headers["location"].startswith("/login?")
+    page = await alice.get("/login?again=1")
+    assert page.status_code == 200  # shown although signed in
+    signed_in = await alice.post(
+        "/login",
+        data={
+            # The sign-in form's own (pre-session) token, not the sign-out form's.
+            "csrf_token": form_token(page.text.split('action="/login"', 1)[1]),
+            "email": "alice@example.com",
+            "password": PASSWORD,
+        },
+    )
+    assert signed_in.status_code == 303, signed_in.text
+    fresh = await alice.get(back)
+    assert fresh.status_code == 302 and "code" in query_of(fresh.headers["location"])
+
+    clock.advance(120)  # type: ignore[attr-defined]
+    too_old = await authorize(alice, app, max_age="60", **pkce_params)
+    assert too_old.status_code == 303 and too_old.headers["location"].startswith("/login?")
+    silent = await authorize(alice, app, max_age="60", prompt="none", **pkce_params)
+    assert query_of(silent.headers["location"])["error"] == "login_required"
+    recent = await authorize(alice, app, max_age="600", **pkce_params)
+    assert recent.status_code == 302 and "code" in query_of(recent.headers["location"])
