@@ -10,6 +10,7 @@ answer is a redirect to the app's registered redirect URI carrying the code, ``s
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from urllib.parse import urlencode
@@ -19,6 +20,7 @@ from starlette.datastructures import FormData
 from starlette.responses import RedirectResponse, Response
 
 from watchword.domain.principal import AuthMethod, Principal
+from watchword.domain.redirect_uris import origin_of
 from watchword.services.authorization import (
     AuthorizationError,
     AuthorizationRequest,
@@ -33,6 +35,9 @@ from watchword.web.pages.signin import redirect_to_login
 router = APIRouter(route_class=PageRoute, include_in_schema=False)
 
 PATH = "/oauth2/authorize"
+CSP_SOURCE = re.compile(
+    r"^https?://[A-Za-z0-9.\-]+(:[0-9]+)?$|^https?://\[[0-9A-Fa-f:.]+\](:[0-9]+)?$"
+)
 # Not an OpenID Connect parameter: set by this server when it sends the browser to sign in
 # again for ``prompt=login``, so the sign-in that follows counts as fresh.
 LOGIN_AFTER = "ww_login_after"
@@ -156,10 +161,11 @@ def _consent_page(
     )
     # The form's answer is a redirect to the app: form-action must allow its origin, or the
     # browser stops the redirect (CSP 3, form-action applies to redirects).
-    origin = auth_request.redirect_uri.split("/", 3)[:3]
-    response.headers["Content-Security-Policy"] = CONTENT_SECURITY_POLICY.replace(
-        "form-action 'self'", "form-action 'self' " + "/".join(origin)
-    )
+    origin = origin_of(auth_request.redirect_uri)
+    if CSP_SOURCE.match(origin):  # never let a URI add CSP syntax
+        response.headers["Content-Security-Policy"] = CONTENT_SECURITY_POLICY.replace(
+            "form-action 'self'", f"form-action 'self' {origin}"
+        )
     return response
 
 
