@@ -118,6 +118,8 @@ async def _decide(
             raise authz.refuse(auth_request, "login_required", "Nobody is signed in.")
         again = {k: v for k, v in params.items() if k != "prompt" or "login" not in prompt}
         return redirect_to_login(_here(again), login_hint=auth_request.login_hint)
+    # The one permission rule, as every page applies it: a person's live session.
+    principal = await require(session=True)(request)
     info = await container.step_up.auth_info(principal)
     auth_time = info[0] if info else datetime.fromtimestamp(0, UTC)
     login_after = params.get(LOGIN_AFTER, "")
