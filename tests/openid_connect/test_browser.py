@@ -56,13 +56,15 @@ def served(tmp_path: Path) -> Iterator[Server]:
     _chromium_present()
     srv = make_server(tmp_path)
     srv.env["WATCHWORD_PUBLIC_URL"] = srv.http
-    srv.start()
-    response = httpx.post(
-        srv.http + "/v1/users", json={"email": "alice@example.com", "password": PASSWORD}
-    )
-    assert response.status_code == 201, response.text
-    yield srv
-    srv.stop()
+    try:  # stopped even when it never answered (a start that timed out leaves a process)
+        srv.start()
+        response = httpx.post(
+            srv.http + "/v1/users", json={"email": "alice@example.com", "password": PASSWORD}
+        )
+        assert response.status_code == 201, response.text
+        yield srv
+    finally:
+        srv.stop()
 
 
 def test_sign_in_consent_and_back_to_the_app_with_a_code(
