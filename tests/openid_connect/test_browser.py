@@ -56,13 +56,15 @@ def served(tmp_path: Path) -> Iterator[Server]:
     _chromium_present()
     srv = make_server(tmp_path)
     srv.env["WATCHWORD_PUBLIC_URL"] = srv.http
-    srv.start()
-    response = httpx.post(
-        srv.http + "/v1/users", json={"email": "alice@example.com", "password": PASSWORD}
-    )
-    assert response.status_code == 201, response.text
-    yield srv
-    srv.stop()
+    try:  # stopped even when it never answered (a start that timed out leaves a process)
+        srv.start()
+        response = httpx.post(
+            srv.http + "/v1/users", json={"email": "alice@example.com", "password": PASSWORD}
+        )
+        assert response.status_code == 201, response.text
+        yield srv
+    finally:
+        srv.stop()
 
 
 def test_sign_in_consent_and_back_to_the_app_with_a_code(
@@ -107,3 +109,38 @@ def test_sign_in_consent_and_back_to_the_app_with_a_code(
     assert answer["code"].startswith("ww_ac_")
     assert answer["iss"] == served.http
     assert "signed in" in driver.page_source
+
+
+def test_a_first_party_app_goes_from_the_sign_in_page_straight_back(
+    served: Server, browser: Browser, app_server: str
+) -> None:
+    created = served.cli(
+        "clients", "create", "--name", "Console", "--type", "public", "--first-party",
+        "--redirect-uri", app_server, "--json",
+    )  # fmt: skip
+    assert created.returncode == 0, created.stderr
+    client_id = httpx.Response(200, content=created.stdout).json()["client_id"]
+    _, challenge = pkce()
+    authorize = (
+        served.http
+        + "/oauth2/authorize?"
+        + urlencode(
+            {
+                "response_type": "code",
+                "client_id": client_id,
+                "redirect_uri": app_server,
+                "scope": "openid",
+                "state": "first",
+                "code_challenge": challenge,
+                "code_challenge_method": "S256",
+            }
+        )
+    )
+    driver = browser()
+    driver.get(authorize)
+    wait(driver, LOAD, lambda d: d.find_elements(By.ID, "password"), "the sign-in page")
+    driver.find_element(By.ID, "email").send_keys("alice@example.com")
+    driver.find_element(By.ID, "password").send_keys(PASSWORD)
+    driver.find_element(By.CSS_SELECTOR, "form[action='/login'] button[type=submit]").click()
+    wait(driver, LOAD, lambda d: d.current_url.startswith(app_server), "back at the app")
+    assert query_of(driver.current_url)["state"] == "first"

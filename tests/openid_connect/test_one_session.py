@@ -216,3 +216,12 @@ async def test_the_account_page_lists_connected_apps_and_disconnects_them(
     after = await client.get("/account")
     assert f'data-client="{app.client_id}"' not in after.text
     assert (await client.get("/v1/me")).status_code == 200  # the person stays signed in
+
+
+async def test_disabling_an_app_stops_its_tokens(client: Client) -> None:
+    app, tokens = await signed_in_app(client)
+    await client.container.clients.set_disabled(app.client_id, True, CLI, actor_id="cli")
+    info, refresh = await app_tokens_work(client, app, tokens)
+    assert info == 401
+    assert refresh == 401  # the client itself is refused (invalid_client)
+    assert (await client.get("/v1/me")).status_code == 200

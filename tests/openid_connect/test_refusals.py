@@ -4,6 +4,9 @@ use and bound to its client, redirect URI and verifier."""
 
 from __future__ import annotations
 
+import html
+import re
+
 import jwt
 import pytest
 
@@ -238,6 +241,22 @@ async def test_without_a_session_the_browser_goes_to_the_sign_in_page_and_back(
     assert "login_hint=alice%40example.com" in location
     page = await client.get(location)
     assert 'value="alice@example.com"' in page.text
+    back = query_of(location)["next"]
+    assert "ww_from_login=1" in back
+    signed_in = await client.post(
+        "/login",
+        data={
+            "csrf_token": form_token(page.text),
+            "email": "alice@example.com",
+            "password": PASSWORD,
+            "next": back,
+        },
+    )
+    assert signed_in.status_code == 303 and signed_in.headers["location"] == back
+    onward = await client.get(back)
+    assert onward.status_code == 200
+    link = html.unescape(re.search(r'href="([^"]+)" id="continue-link"', onward.text)[1])
+    assert link.startswith(app.redirect_uri + "?code=")
 
 
 async def test_a_public_client_cannot_use_a_secret_only_grant(client: Client) -> None:
@@ -358,7 +377,11 @@ async def test_prompt_login_and_max_age_ask_for_a_fresh_sign_in(
     )
     assert signed_in.status_code == 303, signed_in.text
     fresh = await alice.get(back)
-    assert fresh.status_code == 302 and "code" in query_of(fresh.headers["location"])
+    # Back from the sign-in form: a page that moves on by itself (see continue.html).
+    assert fresh.status_code == 200 and 'http-equiv="refresh"' in fresh.text
+    assert fresh.headers["referrer-policy"] == "no-referrer"
+    onward = html.unescape(re.search(r'href="([^"]+)" id="continue-link"', fresh.text)[1])
+    assert onward.startswith(app.redirect_uri + "?") and "code" in query_of(onward)
 
     clock.advance(120)  # type: ignore[attr-defined]
     too_old = await authorize(alice, app, max_age="60", **pkce_params)

@@ -9,6 +9,7 @@ from tests.conftest import Client
 from tests.foundation.test_csrf_admin_audit import admin_and_user
 from tests.operators import test_command_line as command_line
 from tests.operators.test_command_line import Run, js
+from tests.pages.conftest import form_token
 
 run = command_line.run  # the fixture: `watchword ARGS` on a fresh database
 
@@ -80,3 +81,32 @@ async def test_the_admin_api_registers_apps(client: Client) -> None:
         assert bad.status_code == 400, (change, bad.text)
         assert message in bad.json()["message"], bad.json()
     assert len((await admin.get("/v1/admin/clients")).json()["clients"]) == 1
+
+
+async def test_the_admin_page_registers_apps(client: Client) -> None:
+    admin, bob, _ = await admin_and_user(client)
+    page = await admin.get("/admin")
+    assert page.status_code == 200 and 'action="/admin/clients"' in page.text
+    token = form_token(page.text.split('action="/admin/clients"', 1)[1])
+    form = {
+        "csrf_token": token,
+        "name": "Photos",
+        "client_type": "public",
+        "redirect_uris": "https://photos.example/callback\nhttp://127.0.0.1:8123/cb",
+        "first_party": "on",
+    }
+    admin.headers.pop("X-CSRF-Token")
+    bad = await admin.post("/admin/clients", data={**form, "redirect_uris": "http://x.example/"})
+    assert bad.status_code == 400 and "only https" in bad.text
+    forged = await admin.post("/admin/clients", data={**form, "csrf_token": "x"})
+    assert forged.status_code == 403
+    assert (await bob.post("/admin/clients", data=form)).status_code == 403
+    done = await admin.post("/admin/clients", data=form)
+    assert done.status_code == 201, done.text
+    assert "A public app has no secret" in done.text
+    (registered,) = await client.container.clients.list_clients()
+    assert registered.redirect_uris == (
+        "https://photos.example/callback",
+        "http://127.0.0.1:8123/cb",
+    )
+    assert registered.first_party and registered.is_public

@@ -81,10 +81,12 @@ def receiver() -> Iterator[LogoutReceiver]:
 def served(tmp_path: Path) -> Iterator[Server]:
     srv = make_server(tmp_path)
     srv.env["WATCHWORD_PUBLIC_URL"] = srv.http
-    srv.start()
-    srv.create_user("alice@example.com")
-    yield srv
-    srv.stop()
+    try:  # stopped even when it never answered (a start that timed out leaves a process)
+        srv.start()
+        srv.create_user("alice@example.com")
+        yield srv
+    finally:
+        srv.stop()
 
 
 def register_app(srv: Server, receiver: LogoutReceiver) -> dict[str, Any]:

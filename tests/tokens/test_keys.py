@@ -24,7 +24,11 @@ async def test_jwks_publishes_the_public_key_only(client: Client) -> None:
     assert response.status_code == 200
     assert "max-age=" in response.headers["cache-control"]
     keys = response.json()["keys"]
-    assert len(keys) == 1
+    # The access-token key, then the RS256 key that signs OpenID Connect ID tokens.
+    assert len(keys) == 2
+    id_key = keys[1]
+    assert id_key["kty"] == "RSA" and id_key["alg"] == "RS256" and id_key["use"] == "sig"
+    assert all(name not in id_key for name in ("d", "p", "q", "dp", "dq", "qi"))
     key = keys[0]
     assert key["kid"] == jwt.get_unverified_header(pair["access_token"])["kid"]
     assert key["kty"] == "OKP" and key["crv"] == "Ed25519" and key["alg"] == "EdDSA"
@@ -60,10 +64,15 @@ async def test_authorization_server_metadata(client: Client) -> None:
     assert body["introspection_endpoint"] == f"{issuer}/oauth2/introspect"
     assert body["revocation_endpoint"] == f"{issuer}/oauth2/revoke"
     assert body["jwks_uri"] == f"{issuer}/.well-known/jwks.json"
-    assert body["grant_types_supported"] == ["client_credentials"]
+    assert body["grant_types_supported"] == [
+        "authorization_code",
+        "refresh_token",
+        "client_credentials",
+    ]
     assert body["token_endpoint_auth_methods_supported"] == [
         "client_secret_basic",
         "client_secret_post",
+        "none",  # public clients of the code flow, with PKCE
     ]
     assert "none" in body["revocation_endpoint_auth_methods_supported"]
     assert body["access_token_signing_alg_values_supported"] == ["EdDSA"]
@@ -78,8 +87,9 @@ async def test_other_algorithms(client_factory: ClientFactory, algorithm: str, k
     assert jwt.get_unverified_header(pair["access_token"])["alg"] == algorithm
     assert (await me(client, pair["access_token"])).status_code == 200
     keys = (await client.get("/.well-known/jwks.json")).json()["keys"]
-    assert [k["kty"] for k in keys] == [kty]
-    assert all(name not in keys[0] for name in ("d", "p", "q", "dp", "dq", "qi"))
+    assert [k["kty"] for k in keys] == [kty, "RSA"]  # and the RS256 ID-token key
+    for key in keys:
+        assert all(name not in key for name in ("d", "p", "q", "dp", "dq", "qi"))
 
 
 async def test_rotation_keeps_old_tokens_until_they_expire(
@@ -90,8 +100,9 @@ async def test_rotation_keeps_old_tokens_until_they_expire(
     old_kid = jwt.get_unverified_header(old["access_token"])["kid"]
     new_kid = await client.container.keys.rotate()
     assert new_kid != old_kid
+    (id_kid,) = [k["kid"] for k in client.container.id_token_keys.jwks()["keys"]]
     kids = [k["kid"] for k in (await client.get("/.well-known/jwks.json")).json()["keys"]]
-    assert kids == [new_kid, old_kid]
+    assert kids == [new_kid, old_kid, id_kid]
     fresh = await token_login(client)
     assert jwt.get_unverified_header(fresh["access_token"])["kid"] == new_kid
     clock.advance(590)
@@ -106,7 +117,7 @@ async def test_rotation_keeps_old_tokens_until_they_expire(
     # ...and then leaves the JWKS and the verifier.
     clock.advance(2)
     kids = [k["kid"] for k in (await client.get("/.well-known/jwks.json")).json()["keys"]]
-    assert kids == [new_kid]
+    assert kids == [new_kid, id_kid]
     assert client.container.keys.verifying_key(old_kid, clock.now().timestamp()) is None
     assert await client.container.keys.prune() == 1
 

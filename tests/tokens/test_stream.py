@@ -239,7 +239,7 @@ def test_sigterm_ends_streams_of_a_real_server_cleanly(tmp_path: Any) -> None:
         ]:
             assert time.monotonic() < deadline, "rotation never reached the server"
             time.sleep(0.1)
-        assert len(before) == 1
+        assert [k["kty"] for k in before] == ["OKP", "RSA"]  # access and ID-token keys
         login = httpx.post(
             f"{base}/v1/auth/login",
             json={"email": "svc@example.com", "password": PASSWORD, "mode": "token"},

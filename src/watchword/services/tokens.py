@@ -487,6 +487,14 @@ class TokenService:
                     credential_id=claims.jti,
                 )
             return entry.principal
+        if (
+            claims.client_id is not None
+            and claims.client_id != self.first_party_client_id
+            and self.client_enabled is not None
+            and not self.client_enabled(claims.client_id)
+        ):
+            # An app's token for a person (OpenID Connect) stops with its app, too.
+            raise invalid_token("The client of this access token is disabled.")
         state = await self._user_state(claims.subject)
         if state is not entry.state:
             self._check_user(claims, state)

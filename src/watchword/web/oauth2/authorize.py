@@ -10,6 +10,7 @@ answer is a redirect to the app's registered redirect URI carrying the code, ``s
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from urllib.parse import urlencode
@@ -19,6 +20,7 @@ from starlette.datastructures import FormData
 from starlette.responses import RedirectResponse, Response
 
 from watchword.domain.principal import AuthMethod, Principal
+from watchword.domain.redirect_uris import origin_of
 from watchword.services.authorization import (
     AuthorizationError,
     AuthorizationRequest,
@@ -33,6 +35,14 @@ from watchword.web.pages.signin import redirect_to_login
 router = APIRouter(route_class=PageRoute, include_in_schema=False)
 
 PATH = "/oauth2/authorize"
+CSP_SOURCE = re.compile(
+    r"^https?://[A-Za-z0-9.\-]+(:[0-9]+)?$|^https?://\[[0-9A-Fa-f:.]+\](:[0-9]+)?$"
+)
+# Not an OpenID Connect parameter: marks the request the sign-in page sends the browser back
+# with. That navigation began with the sign-in form, whose CSP (form-action 'self') a browser
+# also applies to the redirects that follow it, so the way on to the app is a page that
+# navigates by itself (meta refresh), not a redirect the browser would block.
+FROM_LOGIN = "ww_from_login"
 # Not an OpenID Connect parameter: set by this server when it sends the browser to sign in
 # again for ``prompt=login``, so the sign-in that follows counts as fresh.
 LOGIN_AFTER = "ww_login_after"
@@ -50,6 +60,7 @@ PARAMETERS = (
     "max_age",
     "login_hint",
     LOGIN_AFTER,
+    FROM_LOGIN,
 )
 SCOPE_TEXT = {
     "openid": "Know who you are (your account id)",
@@ -79,6 +90,14 @@ def _back_to_app(location: str) -> Response:
     return response
 
 
+def _continue_page(request: Request, auth_request: AuthorizationRequest, location: str) -> Response:
+    response = render(
+        request, "continue.html", {"client_name": auth_request.client.name, "location": location}
+    )
+    response.headers["Referrer-Policy"] = "no-referrer"  # the code is in the URL
+    return response
+
+
 def _here(params: Mapping[str, str]) -> str:
     return PATH + "?" + urlencode(params)
 
@@ -97,6 +116,8 @@ async def authorize(request: Request) -> Response:
     try:
         return await _decide(request, auth_request, params)
     except AuthorizationError as exc:
+        if params.get(FROM_LOGIN):
+            return _continue_page(request, auth_request, exc.location())
         return _back_to_app(exc.location())
 
 
@@ -112,7 +133,10 @@ async def _decide(
         if "none" in prompt:
             raise authz.refuse(auth_request, "login_required", "Nobody is signed in.")
         again = {k: v for k, v in params.items() if k != "prompt" or "login" not in prompt}
+        again[FROM_LOGIN] = "1"
         return redirect_to_login(_here(again), login_hint=auth_request.login_hint)
+    # The one permission rule, as every page applies it: a person's live session.
+    principal = await require(session=True)(request)
     info = await container.step_up.auth_info(principal)
     auth_time = info[0] if info else datetime.fromtimestamp(0, UTC)
     login_after = params.get(LOGIN_AFTER, "")
@@ -125,7 +149,8 @@ async def _decide(
             now = int(container.clock.now().timestamp())
             again = {k: v for k, v in params.items() if k != "prompt"} | {LOGIN_AFTER: str(now)}
         else:
-            again = params
+            again = dict(params)
+        again[FROM_LOGIN] = "1"
         return redirect_to_login(_here(again), login_hint=auth_request.login_hint, again=True)
     assert principal.user_id is not None and principal.session_id is not None
     if await authz.needs_consent(auth_request, principal.user_id):
@@ -135,13 +160,15 @@ async def _decide(
     location = await authz.issue_code(
         auth_request, user_id=principal.user_id, session_id=principal.session_id
     )
+    if params.get(FROM_LOGIN):
+        return _continue_page(request, auth_request, location)
     return _back_to_app(location)
 
 
 def _consent_page(
     request: Request, auth_request: AuthorizationRequest, params: dict[str, str]
 ) -> Response:
-    hidden = {k: v for k, v in params.items() if k != "prompt"}
+    hidden = {k: v for k, v in params.items() if k not in ("prompt", FROM_LOGIN)}
     response = render(
         request,
         "consent.html",
@@ -156,10 +183,11 @@ def _consent_page(
     )
     # The form's answer is a redirect to the app: form-action must allow its origin, or the
     # browser stops the redirect (CSP 3, form-action applies to redirects).
-    origin = auth_request.redirect_uri.split("/", 3)[:3]
-    response.headers["Content-Security-Policy"] = CONTENT_SECURITY_POLICY.replace(
-        "form-action 'self'", "form-action 'self' " + "/".join(origin)
-    )
+    origin = origin_of(auth_request.redirect_uri)
+    if CSP_SOURCE.match(origin):  # never let a URI add CSP syntax
+        response.headers["Content-Security-Policy"] = CONTENT_SECURITY_POLICY.replace(
+            "form-action 'self'", f"form-action 'self' {origin}"
+        )
     return response
 
 

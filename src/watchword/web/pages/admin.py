@@ -13,6 +13,7 @@ from watchword.domain.errors import InvalidInput, NotFound, StoreUnavailable
 from watchword.domain.principal import Principal
 from watchword.domain.sessions import RevokeReason
 from watchword.domain.users import User
+from watchword.services.clients import AppRegistration
 from watchword.web.deps import container_of, context, require
 from watchword.web.pages.account import online_sessions
 from watchword.web.pages.rendering import PageRoute, render
@@ -66,12 +67,8 @@ async def online_users(request: Request) -> list[tuple[User, int]]:
     return online
 
 
-@router.get("")
-async def console(
-    request: Request,
-    q: str = Query("", max_length=200),
-    page: int = Query(0, ge=0, le=10_000),
-    principal: Principal = Depends(admin),
+async def _console(
+    request: Request, q: str = "", page: int = 0, *, status: int = 200, **extra: Any
 ) -> Response:
     users, more = await _users(request, q, page)
     clients = await container_of(request).clients.list_clients(limit=100)
@@ -87,7 +84,50 @@ async def console(
             "online": await online_users(request),
             "watched": [u.id for u in watched],
             "clients": clients,
+            **extra,
         },
+        status=status,
+    )
+
+
+@router.get("")
+async def console(
+    request: Request,
+    q: str = Query("", max_length=200),
+    page: int = Query(0, ge=0, le=10_000),
+    principal: Principal = Depends(admin),
+) -> Response:
+    return await _console(request, q, page)
+
+
+def _lines(value: object) -> list[str]:
+    return [line.strip() for line in str(value or "").splitlines() if line.strip()][:20]
+
+
+@router.post("/clients")
+async def register_app(request: Request, principal: Principal = Depends(admin)) -> Response:
+    """Register an app that signs people in (as ``watchword clients create`` does); the
+    secret of a confidential app is shown in this answer only."""
+    form = await request.form()
+    try:
+        app = AppRegistration.parse(
+            client_type=str(form.get("client_type") or "confidential"),
+            grant_types=["authorization_code", "refresh_token"],
+            redirect_uris=_lines(form.get("redirect_uris")),
+            first_party=form.get("first_party") == "on",
+            backchannel_logout_uri=str(form.get("backchannel_logout_uri") or "")[:2048] or None,
+            post_logout_redirect_uris=_lines(form.get("post_logout_redirect_uris")),
+        )
+        created = await container_of(request).clients.create(
+            name=str(form.get("name") or "")[:200],
+            ctx=context(request),
+            actor_id=principal.user_id,
+            app=app,
+        )
+    except InvalidInput as exc:
+        return await _console(request, status=400, client_error=exc.message)
+    return await _console(
+        request, status=201, new_client=created.client, new_client_secret=created.secret
     )
 
 
