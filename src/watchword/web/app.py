@@ -18,6 +18,7 @@ from watchword.web.authn import AuthChain, AuthenticationMiddleware, CookieAuthe
 from watchword.web.authn_bearer import BearerTokenAuthenticator, UnclaimedBearerAuthenticator
 from watchword.web.bodylimit import BodyLimitMiddleware
 from watchword.web.cookies import SessionCookie
+from watchword.web.hotpath import HotRoutes
 from watchword.web.realtime import routes as realtime
 from watchword.web.realtime.entry import RealtimeEntry
 from watchword.web.routes import (
@@ -131,6 +132,10 @@ def create_app(settings: Settings | None = None, *, container: Container | None 
     chains: list[tuple[str, AuthChain | None]] = [("", chain)]
     if compat_mounted:
         chains.append((compat_v1.PREFIX, None))
+    # Innermost, after the chain: the hottest reads skip FastAPI's router (web/hotpath.py).
+    app.add_middleware(
+        HotRoutes, routes={"/healthz": system.healthz_endpoint, "/v1/me": me.me_endpoint}
+    )
     app.add_middleware(AuthenticationMiddleware, chains=chains)
     app.add_middleware(authn_machines.SignedBodyMiddleware)  # signed bodies, replayed
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)

@@ -22,8 +22,22 @@ NO_STORE = {"Cache-Control": "no-store"}
 router = APIRouter(prefix="/v1/me", tags=["me"])
 
 
+# Any authenticated principal; one instance, shared by the declared route and the endpoint.
+ANY_PRINCIPAL = require()
+
+
 @router.get("", summary="Who is calling: the user, the session and how it authenticated")
-async def me(request: Request, principal: Principal = Depends(require())) -> Response:
+async def me(request: Request, principal: Principal = Depends(ANY_PRINCIPAL)) -> Response:
+    return await who_is_calling(request, principal)
+
+
+async def me_endpoint(request: Request) -> Response:
+    """``GET /v1/me`` as a plain Starlette endpoint (web/hotpath.py serves it): the same
+    permission rule, the same answer, without FastAPI's per-route work."""
+    return await who_is_calling(request, await ANY_PRINCIPAL(request))
+
+
+async def who_is_calling(request: Request, principal: Principal) -> Response:
     container = container_of(request)
     user = user_view(principal)
     if user is None and principal.user_id is not None:
