@@ -124,7 +124,11 @@ class Server:
             shutil.rmtree(self.workdir, ignore_errors=True)
 
     def __enter__(self) -> Server:
-        return self.start()
+        try:
+            return self.start()
+        except BaseException:
+            self.stop()  # a server that never became healthy must not outlive the run
+            raise
 
     def __exit__(self, *exc: object) -> None:
         self.stop()

@@ -6,7 +6,8 @@ with 64 connections. Each row's throughput over /healthz is what authentication 
 Also: p99 over p50 at 64 connections (stalls), two workers against one on both cores, and a
 storm of password sign-ins against /v1/me's p99.
 
-Run: `python -m bench.suite_http [--duration S] [--rounds N] [--no-postgres]`.
+Run: `python -m bench.suite_http [--duration S] [--rounds N] [--no-postgres]
+[--only methods|workers|storm]`.
 """
 
 from __future__ import annotations
@@ -211,7 +212,34 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--duration", type=float, default=5.0, help="seconds per wrk run")
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds (median)")
     parser.add_argument("--no-postgres", action="store_true")
+    parser.add_argument(
+        "--only",
+        action="append",
+        choices=PARTS,
+        help="run only these tables (repeatable); default: all of them",
+    )
     args = parser.parse_args(argv)
+    parts = args.only or PARTS
+    if "methods" in parts:
+        methods_table(args)
+    if "workers" in parts:
+        print_table(
+            "Workers: bearer GET /v1/me, 2 cores, wrk on the same machine (medians of 3)",
+            ["workers", "req/s", "p50 ms", "p99 ms", "errors"],
+            workers_scaling(args.duration),
+        )
+    if "storm" in parts:
+        print_table(
+            f"Login storm: bearer GET /v1/me p99 while {STORM_LOGINS} password sign-ins run",
+            ["phase", "req/s", "p50 ms", "p99 ms", "sign-ins", "errors"],
+            login_storm(args.duration),
+        )
+
+
+PARTS = ["methods", "workers", "storm"]
+
+
+def methods_table(args: argparse.Namespace) -> None:
     rows = run_backend("sqlite", {}, args.duration, args.rounds)
     if not args.no_postgres:
         with postgres_database(POSTGRES_URL) as url:
@@ -233,16 +261,6 @@ def main(argv: list[str] | None = None) -> None:
             "errors",
         ],
         rows,
-    )
-    print_table(
-        "Workers: bearer GET /v1/me, 2 cores, wrk on the same machine (medians of 3)",
-        ["workers", "req/s", "p50 ms", "p99 ms", "errors"],
-        workers_scaling(args.duration),
-    )
-    print_table(
-        f"Login storm: bearer GET /v1/me p99 while {STORM_LOGINS} password sign-ins run",
-        ["phase", "req/s", "p50 ms", "p99 ms", "sign-ins", "errors"],
-        login_storm(args.duration),
     )
 
 

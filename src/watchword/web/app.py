@@ -98,6 +98,9 @@ def create_app(settings: Settings | None = None, *, container: Container | None 
         version=__version__,
         summary="Sessions, tokens, API keys and an authenticated WebSocket gateway.",
         lifespan=lifespan,
+        # FastAPI's own OpenTelemetry hooks look up the global providers on every request;
+        # Watchword exports no traces, and its metrics are Prometheus' (web/metrics.py).
+        telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     app.state.container = container
     app.state.session_cookie = SessionCookie(settings)
