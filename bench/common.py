@@ -123,6 +123,13 @@ class Server:
         if self._own_dir:
             shutil.rmtree(self.workdir, ignore_errors=True)
 
+    def cpu_seconds(self) -> float:
+        """CPU time (user + system) the server process has used so far: with the server on
+        one process, CPU per request is what a request costs, whatever else the machine runs."""
+        assert self.process is not None and self.workers == 1
+        fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
     def __enter__(self) -> Server:
         try:
             return self.start()
