@@ -169,7 +169,15 @@ def workers_scaling(duration: float) -> list[list[object]]:
     rows: list[list[object]] = []
     rps: dict[int, float] = {}
     for workers in (1, 2):
-        with Server(workers=workers) as server:
+        try:
+            server = Server(workers=workers).start()
+        except RuntimeError as exc:
+            # Counted and shown, so the run fails loudly, and the tables after this one
+            # are still measured.
+            count_errors(f"http.workers{workers}.start_failures", 1)
+            print(f"(workers={workers}: the server did not start: {str(exc)[-300:]})")
+            return [[workers, "-", "-", "-", "did not start"]]
+        with server:
             server.create_user(EMAIL)
             path, headers = bearer(server)
             wrk(server.url + path, headers=headers, duration=1, connections=CONNECTIONS)
