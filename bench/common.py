@@ -133,6 +133,9 @@ class Server:
         fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
         return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
+    def close(self) -> None:  # for contextlib.closing
+        self.stop()
+
     def __enter__(self) -> Server:
         return self.start()
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import concurrent.futures
+import contextlib
 import os
 import statistics
 import threading
@@ -177,7 +178,7 @@ def workers_scaling(duration: float) -> list[list[object]]:
             count_errors(f"http.workers{workers}.start_failures", 1)
             print(f"(workers={workers}: the server did not start: {str(exc)[-300:]})")
             return [[workers, "-", "-", "-", "did not start"]]
-        with server:
+        with contextlib.closing(server):  # started above: only stopped on the way out
             server.create_user(EMAIL)
             path, headers = bearer(server)
             wrk(server.url + path, headers=headers, duration=1, connections=CONNECTIONS)
