@@ -6,13 +6,15 @@ with 64 connections. Each row's throughput over /healthz is what authentication 
 Also: p99 over p50 at 64 connections (stalls), two workers against one on both cores, and a
 storm of password sign-ins against /v1/me's p99.
 
-Run: `python -m bench.suite_http [--duration S] [--rounds N] [--no-postgres]`.
+Run: `python -m bench.suite_http [--duration S] [--rounds N] [--no-postgres]
+[--only methods|workers|storm]`.
 """
 
 from __future__ import annotations
 
 import argparse
 import concurrent.futures
+import contextlib
 import os
 import statistics
 import threading
@@ -75,6 +77,20 @@ SCENARIOS: list[Scenario] = [
 ]
 
 
+@dataclass(frozen=True)
+class Measured:
+    load: LoadResult
+    cpu_us: float  # server CPU time per request, microseconds
+
+
+def measured_wrk(server: Server, path: str, headers: dict[str, str], duration: float) -> Measured:
+    """wrk as ``pinned_wrk``, plus the server's own CPU time per request over the run."""
+    before = server.cpu_seconds()
+    load = pinned_wrk(server.url + path, headers, duration)
+    cpu = server.cpu_seconds() - before
+    return Measured(load, cpu * 1e6 / load.requests if load.requests else float("inf"))
+
+
 def _median(runs: list[LoadResult]) -> LoadResult:
     ordered = sorted(runs, key=lambda r: r.rps)
     mid = ordered[len(ordered) // 2]
@@ -102,13 +118,14 @@ def run_backend(
         prepared = [(s, *s.prepare(server)) for s in SCENARIOS]
         for _, path, headers in prepared:  # warm every cache before measuring
             pinned_wrk(server.url + path, headers, 1)
-        results: list[list[LoadResult]] = [[] for _ in prepared]
+        results: list[list[Measured]] = [[] for _ in prepared]
         for _ in range(rounds):
             for i, (_, path, headers) in enumerate(prepared):
-                results[i].append(pinned_wrk(server.url + path, headers, duration))
-        medians = [_median(r) for r in results]
-        healthz = medians[0]
-        for (scenario, _, _), result in zip(prepared, medians, strict=True):
+                results[i].append(measured_wrk(server, path, headers, duration))
+        medians = [_median([m.load for m in r]) for r in results]
+        cpus = [statistics.median(m.cpu_us for m in r) for r in results]
+        healthz, healthz_cpu = medians[0], cpus[0]
+        for (scenario, _, _), result, cpu in zip(prepared, medians, cpus, strict=True):
             ratio = result.rps / healthz.rps
             cost_us = 1e6 / result.rps - 1e6 / healthz.rps
             tail = result.p99_ms / result.p50_ms if result.p50_ms else float("inf")
@@ -116,9 +133,14 @@ def run_backend(
             count_errors(prefix + ".errors", result.errors)
             record(f"{prefix}_rps", result.rps)
             record(f"{prefix}_p99_over_p50", tail)
+            record(f"{prefix}_cpu_us_per_request", cpu)
             if scenario.key != "healthz":
                 record(f"{prefix}_vs_healthz", ratio)
                 record(f"{prefix}_auth_cost_us", cost_us)
+                # The same cost from the server's CPU time: steady when other work shares
+                # the core (wrk's figure then counts the time the server was not running).
+                record(f"{prefix}_auth_cpu_us", cpu - healthz_cpu)
+                record(f"{prefix}_cpu_vs_healthz", healthz_cpu / cpu)
             rows.append(
                 [
                     label,
@@ -129,6 +151,9 @@ def run_backend(
                     f"{tail:.1f}",
                     f"{ratio:.2f}",
                     "-" if scenario.key == "healthz" else f"{cost_us:.0f}",
+                    f"{cpu:.0f}",
+                    "-" if scenario.key == "healthz" else f"{healthz_cpu / cpu:.2f}",
+                    "-" if scenario.key == "healthz" else f"{cpu - healthz_cpu:.0f}",
                     result.errors,
                 ]
             )
@@ -136,7 +161,7 @@ def run_backend(
             # A signed request needs a fresh nonce each time, which wrk cannot sign.
             for row in machines.python_loop_rows(label, server, duration):
                 count_errors(f"http.{label}.python_loop.errors", int(row[-1]))  # type: ignore[call-overload]
-                rows.append([*row[:5], "-", row[5], "-", row[-1]])
+                rows.append([*row[:5], "-", row[5], "-", "-", "-", "-", row[-1]])
     return rows
 
 
@@ -145,7 +170,15 @@ def workers_scaling(duration: float) -> list[list[object]]:
     rows: list[list[object]] = []
     rps: dict[int, float] = {}
     for workers in (1, 2):
-        with Server(workers=workers) as server:
+        try:
+            server = Server(workers=workers).start()
+        except RuntimeError as exc:
+            # Counted and shown, so the run fails loudly, and the tables after this one
+            # are still measured.
+            count_errors(f"http.workers{workers}.start_failures", 1)
+            print(f"(workers={workers}: the server did not start: {str(exc)[-300:]})")
+            return [[workers, "-", "-", "-", "did not start"]]
+        with contextlib.closing(server):  # started above: only stopped on the way out
             server.create_user(EMAIL)
             path, headers = bearer(server)
             wrk(server.url + path, headers=headers, duration=1, connections=CONNECTIONS)
@@ -211,7 +244,34 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--duration", type=float, default=5.0, help="seconds per wrk run")
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds (median)")
     parser.add_argument("--no-postgres", action="store_true")
+    parser.add_argument(
+        "--only",
+        action="append",
+        choices=PARTS,
+        help="run only these tables (repeatable); default: all of them",
+    )
     args = parser.parse_args(argv)
+    parts = args.only or PARTS
+    if "methods" in parts:
+        methods_table(args)
+    if "workers" in parts:
+        print_table(
+            "Workers: bearer GET /v1/me, 2 cores, wrk on the same machine (medians of 3)",
+            ["workers", "req/s", "p50 ms", "p99 ms", "errors"],
+            workers_scaling(args.duration),
+        )
+    if "storm" in parts:
+        print_table(
+            f"Login storm: bearer GET /v1/me p99 while {STORM_LOGINS} password sign-ins run",
+            ["phase", "req/s", "p50 ms", "p99 ms", "sign-ins", "errors"],
+            login_storm(args.duration),
+        )
+
+
+PARTS = ["methods", "workers", "storm"]
+
+
+def methods_table(args: argparse.Namespace) -> None:
     rows = run_backend("sqlite", {}, args.duration, args.rounds)
     if not args.no_postgres:
         with postgres_database(POSTGRES_URL) as url:
@@ -220,7 +280,9 @@ def main(argv: list[str] | None = None) -> None:
                 rows += run_backend("postgres", env, args.duration, args.rounds)
     print_table(
         f"GET /v1/me by authentication method (server pinned to one core, wrk -c{CONNECTIONS}"
-        " on another, loopback; medians of interleaved rounds; auth us = 1e6/rps - 1e6/healthz)",
+        " on another, loopback; medians of interleaved rounds; auth us = 1e6/rps - 1e6/healthz;"
+        " cpu us/req = the server's CPU time per request, auth cpu us = its excess over"
+        " /healthz)",
         [
             "backend",
             "scenario",
@@ -230,19 +292,12 @@ def main(argv: list[str] | None = None) -> None:
             "p99/p50",
             "vs /healthz",
             "auth us",
+            "cpu us/req",
+            "cpu vs /healthz",
+            "auth cpu us",
             "errors",
         ],
         rows,
-    )
-    print_table(
-        "Workers: bearer GET /v1/me, 2 cores, wrk on the same machine (medians of 3)",
-        ["workers", "req/s", "p50 ms", "p99 ms", "errors"],
-        workers_scaling(args.duration),
-    )
-    print_table(
-        f"Login storm: bearer GET /v1/me p99 while {STORM_LOGINS} password sign-ins run",
-        ["phase", "req/s", "p50 ms", "p99 ms", "sign-ins", "errors"],
-        login_storm(args.duration),
     )
 
 

@@ -60,7 +60,9 @@ class StepUp:
         self._clock = clock
         self.max_age = timedelta(seconds=max_age)
         self._announce = announce
-        self._shown: dict[str, tuple[float, tuple[datetime, list[str]]]] = {}
+        # session id -> (when read, (auth_time, amr), its claims): the claims are built once
+        # per read, so /v1/me can reuse what it made of them until they change.
+        self._shown: dict[str, tuple[float, tuple[datetime, list[str]], dict[str, Any]]] = {}
         self._shown_ttl = shown_ttl
         # Second factors: (user, code, ctx, session_id) -> the amr of a step-up whose password
         # was right; raises when a second factor is on and the code is missing or wrong.
@@ -89,22 +91,26 @@ class StepUp:
             if session is None:
                 return None
             recorded = (session.created_at, [PASSWORD])
-        self._shown[session_id] = (monotonic(), recorded)
+        self._shown[session_id] = (monotonic(), recorded, claims_of(recorded))
         if len(self._shown) > SHOWN_MAX:
             self._shown.pop(next(iter(self._shown)))
         return recorded
 
     async def shown(self, principal: Principal) -> dict[str, Any]:
         """``auth_time``, ``amr`` and ``acr`` for display (``/v1/me``): from a short-lived
-        cache, so the hot path does not read the store on every call."""
+        cache, so the hot path does not read the store on every call. The same dict is
+        returned until the cached value is read again: callers must not change it."""
         if principal.session_id is None:
             return {}
         cached = self._shown.get(principal.session_id)
-        if cached is not None and monotonic() - cached[0] < self._shown_ttl:
-            info: tuple[datetime, list[str]] | None = cached[1]
-        else:
+        if cached is None or monotonic() - cached[0] >= self._shown_ttl:
             info = await self.auth_info(principal)
-        return claims_of(info) if info is not None else {}
+            if info is None:
+                return {}
+            cached = self._shown.get(principal.session_id)
+            if cached is None or cached[1] is not info:  # evicted at once (a full cache)
+                return claims_of(info)
+        return cached[2]
 
     async def token_claims(self, session: Session) -> dict[str, Any]:
         """The claims every access token of ``session`` carries (RFC 9068 section 2.2.1)."""
@@ -171,6 +177,6 @@ class StepUp:
             AuditType.STEP_UP, ctx, user_id=user.id, session_id=session_id, amr=amr
         )
         await self._store.record(session_id, now, amr, audit=[audit])
-        self._shown[session_id] = (monotonic(), (now, amr))
+        self._shown[session_id] = (monotonic(), (now, amr), claims_of((now, amr)))
         await self._announce(user.id, "security.step_up", {"session_id": session_id})
         return now, amr

@@ -18,6 +18,7 @@ from watchword.web.authn import AuthChain, AuthenticationMiddleware, CookieAuthe
 from watchword.web.authn_bearer import BearerTokenAuthenticator, UnclaimedBearerAuthenticator
 from watchword.web.bodylimit import BodyLimitMiddleware
 from watchword.web.cookies import SessionCookie
+from watchword.web.hotpath import HotRoutes
 from watchword.web.oauth2 import install as _install_oidc
 from watchword.web.realtime import routes as realtime
 from watchword.web.realtime.entry import RealtimeEntry
@@ -102,6 +103,9 @@ def create_app(settings: Settings | None = None, *, container: Container | None 
         version=__version__,
         summary="Sessions, tokens, API keys and an authenticated WebSocket gateway.",
         lifespan=lifespan,
+        # FastAPI's own OpenTelemetry hooks look up the global providers on every request;
+        # Watchword exports no traces, and its metrics are Prometheus' (web/metrics.py).
+        telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     app.state.container = container
     app.state.session_cookie = SessionCookie(settings)
@@ -137,6 +141,10 @@ def create_app(settings: Settings | None = None, *, container: Container | None 
     chains: list[tuple[str, AuthChain | None]] = [("", chain)]
     if compat_mounted:
         chains.append((compat_v1.PREFIX, None))
+    # Innermost, after the chain: the hottest reads skip FastAPI's router (web/hotpath.py).
+    app.add_middleware(
+        HotRoutes, routes={"/healthz": system.healthz_endpoint, "/v1/me": me.me_endpoint}
+    )
     app.add_middleware(AuthenticationMiddleware, chains=chains)
     app.add_middleware(authn_machines.SignedBodyMiddleware)  # signed bodies, replayed
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)

@@ -12,52 +12,68 @@ from watchword.domain.principal import AuthMethod, Principal
 from watchword.domain.sessions import csrf_token_for
 from watchword.services.context import RequestContext
 from watchword.web.deps import container_of, context, require
-from watchword.web.responses import FastJSONResponse
+from watchword.web.responses import HotJSONResponse, encode_headers
 from watchword.web.routes.schemas import PasswordChange
 from watchword.web.stepup import require_recent_auth
 from watchword.web.views import authentication_view, session_view, user_view
 
 NO_STORE = {"Cache-Control": "no-store"}
+NO_STORE_RAW = encode_headers(NO_STORE)
 
 router = APIRouter(prefix="/v1/me", tags=["me"])
 
 
+# Any authenticated principal, one still enrolling a required second factor too; one
+# instance, shared by the declared route and the endpoint.
+ANY_PRINCIPAL = require(enrolling=True)
+
+
 @router.get("", summary="Who is calling: the user, the session and how it authenticated")
-async def me(request: Request, principal: Principal = Depends(require(enrolling=True))) -> Response:
+async def me(request: Request, principal: Principal = Depends(ANY_PRINCIPAL)) -> Response:
+    return await who_is_calling(request, principal)
+
+
+async def me_endpoint(request: Request) -> Response:
+    """``GET /v1/me`` as a plain Starlette endpoint (web/hotpath.py serves it): the same
+    permission rule, the same answer, without FastAPI's per-route work."""
+    return await who_is_calling(request, await ANY_PRINCIPAL(request))
+
+
+async def who_is_calling(request: Request, principal: Principal) -> Response:
     container = container_of(request)
+    memo = principal.memo  # views of this (cached, immutable) principal, made once
     user = user_view(principal)
     if user is None and principal.user_id is not None:
         user = (await container.accounts.get_user(principal.user_id)).public()
-    body: dict[str, Any] = {
-        "user": user,
-        "session": None,
-        "authentication": authentication_view(principal),
-    }
+    authentication = authentication_view(principal)
     if principal.session_id is not None:  # how the session signed in: amr, auth_time, acr
-        body["authentication"] = {
-            **body["authentication"],
-            **await container.step_up.shown(principal),
-        }
+        shown = await container.step_up.shown(principal)
+        if memo.get("shown") is not shown:  # the same dict until step-up reads it again
+            memo["authentication_shown"] = {**authentication, **shown}
+            memo["shown"] = shown
+        authentication = memo["authentication_shown"]
+    body: dict[str, Any] = {"user": user, "session": None, "authentication": authentication}
     session = principal.session
     if session is None and principal.session_id is not None:
         # A bearer token names its session; the row is read once per cached token.
-        session = principal.memo.get("session")
+        session = memo.get("session")
         if session is None:
             session = await container.db.sessions.get(principal.session_id)
-            principal.memo["session"] = session
+            memo["session"] = session
     if session is not None:
         body["session"] = session_view(
             session,
             container.sessions.last_seen(session),
             current_id=session.id,
-            memo=principal.memo,
+            memo=memo,
+            times_as_text=False,  # orjson writes them
         )
         if principal.needs_csrf:
-            csrf = principal.memo.get("csrf")
+            csrf = memo.get("csrf")
             if csrf is None:
-                csrf = principal.memo["csrf"] = csrf_token_for(session.id, container.csrf_key)
+                csrf = memo["csrf"] = csrf_token_for(session.id, container.csrf_key)
             body["csrf_token"] = csrf
-    return FastJSONResponse(body, headers=NO_STORE)
+    return HotJSONResponse(body, NO_STORE_RAW)
 
 
 @router.post(

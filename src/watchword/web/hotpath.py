@@ -1,0 +1,49 @@
+"""The hottest read routes (``GET /healthz``, ``GET /v1/me``) as plain Starlette endpoints.
+
+Profiled on one core, FastAPI's per-route work (matching the request against every declared
+route, the dependency solver, the exception and exit-stack layers) cost more than
+authenticating the request. These routes are answered here instead, innermost in the stack:
+after the authenticator chain, inside the access log, the security headers and the body limit,
+so they pass through everything every other route passes through but FastAPI's router.
+
+The declared routes stay in the app and call the same functions (``routes/system.py``,
+``routes/me.py``): the OpenAPI document, the other methods on these paths (405, ``HEAD``) and
+a path this layer does not serve behave as before. A domain error becomes the same JSON answer
+the app's handler gives; anything else goes up to the app's server-error handler, as it would
+from a FastAPI route.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping
+
+from starlette._utils import get_route_path
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from watchword.domain.errors import WatchwordError
+from watchword.web.errors import watchword_error_response
+
+Endpoint = Callable[[Request], Awaitable[Response]]
+
+
+class HotRoutes:
+    """Serves ``GET`` on a few exact paths; every other request goes down to the app."""
+
+    def __init__(self, app: ASGIApp, *, routes: Mapping[str, Endpoint]) -> None:
+        self.app = app
+        self.routes = dict(routes)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        endpoint = None
+        if scope["type"] == "http" and scope["method"] == "GET":
+            endpoint = self.routes.get(get_route_path(scope))
+        if endpoint is None:
+            await self.app(scope, receive, send)
+            return
+        try:
+            response = await endpoint(Request(scope, receive, send))
+        except WatchwordError as exc:
+            response = watchword_error_response(exc)
+        await response(scope, receive, send)
