@@ -122,7 +122,7 @@ class AccountLifecycle:
         mail = self.composer.compose(
             kind, user.email, link=self.composer.link(RESET_REQUEST_PAGE), user_id=user.id
         )
-        await self._stores.tokens.queue([mail], audit=[*audit, *self._queued(ctx, [mail])])
+        await self._stores.tokens.queue([mail], audit=[*audit, *self.queued_audit(ctx, [mail])])
         self.sender.notify()
         return mail
 
@@ -141,7 +141,7 @@ class AccountLifecycle:
         self._pending.add(task)
         task.add_done_callback(self._pending.discard)
 
-    def _queued(self, ctx: RequestContext, mail: Sequence[OutgoingMail]) -> list[AuditEvent]:
+    def queued_audit(self, ctx: RequestContext, mail: Sequence[OutgoingMail]) -> list[AuditEvent]:
         return [
             self._auditor.event(
                 AuditType.MAIL_QUEUED, ctx, user_id=m.user_id, mail_id=m.id, kind=m.kind
@@ -210,7 +210,9 @@ class AccountLifecycle:
         sent = self._auditor.event(
             AuditType.EMAIL_VERIFICATION_SENT, ctx, user_id=user.id, email=user.email
         )
-        await self._stores.tokens.issue(token, mail=mail, audit=[sent, *self._queued(ctx, mail)])
+        await self._stores.tokens.issue(
+            token, mail=mail, audit=[sent, *self.queued_audit(ctx, mail)]
+        )
         self.sender.notify()
         await self.announce(user.id, "security.email_verification_sent", {"email": user.email})
 
@@ -249,7 +251,7 @@ class AccountLifecycle:
             AuditType.EMAIL_VERIFICATION_SENT, ctx, user_id=user.id, email=normalized, sent=True
         )
         await self._stores.tokens.issue(
-            token, mail=[mail], audit=[sent, *self._queued(ctx, [mail])]
+            token, mail=[mail], audit=[sent, *self.queued_audit(ctx, [mail])]
         )
         self.sender.notify()
         await self.announce(user.id, "security.email_verification_sent", {"email": normalized})
@@ -277,7 +279,7 @@ class AccountLifecycle:
                 email=token.email,
                 **({"previous_email": before.email} if changed else {}),
             ),
-            *self._queued(ctx, mail),
+            *self.queued_audit(ctx, mail),
         ]
         user = await self._stores.tokens.verify_email(
             token, self._clock.now(), origin=self._sessions.node_id, audit=audit, mail=mail
@@ -328,7 +330,7 @@ class AccountLifecycle:
             self._auditor.event(
                 AuditType.EMAIL_CHANGE_REQUESTED, ctx, user_id=user.id, new_email=email
             ),
-            *self._queued(ctx, mail),
+            *self.queued_audit(ctx, mail),
         ]
         await self._stores.tokens.issue(token, mail=mail, audit=audit)
         self.sender.notify()
@@ -414,7 +416,7 @@ class AccountLifecycle:
                 email=user.email,
                 sent=True,
             ),
-            *self._queued(ctx, [mail]),
+            *self.queued_audit(ctx, [mail]),
         ]
         await self._stores.tokens.issue(token, mail=[mail], audit=audit)
         self.sender.notify()
@@ -448,7 +450,7 @@ class AccountLifecycle:
                     revoked=len(revoked),
                     sessions=[s.id for s in revoked],
                 ),
-                *self._queued(ctx, mail),
+                *self.queued_audit(ctx, mail),
             ]
 
         changed, revoked = await self._stores.tokens.reset_password(
