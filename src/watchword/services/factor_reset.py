@@ -78,7 +78,7 @@ class FactorResetService:
             mail=[mail],
         )
         await self._sessions.after_revoke(done.sessions)
-        self._lifecycle.sender.notify()
+        await self._lifecycle.mail_queued([mail])
         await self._lifecycle.announce(
             user.id,
             "security.mfa_reset",

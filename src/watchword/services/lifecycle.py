@@ -123,8 +123,14 @@ class AccountLifecycle:
             kind, user.email, link=self.composer.link(RESET_REQUEST_PAGE), user_id=user.id
         )
         await self._stores.tokens.queue([mail], audit=[*audit, *self.queued_audit(ctx, [mail])])
-        self.sender.notify()
+        await self.mail_queued([mail])
         return mail
+
+    async def mail_queued(self, mail: Sequence[OutgoingMail]) -> None:
+        """After the commit that queued ``mail``: wake the sender, tell the users' sockets."""
+        self.sender.notify()
+        for m in mail:
+            await self.announce(m.user_id, "security.mail_queued", {"kind": m.kind})
 
     async def _mail_sent(self, mail: OutgoingMail) -> None:
         await self._auditor.record(
@@ -195,7 +201,7 @@ class AccountLifecycle:
             replace(e, details={**e.details, "mail_queued": [m.id for m in mail]}) for e in audit
         ]
         await self._stores.tokens.register(user, audit=audit, token=token, mail=mail)
-        self.sender.notify()
+        await self.mail_queued(mail)
 
     async def resend_verification(self, user_id: str, ctx: RequestContext) -> None:
         user = await self._accounts.get_user(user_id)
@@ -213,7 +219,7 @@ class AccountLifecycle:
         await self._stores.tokens.issue(
             token, mail=mail, audit=[sent, *self.queued_audit(ctx, mail)]
         )
-        self.sender.notify()
+        await self.mail_queued(mail)
         await self.announce(user.id, "security.email_verification_sent", {"email": user.email})
 
     async def resend_verification_to(self, email: str, ctx: RequestContext) -> None:
@@ -253,7 +259,7 @@ class AccountLifecycle:
         await self._stores.tokens.issue(
             token, mail=[mail], audit=[sent, *self.queued_audit(ctx, [mail])]
         )
-        self.sender.notify()
+        await self.mail_queued([mail])
         await self.announce(user.id, "security.email_verification_sent", {"email": normalized})
 
     async def verify_email(self, secret: str, ctx: RequestContext) -> User:
@@ -288,8 +294,7 @@ class AccountLifecycle:
             raise InvalidAccountToken()
         self._sessions.cache.drop_user(user.id)
         await self._sessions.announce_user_changed(user.id, disabled=user.disabled)
-        if mail:
-            self.sender.notify()
+        await self.mail_queued(mail)
         await self.announce(
             user.id,
             "security.email_changed" if changed else "security.email_verified",
@@ -333,7 +338,7 @@ class AccountLifecycle:
             *self.queued_audit(ctx, mail),
         ]
         await self._stores.tokens.issue(token, mail=mail, audit=audit)
-        self.sender.notify()
+        await self.mail_queued(mail)
         await self.announce(user.id, "security.email_change_requested", {"new_email": email})
 
     # -- password reset --------------------------------------------------------------------
@@ -390,9 +395,12 @@ class AccountLifecycle:
             mail_queued=[mail.id],
         )
         await self._stores.tokens.issue(token, mail=[mail], audit=[audit_row])
-        self.sender.notify()
         # After the answer: the request takes as long as one for an unknown address.
-        self._later(self.announce(user.id, "security.password_reset_requested", {}))
+        self._later(self._reset_requested(user.id, mail))
+
+    async def _reset_requested(self, user_id: str, mail: OutgoingMail) -> None:
+        await self.mail_queued([mail])
+        await self.announce(user_id, "security.password_reset_requested", {})
 
     async def send_reset(self, email: str, ctx: RequestContext, *, actor_id: str) -> OutgoingMail:
         """An administrator sends a reset link (no throttle, and unknown addresses fail)."""
@@ -419,7 +427,7 @@ class AccountLifecycle:
             *self.queued_audit(ctx, [mail]),
         ]
         await self._stores.tokens.issue(token, mail=[mail], audit=audit)
-        self.sender.notify()
+        await self.mail_queued([mail])
         await self.announce(user.id, "security.password_reset_requested", {})
         return mail
 
@@ -467,7 +475,7 @@ class AccountLifecycle:
         self._sessions.cache.drop_user(changed.id)
         await self._sessions.after_revoke(revoked)
         await self._sessions.announce_user_changed(changed.id, disabled=changed.disabled)
-        self.sender.notify()
+        await self.mail_queued(mail)
         await self.announce(changed.id, "security.password_reset", {"revoked": len(revoked)})
         return changed, revoked
 
