@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import statistics
 import time
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -83,6 +84,35 @@ async def test_a_restart_between_queueing_and_sending_loses_nothing(
     async with app.router.lifespan_context(app):
         mail = await smtp.inbox.wait_for("alice@example.com")
     assert "/verify-email?token=" in mail.text
+
+
+async def test_a_sender_that_dies_holding_a_mail_does_not_lose_it(
+    app_factory: AppFactory, smtp: SmtpServer, clock: Any
+) -> None:
+    # First life: the mail is queued, a sender claims it (its lease) and the process dies
+    # before the SMTP server saw it.
+    app, container = await app_factory()
+    async with app.router.lifespan_context(app):
+        async with httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app), base_url=BASE_URL
+        ) as client:
+            body = {"email": "alice@example.com", "password": "correct horse battery staple"}
+            assert (await client.post("/v1/users", json=body)).status_code == 201
+        now = clock.now()
+        claimed = await container.account_stores.outbox.claim_due(
+            now, now + timedelta(seconds=60), limit=10
+        )
+        assert len(claimed) == 1
+    # Second life on the same database, with SMTP: the lease holds the row for its dead
+    # holder a while, then the mail goes out.
+    app, container = await app_factory(**fast_mail(smtp))
+    async with app.router.lifespan_context(app):
+        assert await container.mail_sender.deliver_due() == 0  # still leased
+        clock.advance(61)
+        container.mail_sender.notify()
+        mail = await smtp.inbox.wait_for("alice@example.com")
+    assert "/verify-email?token=" in mail.text
+    assert len(smtp.inbox.to("alice@example.com")) == 1
 
 
 async def test_reset_answers_alike_for_known_and_unknown_addresses(

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 from tests.conftest import Client, ClientFactory
 from tests.helpers import PASSWORD
 from watchword.domain.audit import AuditType
@@ -17,14 +19,30 @@ async def signed_in(client_factory: ClientFactory, **settings: Any) -> Client:
     return client
 
 
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def db_settings(request: pytest.FixtureRequest) -> dict[str, Any]:
+    if request.param == "postgres":
+        return {"database_url": request.getfixturevalue("postgres_url")}
+    return {}
+
+
+async def signed_in_as(client_factory: ClientFactory, **settings: Any) -> tuple[Client, str]:
+    """A signed-in user with an address of its own (PostgreSQL serves the whole run)."""
+    client = await client_factory(**settings)
+    email = f"step-up-{id(client)}@example.com"
+    await client.register(email)
+    await client.login(email)
+    return client, email
+
+
 async def test_changes_need_a_recent_sign_in_and_reauth_refreshes_it(
-    client_factory: ClientFactory, clock: Any
+    client_factory: ClientFactory, clock: Any, db_settings: dict[str, Any]
 ) -> None:
-    client = await signed_in(client_factory, reauth_max_age=300)
+    client, _ = await signed_in_as(client_factory, reauth_max_age=300, **db_settings)
     clock.advance(301)
     attempts = [
         ("/v1/me/password", {"current_password": PASSWORD, "new_password": "another good one"}),
-        ("/v1/me/email", {"email": "new@example.com", "password": PASSWORD}),
+        ("/v1/me/email", {"email": f"new-{id(client)}@example.com", "password": PASSWORD}),
         ("/v1/api-keys", {"name": "ci", "scopes": "profile"}),
     ]
     for path, body in attempts:
@@ -70,11 +88,11 @@ async def test_reauth_is_throttled_like_a_password(client_factory: ClientFactory
 
 
 async def test_how_the_session_signed_in_shows_in_me_sessions_and_tokens(
-    client_factory: ClientFactory, clock: Any
+    client_factory: ClientFactory, clock: Any, db_settings: dict[str, Any]
 ) -> None:
     import jwt
 
-    client = await signed_in(client_factory)
+    client, email = await signed_in_as(client_factory, **db_settings)
     signed_in_at = int(clock.now().timestamp())
     me = (await client.get("/v1/me")).json()["authentication"]
     assert (me["amr"], me["auth_time"], me["acr"]) == (["pwd"], signed_in_at, "aal1")
@@ -88,7 +106,7 @@ async def test_how_the_session_signed_in_shows_in_me_sessions_and_tokens(
 
     tokens = await client.post(
         "/v1/auth/login",
-        json={"email": "alice@example.com", "password": PASSWORD, "mode": "token"},
+        json={"email": email, "password": PASSWORD, "mode": "token"},
     )
     claims = jwt.decode(tokens.json()["access_token"], options={"verify_signature": False})
     assert (claims["amr"], claims["auth_time"], claims["acr"]) == (

@@ -280,3 +280,64 @@ async def test_second_factor_rows_are_used_once(db: Database) -> None:
     assert not await mfa.use_challenge("d" * 64, NOW + timedelta(minutes=4))
     assert await mfa.remove(alice.id)
     assert await mfa.get_totp(alice.id) is None and await mfa.unused_codes(alice.id) == 0
+
+
+async def test_a_factor_reset_removes_every_factor_and_session_of_one_user(db: Database) -> None:
+    from tests.stores.test_passkey_store import passkey
+    from watchword.domain.mfa import TotpFactor
+
+    stores = account_stores_for(db)
+    alice, bob = user(), user()
+    sessions: dict[str, Session] = {}
+    for owner in (alice, bob):
+        await db.users.create(owner)
+        assert await stores.mfa.put_pending(TotpFactor(owner.id, "sealed", NOW))
+        codes = [uuid.uuid4().hex * 2, uuid.uuid4().hex * 2]
+        assert await stores.mfa.confirm(owner.id, 10, codes, NOW)
+        await stores.passkeys.add(passkey(owner))
+        sessions[owner.id] = Session(
+            id=new_id(),
+            user_id=owner.id,
+            secret_hash=uuid.uuid4().hex,
+            created_at=NOW,
+            last_seen_at=NOW,
+            expires_at=NOW + timedelta(hours=1),
+            idle_timeout_seconds=1800,
+        )
+        await db.sessions.create(
+            sessions[owner.id], limit=0, policy="evict-oldest", grace_seconds=0, origin="t"
+        )
+    notice = mail(alice)
+    feed_before = await db.control.last_id()
+    seen: list[object] = []
+
+    def lines(done: object) -> list[AuditEvent]:
+        seen.append(done)
+        return [audit(alice)]
+
+    later = NOW + timedelta(minutes=1)
+    done = await stores.mfa.reset(
+        alice.id, later, origin="t", revoke_reason="admin", audit=lines, mail=[notice]
+    )
+    assert done.totp is True and done.passkeys == 1
+    assert [s.id for s in done.sessions] == [sessions[alice.id].id]
+    assert seen == [done]  # the audit lines are made from what was removed
+    assert await stores.mfa.get_totp(alice.id) is None
+    assert await stores.mfa.unused_codes(alice.id) == 0
+    assert await stores.passkeys.list_for(alice.id) == []
+    ended = await db.sessions.get(sessions[alice.id].id)
+    assert ended is not None and ended.revoked_at == later
+    assert await db.control.last_id() > feed_before  # running nodes learn of it
+    assert await stores.outbox.get(notice.id) is not None
+    assert "test.step" in [e.type for e in await db.audit.for_user(alice.id)]
+    # Bob keeps everything.
+    bobs = await stores.mfa.get_totp(bob.id)
+    assert bobs is not None and bobs.active and await stores.mfa.unused_codes(bob.id) == 2
+    assert len(await stores.passkeys.list_for(bob.id)) == 1
+    live = await db.sessions.get(sessions[bob.id].id)
+    assert live is not None and live.revoked_at is None
+    # Nothing left: a second reset removes nothing and still writes its lines.
+    again = await stores.mfa.reset(
+        alice.id, later, origin="t", revoke_reason="admin", audit=lines, mail=[]
+    )
+    assert (again.totp, again.passkeys, again.sessions) == (False, 0, [])

@@ -14,9 +14,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from watchword.commands.output import CliError, emit
-from watchword.domain.mail import MailKind
 from watchword.domain.scopes import IMPLICIT_ROLE
-from watchword.domain.sessions import RevokeReason
 from watchword.services.container import Container
 from watchword.services.context import CLI
 
@@ -135,18 +133,16 @@ async def users_send_reset(args: argparse.Namespace, c: Container) -> None:
 
 async def users_reset_mfa(args: argparse.Namespace, c: Container) -> None:
     user = await c.accounts.find_user(args.email)
-    removed = await c.mfa.reset(user, CLI, actor_id="cli")
-    # Every session ends: none of them may outlive the factors that signed it in.
-    revoked = await c.sessions.revoke_all(user.id, RevokeReason.ADMIN, CLI, actor_id="cli")
-    mail = await c.lifecycle.notify(user, MailKind.MFA_RESET, CLI)
+    # One transaction: factors, sessions, the audit line and the notice, or none of them.
+    done, mail = await c.factor_reset.reset(user, CLI, actor_id="cli")
     emit(
         args,
         {
             "email": user.email,
             "status": "second factors removed",
-            "totp_removed": bool(removed["totp"]),
-            "passkeys_removed": removed["passkeys"],
-            "revoked_sessions": len(revoked),
+            "totp_removed": done.totp,
+            "passkeys_removed": done.passkeys,
+            "revoked_sessions": len(done.sessions),
             "mail_id": mail.id,
         },
         ("email", "status", "totp_removed", "passkeys_removed", "revoked_sessions", "mail_id"),

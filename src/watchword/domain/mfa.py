@@ -16,6 +16,8 @@ from datetime import datetime
 
 import pyotp
 
+from watchword.domain.sessions import Session
+
 OTP = "otp"  # RFC 8176: a one-time password (TOTP)
 MULTI_FACTOR = "mfa"
 
@@ -104,3 +106,12 @@ class MfaChallenge:
 
     def usable(self, now: datetime) -> bool:
         return self.used_at is None and now < self.expires_at
+
+
+@dataclass(frozen=True, slots=True)
+class FactorReset:
+    """What an administrator's reset of a user's second factors removed and ended."""
+
+    totp: bool  # a confirmed TOTP secret (with its recovery codes) was on
+    passkeys: int
+    sessions: list[Session]

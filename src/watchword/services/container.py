@@ -23,6 +23,7 @@ from watchword.services.clients import ClientService
 from watchword.services.cluster import Cluster, make_bus, rate_limit_storage
 from watchword.services.control import ControlPlane, RevokedSessions
 from watchword.services.credential_guard import CredentialThrottle
+from watchword.services.factor_reset import FactorResetService
 from watchword.services.introspection import TokenIntrospection
 from watchword.services.keys import KeyService
 from watchword.services.lifecycle import AccountLifecycle
@@ -319,6 +320,13 @@ class Container:
             announce=self.lifecycle.announce,
         )
         self.mfa.passkeys = self.passkeys
+        self.factor_reset = FactorResetService(
+            store=self.account_stores.mfa,
+            lifecycle=self.lifecycle,
+            sessions=self.sessions,
+            auditor=self.auditor,
+            clock=self.clock,
+        )
         self.step_up.passkey = self.passkeys.step_up
         self.accounts.second_factor = self.mfa.challenge_for
         self.step_up.second_factor = self.mfa.step_up_amr

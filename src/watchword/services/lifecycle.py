@@ -122,9 +122,15 @@ class AccountLifecycle:
         mail = self.composer.compose(
             kind, user.email, link=self.composer.link(RESET_REQUEST_PAGE), user_id=user.id
         )
-        await self._stores.tokens.queue([mail], audit=[*audit, *self._queued(ctx, [mail])])
-        self.sender.notify()
+        await self._stores.tokens.queue([mail], audit=[*audit, *self.queued_audit(ctx, [mail])])
+        await self.mail_queued([mail])
         return mail
+
+    async def mail_queued(self, mail: Sequence[OutgoingMail]) -> None:
+        """After the commit that queued ``mail``: wake the sender, tell the users' sockets."""
+        self.sender.notify()
+        for m in mail:
+            await self.announce(m.user_id, "security.mail_queued", {"kind": m.kind})
 
     async def _mail_sent(self, mail: OutgoingMail) -> None:
         await self._auditor.record(
@@ -141,7 +147,7 @@ class AccountLifecycle:
         self._pending.add(task)
         task.add_done_callback(self._pending.discard)
 
-    def _queued(self, ctx: RequestContext, mail: Sequence[OutgoingMail]) -> list[AuditEvent]:
+    def queued_audit(self, ctx: RequestContext, mail: Sequence[OutgoingMail]) -> list[AuditEvent]:
         return [
             self._auditor.event(
                 AuditType.MAIL_QUEUED, ctx, user_id=m.user_id, mail_id=m.id, kind=m.kind
@@ -195,7 +201,7 @@ class AccountLifecycle:
             replace(e, details={**e.details, "mail_queued": [m.id for m in mail]}) for e in audit
         ]
         await self._stores.tokens.register(user, audit=audit, token=token, mail=mail)
-        self.sender.notify()
+        await self.mail_queued(mail)
 
     async def resend_verification(self, user_id: str, ctx: RequestContext) -> None:
         user = await self._accounts.get_user(user_id)
@@ -210,8 +216,10 @@ class AccountLifecycle:
         sent = self._auditor.event(
             AuditType.EMAIL_VERIFICATION_SENT, ctx, user_id=user.id, email=user.email
         )
-        await self._stores.tokens.issue(token, mail=mail, audit=[sent, *self._queued(ctx, mail)])
-        self.sender.notify()
+        await self._stores.tokens.issue(
+            token, mail=mail, audit=[sent, *self.queued_audit(ctx, mail)]
+        )
+        await self.mail_queued(mail)
         await self.announce(user.id, "security.email_verification_sent", {"email": user.email})
 
     async def resend_verification_to(self, email: str, ctx: RequestContext) -> None:
@@ -249,9 +257,9 @@ class AccountLifecycle:
             AuditType.EMAIL_VERIFICATION_SENT, ctx, user_id=user.id, email=normalized, sent=True
         )
         await self._stores.tokens.issue(
-            token, mail=[mail], audit=[sent, *self._queued(ctx, [mail])]
+            token, mail=[mail], audit=[sent, *self.queued_audit(ctx, [mail])]
         )
-        self.sender.notify()
+        await self.mail_queued([mail])
         await self.announce(user.id, "security.email_verification_sent", {"email": normalized})
 
     async def verify_email(self, secret: str, ctx: RequestContext) -> User:
@@ -277,7 +285,7 @@ class AccountLifecycle:
                 email=token.email,
                 **({"previous_email": before.email} if changed else {}),
             ),
-            *self._queued(ctx, mail),
+            *self.queued_audit(ctx, mail),
         ]
         user = await self._stores.tokens.verify_email(
             token, self._clock.now(), origin=self._sessions.node_id, audit=audit, mail=mail
@@ -286,8 +294,7 @@ class AccountLifecycle:
             raise InvalidAccountToken()
         self._sessions.cache.drop_user(user.id)
         await self._sessions.announce_user_changed(user.id, disabled=user.disabled)
-        if mail:
-            self.sender.notify()
+        await self.mail_queued(mail)
         await self.announce(
             user.id,
             "security.email_changed" if changed else "security.email_verified",
@@ -328,10 +335,10 @@ class AccountLifecycle:
             self._auditor.event(
                 AuditType.EMAIL_CHANGE_REQUESTED, ctx, user_id=user.id, new_email=email
             ),
-            *self._queued(ctx, mail),
+            *self.queued_audit(ctx, mail),
         ]
         await self._stores.tokens.issue(token, mail=mail, audit=audit)
-        self.sender.notify()
+        await self.mail_queued(mail)
         await self.announce(user.id, "security.email_change_requested", {"new_email": email})
 
     # -- password reset --------------------------------------------------------------------
@@ -388,9 +395,12 @@ class AccountLifecycle:
             mail_queued=[mail.id],
         )
         await self._stores.tokens.issue(token, mail=[mail], audit=[audit_row])
-        self.sender.notify()
         # After the answer: the request takes as long as one for an unknown address.
-        self._later(self.announce(user.id, "security.password_reset_requested", {}))
+        self._later(self._reset_requested(user.id, mail))
+
+    async def _reset_requested(self, user_id: str, mail: OutgoingMail) -> None:
+        await self.mail_queued([mail])
+        await self.announce(user_id, "security.password_reset_requested", {})
 
     async def send_reset(self, email: str, ctx: RequestContext, *, actor_id: str) -> OutgoingMail:
         """An administrator sends a reset link (no throttle, and unknown addresses fail)."""
@@ -414,10 +424,10 @@ class AccountLifecycle:
                 email=user.email,
                 sent=True,
             ),
-            *self._queued(ctx, [mail]),
+            *self.queued_audit(ctx, [mail]),
         ]
         await self._stores.tokens.issue(token, mail=[mail], audit=audit)
-        self.sender.notify()
+        await self.mail_queued([mail])
         await self.announce(user.id, "security.password_reset_requested", {})
         return mail
 
@@ -448,7 +458,7 @@ class AccountLifecycle:
                     revoked=len(revoked),
                     sessions=[s.id for s in revoked],
                 ),
-                *self._queued(ctx, mail),
+                *self.queued_audit(ctx, mail),
             ]
 
         changed, revoked = await self._stores.tokens.reset_password(
@@ -465,7 +475,7 @@ class AccountLifecycle:
         self._sessions.cache.drop_user(changed.id)
         await self._sessions.after_revoke(revoked)
         await self._sessions.announce_user_changed(changed.id, disabled=changed.disabled)
-        self.sender.notify()
+        await self.mail_queued(mail)
         await self.announce(changed.id, "security.password_reset", {"revoked": len(revoked)})
         return changed, revoked
 

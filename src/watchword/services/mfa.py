@@ -216,23 +216,6 @@ class MfaService:
         await self._announce(user.id, "security.recovery_codes_replaced", {})
         return codes
 
-    async def reset(self, user: User, ctx: RequestContext, *, actor_id: str) -> dict[str, int]:
-        """An administrator's answer to a lost factor: TOTP, recovery codes and passkeys go.
-        (The caller ends the user's sessions and mails them.)"""
-        totp = await self._store.remove(user.id)
-        passkeys = await self.passkeys.remove_all(user.id) if self.passkeys is not None else 0
-        removed = {"totp": int(totp), "passkeys": passkeys}
-        await self._auditor.record(
-            AuditType.MFA_RESET,
-            ctx,
-            user_id=user.id,
-            actor_id=actor_id,
-            totp=removed["totp"],
-            passkeys=removed["passkeys"],
-        )
-        await self._announce(user.id, "security.mfa_reset", removed)
-        return removed
-
     # -- the second step of a sign-in -----------------------------------------------------
 
     async def challenge_for(

@@ -15,7 +15,7 @@ from typing import Protocol
 from watchword.domain.account_tokens import AccountToken
 from watchword.domain.audit import AuditEvent
 from watchword.domain.mail import OutgoingMail
-from watchword.domain.mfa import MfaChallenge, TotpFactor
+from watchword.domain.mfa import FactorReset, MfaChallenge, TotpFactor
 from watchword.domain.sessions import Session
 from watchword.domain.users import User
 from watchword.stores.passkeys import PasskeyStore
@@ -140,6 +140,22 @@ class MfaStore(Protocol):
 
     async def remove(self, user_id: str, *, audit: Sequence[AuditEvent] = ()) -> bool:
         """Delete the secret and the recovery codes; False when there was no confirmed one."""
+        ...
+
+    async def reset(
+        self,
+        user_id: str,
+        now: datetime,
+        *,
+        origin: str,
+        revoke_reason: str,
+        audit: Callable[[FactorReset], Sequence[AuditEvent]],
+        mail: Sequence[OutgoingMail],
+    ) -> FactorReset:
+        """An administrator's reset: delete the TOTP secret (confirmed or pending), the
+        recovery codes and the passkeys, revoke every live session (recorded in the control
+        feed; a session's refresh family ends with it), and write the mail and the audit rows,
+        in one transaction: all of it or nothing."""
         ...
 
     async def replace_codes(

@@ -12,7 +12,7 @@ from watchword.domain.account_tokens import AccountToken, TokenPurpose
 from watchword.domain.audit import AuditEvent
 from watchword.domain.errors import EmailTaken
 from watchword.domain.mail import OutgoingMail
-from watchword.domain.mfa import MfaChallenge, TotpFactor
+from watchword.domain.mfa import FactorReset, MfaChallenge, TotpFactor
 from watchword.domain.sessions import Session
 from watchword.domain.users import User
 from watchword.stores.memory_passkeys import MemoryPasskeyStore
@@ -199,8 +199,12 @@ class MemorySessionAuthStore:
 
 
 class MemoryMfaStore:
-    def __init__(self, db: MemoryDatabase) -> None:
+    def __init__(
+        self, db: MemoryDatabase, passkeys: MemoryPasskeyStore, outbox: MemoryMailOutbox
+    ) -> None:
         self._db = db
+        self._passkeys = passkeys
+        self._outbox = outbox
         self.totp: dict[str, TotpFactor] = {}
         self.codes: dict[str, tuple[str, datetime | None]] = {}  # digest -> (user, used_at)
         self.challenges: dict[str, MfaChallenge] = {}
@@ -261,6 +265,33 @@ class MemoryMfaStore:
         await self._audit(audit)
         return True
 
+    async def reset(
+        self,
+        user_id: str,
+        now: datetime,
+        *,
+        origin: str,
+        revoke_reason: str,
+        audit: Callable[[FactorReset], Sequence[AuditEvent]],
+        mail: Sequence[OutgoingMail],
+    ) -> FactorReset:
+        # No await before the audit rows: no other task sees a half-done reset.
+        current = self.totp.pop(user_id, None)
+        self._set_codes(user_id, ())
+        mine = [k for k, p in self._passkeys.passkeys.items() if p.user_id == user_id]
+        for key in mine:
+            del self._passkeys.passkeys[key]
+        revoked = self._db.revoke_matching(
+            lambda s: s.user_id == user_id and s.expires_at > now, revoke_reason, now, origin
+        )
+        done = FactorReset(
+            totp=current is not None and current.active, passkeys=len(mine), sessions=revoked
+        )
+        for m in mail:
+            self._outbox.rows[m.id] = m
+        await self._audit(audit(done))
+        return done
+
     async def replace_codes(
         self,
         user_id: str,
@@ -307,14 +338,14 @@ class MemoryAccountStores:
         self.outbox = MemoryMailOutbox()
         self.tokens = MemoryAccountTokenStore(db, self.outbox)
         self.session_auth = MemorySessionAuthStore(db)
-        self.mfa = MemoryMfaStore(db)
         self.passkeys = MemoryPasskeyStore(db)
+        self.mfa = MemoryMfaStore(db, self.passkeys, self.outbox)
 
 
 if TYPE_CHECKING:
     from watchword.stores.accounts import AccountStores, AccountTokenStore, MailOutbox, MfaStore
 
-    _m: MfaStore = MemoryMfaStore(None)  # type: ignore[arg-type]
+    _m: MfaStore = MemoryMfaStore(None, None, MemoryMailOutbox())  # type: ignore[arg-type]
 
     _t: AccountTokenStore = MemoryAccountTokenStore(None, MemoryMailOutbox())  # type: ignore[arg-type]
     _o: MailOutbox = MemoryMailOutbox()

@@ -15,7 +15,7 @@ from watchword.domain.account_tokens import AccountToken, TokenPurpose
 from watchword.domain.audit import AuditEvent
 from watchword.domain.errors import EmailTaken
 from watchword.domain.mail import OutgoingMail
-from watchword.domain.mfa import MfaChallenge, TotpFactor
+from watchword.domain.mfa import FactorReset, MfaChallenge, TotpFactor
 from watchword.domain.sessions import Session
 from watchword.domain.users import User
 from watchword.stores.sql import tables as t
@@ -514,6 +514,45 @@ class SqlMfaStore:
             )
             await insert_audit(conn, audit)
         return True
+
+    @guarded
+    async def reset(
+        self,
+        user_id: str,
+        now: datetime,
+        *,
+        origin: str,
+        revoke_reason: str,
+        audit: Callable[[FactorReset], Sequence[AuditEvent]],
+        mail: Sequence[OutgoingMail],
+    ) -> FactorReset:
+        async with write_transaction(self._engine) as conn:
+            confirmed = (
+                await conn.execute(
+                    delete(t.user_totp)
+                    .where(t.user_totp.c.user_id == user_id)
+                    .returning(t.user_totp.c.confirmed_at)
+                )
+            ).all()
+            await conn.execute(
+                delete(t.recovery_codes).where(t.recovery_codes.c.user_id == user_id)
+            )
+            passkeys = await conn.execute(delete(t.passkeys).where(t.passkeys.c.user_id == user_id))
+            revoked = await revoke_where(
+                conn,
+                and_(t.sessions.c.user_id == user_id, t.sessions.c.expires_at > now),
+                revoke_reason,
+                now,
+                origin,
+            )
+            done = FactorReset(
+                totp=any(row.confirmed_at is not None for row in confirmed),
+                passkeys=int(passkeys.rowcount or 0),
+                sessions=revoked,
+            )
+            await insert_mail(conn, mail)
+            await insert_audit(conn, audit(done))
+        return done
 
     @guarded
     async def replace_codes(

@@ -372,6 +372,7 @@ NOTICES = {
     "password": "Your password was changed. Your other devices were signed out.",
     "verification": "A verification link is on its way to your email address.",
     "reauth": "Thank you, your password is confirmed. You can go on now.",
+    "reauth-passkey": "Thank you, your passkey confirmed it is you. You can go on now.",
     "totp-removed": "The authenticator app was removed from your account.",
     "passkey-added": "Your passkey was added.",
     "passkey-removed": "The passkey was removed from your account.",

@@ -1,6 +1,7 @@
 // Passkeys in the browser: add one on the account page, sign in with one on the sign-in page
-// (no email typed: the authenticator offers its passkeys for this site), or use one as the
-// second step of a password sign-in. Each calls the JSON API, as any other client would.
+// (no email typed: the authenticator offers its passkeys for this site), use one as the
+// second step of a password sign-in, or confirm with one when the account page asks for a
+// recent sign-in (step-up). Each calls the JSON API, as any other client would.
 // The buttons stay hidden where the browser has no WebAuthn.
 
 const csrf = () => document.querySelector('meta[name="csrf-token"]')?.content || "";
@@ -74,8 +75,9 @@ async function post(path, body) {
   return data;
 }
 
-function showError(error) {
-  const box = document.getElementById("passkey-error");
+function showError(error, where) {
+  // The message goes next to the button that failed (the account page has two).
+  const box = where?.querySelector('[role="alert"]') || document.getElementById("passkey-error");
   if (!box) return;
   // The user closing the browser's dialog is not an error worth a red message.
   box.textContent =
@@ -96,7 +98,7 @@ function wire(selector, buttonId, action) {
     try {
       await action(box);
     } catch (error) {
-      showError(error);
+      showError(error, box);
     } finally {
       button.disabled = false;
     }
@@ -124,4 +126,11 @@ wire("[data-passkey-second-factor]", "passkey-second-factor", async (box) => {
   const credential = await navigator.credentials.get({ publicKey: requestOptions(options) });
   await post("/v1/auth/mfa", { challenge, credential: credentialJSON(credential) });
   window.location.assign(box.dataset.next || "/account");
+});
+
+wire("[data-passkey-reauth]", "passkey-reauth", async () => {
+  const options = await post("/v1/auth/reauth/passkey/options");
+  const credential = await navigator.credentials.get({ publicKey: requestOptions(options) });
+  await post("/v1/auth/reauth", { credential: credentialJSON(credential) });
+  window.location.assign("/account?done=reauth-passkey");
 });
