@@ -10,7 +10,6 @@ from fastapi import APIRouter, Depends, Path, Query, Request
 from watchword.domain.errors import InvalidInput
 from watchword.domain.principal import Principal
 from watchword.domain.sessions import RevokeReason
-from watchword.services.clients import AppRegistration
 from watchword.services.context import RequestContext
 from watchword.web.deps import container_of, context, require
 from watchword.web.routes.schemas import ClientRegistration, UserPatch
@@ -80,15 +79,7 @@ async def create_client(
 ) -> dict[str, Any]:
     """The same as ``watchword clients create``: the secret is shown once (none for a public
     client)."""
-    app = AppRegistration.parse(
-        client_type=body.client_type,
-        grant_types=body.grant_types,
-        redirect_uris=body.redirect_uris,
-        first_party=body.first_party,
-        backchannel_logout_uri=body.backchannel_logout_uri,
-        post_logout_redirect_uris=body.post_logout_redirect_uris,
-        id_token_signed_response_alg=body.id_token_signed_response_alg,
-    )
+    app = body.app_registration()
     created = await container_of(request).clients.create(
         name=body.name,
         scopes=body.scopes,

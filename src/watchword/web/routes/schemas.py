@@ -4,8 +4,11 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 from pydantic.json_schema import SkipJsonSchema
+
+from watchword.domain.errors import InvalidInput
+from watchword.services.clients import AppRegistration
 
 # What ``check_label`` accepts: no control characters (Unicode category Cc). Declared in the
 # schema only: the handler's own check answers 400 with a precise message.
@@ -89,10 +92,10 @@ _URI = Annotated[str, Field(min_length=1, max_length=2048)]
 class ClientRegistration(Body):
     """An OAuth2 client: a machine (client credentials) or an app that signs people in."""
 
-    name: str = Field(min_length=1, max_length=100, json_schema_extra=DOCUMENTED_LABEL)
+    name: KeyName
     client_type: Literal["confidential", "public"] = "confidential"
     scopes: (
-        Annotated[list[Annotated[str, Field(min_length=1, max_length=128)]], Field(max_length=64)]
+        Annotated[list[Annotated[str, Field(pattern=f"^{SCOPE_TOKEN}$")]], Field(max_length=64)]
         | SkipJsonSchema[None]
     ) = None
     token_format: Literal["jwt", "opaque"] = "jwt"
@@ -108,3 +111,24 @@ class ClientRegistration(Body):
     backchannel_logout_uri: _URI | SkipJsonSchema[None] = None
     post_logout_redirect_uris: Annotated[list[_URI], Field(max_length=10)] = []
     id_token_signed_response_alg: Literal["RS256", "ES256", "EdDSA"] | SkipJsonSchema[None] = None
+
+    @model_validator(mode="after")
+    def _coherent(self) -> ClientRegistration:
+        # Which grants go with which type and URIs is a rule across fields: a body that breaks
+        # it is a 422 naming the problem, like any other invalid field.
+        try:
+            self.app_registration()
+        except InvalidInput as exc:
+            raise ValueError(exc.message) from exc
+        return self
+
+    def app_registration(self) -> AppRegistration:
+        return AppRegistration.parse(
+            client_type=self.client_type,
+            grant_types=self.grant_types,
+            redirect_uris=self.redirect_uris,
+            first_party=self.first_party,
+            backchannel_logout_uri=self.backchannel_logout_uri,
+            post_logout_redirect_uris=self.post_logout_redirect_uris,
+            id_token_signed_response_alg=self.id_token_signed_response_alg,
+        ).checked()
