@@ -7,24 +7,23 @@ with a recent sign-in (``require_recent_auth``), like every other factor change.
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Any
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
-from pydantic import Field
 
 from watchword.domain.errors import Forbidden
-from watchword.domain.passkeys import MAX_NAME
 from watchword.domain.principal import Principal
 from watchword.services.context import RequestContext
 from watchword.web.deps import container_of, context, require
-from watchword.web.routes.schemas import Body
+from watchword.web.routes.schemas import Body, KeyName
 from watchword.web.stepup import require_recent_auth
 
 router = APIRouter(prefix="/v1/me/passkeys", tags=["second factors"])
 
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
-Name = Annotated[str, Field(min_length=1, max_length=MAX_NAME)]
+# A passkey's name is shown in lists like a key's: printable, at most 100 characters.
+Name = KeyName
 
 
 class NewPasskey(Body):
