@@ -28,6 +28,7 @@ from watchword.domain.mail import retry_delay
 from watchword.services.clients import ClientService
 from watchword.services.control import ControlPlane
 from watchword.services.keys import KeyService, SigningKey
+from watchword.services.wakeup import wait_for_wake
 from watchword.stores.app_grants import LogoutOutbox
 
 log = logging.getLogger("watchword.backchannel")
@@ -164,9 +165,7 @@ class BackchannelLogout:
 
     async def _run(self) -> None:
         while True:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self._poll)
-            self._wake.clear()
+            await wait_for_wake(self._wake, self._poll)
             try:
                 while await self.deliver_due() >= BATCH:
                     pass

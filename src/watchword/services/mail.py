@@ -24,6 +24,7 @@ from jinja2 import Environment, StrictUndefined
 from watchword.domain.clock import Clock, Randomness
 from watchword.domain.errors import StoreUnavailable
 from watchword.domain.mail import MailKind, OutgoingMail, retry_delay
+from watchword.services.wakeup import wait_for_wake
 from watchword.stores.accounts import MailOutbox
 
 log = logging.getLogger("watchword.mail")
@@ -276,9 +277,7 @@ class MailSender:
 
     async def _run(self) -> None:
         while True:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self._poll)
-            self._wake.clear()
+            await wait_for_wake(self._wake, self._poll)
             try:
                 while await self.deliver_due() >= BATCH:
                     pass

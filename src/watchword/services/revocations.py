@@ -21,6 +21,7 @@ from watchword.domain.apikeys import CREDENTIAL_REVOKED
 from watchword.domain.clock import Clock
 from watchword.domain.errors import StoreUnavailable
 from watchword.services.control import ControlPlane
+from watchword.services.wakeup import wait_for_wake
 from watchword.stores.base import ControlFeed, ControlRecord
 from watchword.stores.tokens import RevocationStore
 
@@ -237,9 +238,7 @@ class RevocationFeed:
 
     async def _follow_forever(self) -> None:
         while True:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self._poll_interval)
-            self._wake.clear()
+            await wait_for_wake(self._wake, self._poll_interval)
             try:
                 await self.read_once()
                 self._jtis.prune(self._clock.now().timestamp())
