@@ -458,5 +458,24 @@ class AppTokens:
         removed = await self._consents.delete(user_id, client_id)
         return removed or bool(grants)
 
+    async def end_with_expired_sessions(self, idle_margin: timedelta) -> int:
+        """A session that simply runs out ends its apps' tokens too, and the apps with a
+        back-channel logout URI are told (the rows are written with the revocation). Their
+        access tokens already stop at the session's absolute expiry (``_issue_parts``); an
+        idle expiry comes sooner, so those still live are revoked by jti here."""
+        grants = await self._grants.end_with_expired_sessions(self._clock.now(), idle_margin)
+        now = self._clock.now().timestamp()
+        for grant in grants:
+            for jti, exp in grant.access_tokens:
+                if exp > now:
+                    await self._tokens.revoke_jti(jti, datetime.fromtimestamp(exp, UTC))
+            log.info(
+                "app grant %s of client %s ended with its expired session %s",
+                grant.id,
+                grant.client_id,
+                grant.session_id,
+            )
+        return len(grants)
+
     async def sweep(self) -> int:
         return await self._grants.clear_expired(self._clock.now() - timedelta(minutes=10))
