@@ -6,7 +6,9 @@ Every app token rides on the person's Watchword session: the access token names 
 ``sid`` (revoked sessions are refused everywhere through the revocation feed), the refresh
 token belongs to the session's refresh family (``refresh_tokens`` with the grant's id) and is
 redeemed only while the session lives. Reuse of a rotated app refresh token is theft, as for
-the person's own tokens: the session ends. Reuse of a code ends only the grant it opened.
+the person's own tokens: the session ends, except for a retry of the live token's predecessor
+within ``refresh_reuse_grace``, which gets the live pair again (``TokenService.answer_again``,
+the same rule for both). Reuse of a code ends only the grant it opened.
 
 Authlib's ``AuthorizationServer`` grant classes are not used: they own token storage and
 persistence through their own model mixins, and cannot put an app's refresh token into the
@@ -186,7 +188,15 @@ class AppTokens:
         if record.state == REVOKED or grant.revoked_at is not None:
             raise invalid_grant("The refresh token has been revoked.")
         session, user = await self._tokens.live_session(record.session_id)
+        now = self._clock.now()
         if record.state == ROTATED:
+            again = await self._tokens.answer_again(record, now)
+            if again is not None:
+                # A retry within the grace window (the app lost the answer): the live pair
+                # again, as for the person's own refresh tokens.
+                exp = float(again.pop("_exp"))
+                again["expires_in"] = max(0, int(exp - now.timestamp()))
+                return again
             # The same rule as the person's own refresh tokens: reuse is theft, and the
             # session (with every app signed in through it) ends.
             with contextlib.suppress(NotFound):  # a concurrent reuse revoked it already
@@ -207,8 +217,10 @@ class AppTokens:
             if not narrowed <= grant.scopes:
                 raise InvalidScope("The scope exceeds what the grant allowed.")
         body, successor = await self._issue_parts(client, grant, session, user, scope=narrowed)
-        now = self._clock.now()
-        if not await self._refresh.rotate(record.id, successor, None, now):
+        sealed = None
+        if self._tokens.reuse_grace > 0:
+            sealed = self._tokens.seal_answer({k: v for k, v in body.items() if k != "_jti"})
+        if not await self._refresh.rotate(record.id, successor, sealed, now):
             await self._tokens.revoke_jti(body["_jti"], datetime.fromtimestamp(body["_exp"], UTC))
             raise invalid_grant("The refresh token was already used.")
         body = await self._record(grant, body, None)
@@ -457,6 +469,25 @@ class AppTokens:
             await self.revoke_grant(grant.id, ctx, reason="disconnected", actor_id=user_id)
         removed = await self._consents.delete(user_id, client_id)
         return removed or bool(grants)
+
+    async def end_with_expired_sessions(self, idle_margin: timedelta) -> int:
+        """A session that simply runs out ends its apps' tokens too, and the apps with a
+        back-channel logout URI are told (the rows are written with the revocation). Their
+        access tokens already stop at the session's absolute expiry (``_issue_parts``); an
+        idle expiry comes sooner, so those still live are revoked by jti here."""
+        grants = await self._grants.end_with_expired_sessions(self._clock.now(), idle_margin)
+        now = self._clock.now().timestamp()
+        for grant in grants:
+            for jti, exp in grant.access_tokens:
+                if exp > now:
+                    await self._tokens.revoke_jti(jti, datetime.fromtimestamp(exp, UTC))
+            log.info(
+                "app grant %s of client %s ended with its expired session %s",
+                grant.id,
+                grant.client_id,
+                grant.session_id,
+            )
+        return len(grants)
 
     async def sweep(self) -> int:
         return await self._grants.clear_expired(self._clock.now() - timedelta(minutes=10))

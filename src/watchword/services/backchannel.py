@@ -37,6 +37,8 @@ BATCH = 50
 LOGOUT_TOKEN_TTL = 120  # seconds: section 2.4 asks for a short lifetime
 LOGOUT_TOKEN_TYPE = "logout+jwt"  # section 2.4 (RFC 8725 explicit typing)
 SWEEP_EVERY = timedelta(hours=1)
+# How often sessions that ran out are looked for (their apps' logouts wait at most this long).
+EXPIRY_CHECK_EVERY = timedelta(seconds=30)
 
 
 async def _nothing() -> None:
@@ -78,8 +80,12 @@ class BackchannelLogout:
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._next_sweep = clock.now()
+        self._next_expiry_check = clock.now()
         # More upkeep that rides on this loop (the app grants' expired codes).
         self.after_sweep: Callable[[], Awaitable[object]] = _nothing
+        # Sessions that expired (absolute or idle) end their apps' grants and queue their
+        # logout rows; set by the container (``AppTokens.end_with_expired_sessions``).
+        self.end_expired: Callable[[], Awaitable[object]] = _nothing
         control.on_event(self._on_control)
 
     async def _on_control(self, message: dict[str, Any]) -> None:
@@ -167,6 +173,9 @@ class BackchannelLogout:
         while True:
             await wait_for_wake(self._wake, self._poll)
             try:
+                if self._clock.now() >= self._next_expiry_check:
+                    self._next_expiry_check = self._clock.now() + EXPIRY_CHECK_EVERY
+                    await self.end_expired()  # before delivering: its rows go out this round
                 while await self.deliver_due() >= BATCH:
                     pass
                 if self._clock.now() >= self._next_sweep:

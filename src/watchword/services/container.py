@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from functools import partial
 
 from watchword.bus.base import EventBus
 from watchword.config import Settings
@@ -33,7 +34,7 @@ from watchword.services.passkeys import PasskeyService
 from watchword.services.ratelimit import LoginThrottle, RateLimiter
 from watchword.services.secrets_file import resolve_secret_key
 from watchword.services.session_cache import SessionCache
-from watchword.services.sessions import SessionService
+from watchword.services.sessions import FLUSH_INTERVAL, SessionService
 from watchword.services.signing import SigningService
 from watchword.services.stepup import StepUp
 from watchword.services.tokens import TokenService
@@ -382,6 +383,14 @@ class Container:
             retry_max=settings.backchannel_logout_retry_max,
         )
         self.backchannel.after_sweep = self.app_tokens.sweep  # unredeemed codes
+        # A node writes a cookie session's last-seen time at most once per touch interval
+        # and flushes queued touches every FLUSH_INTERVAL, so the stored time can trail the
+        # real last use by up to both; one more flush covers a write in flight. Only a
+        # session idle past that margin is surely over, never one still in use.
+        idle_margin = timedelta(seconds=settings.session_touch_interval + 2 * FLUSH_INTERVAL)
+        self.backchannel.end_expired = partial(
+            self.app_tokens.end_with_expired_sessions, idle_margin
+        )
         self._started = False
 
     async def start(self) -> None:

@@ -405,7 +405,31 @@ class TokenService:
             "refresh_token": pair.refresh_token,
             "scope": pair.scope,
         }
+        return self.seal_answer(data)
+
+    def seal_answer(self, data: dict[str, Any]) -> str:
+        """A rotation's answer (it names the new ``refresh_token``), sealed with the master
+        key, kept on the retired token for the grace window."""
         return self._master_key.seal(json.dumps(data).encode())
+
+    async def answer_again(self, record: RefreshToken, now: datetime) -> dict[str, Any] | None:
+        """The sealed answer of ``record``'s rotation when it comes again within the grace
+        window and its successor is still the family's live token; None means reuse. Also
+        for apps' refresh tokens (``services/app_tokens.py``): the same rule for both."""
+        if (
+            self.reuse_grace <= 0
+            or record.rotated_at is None
+            or now - record.rotated_at > timedelta(seconds=self.reuse_grace)
+            or record.successor_sealed is None
+        ):
+            return None
+        data: dict[str, Any] = json.loads(self._master_key.unseal(record.successor_sealed))
+        # Only the immediate predecessor of the live token gets the live pair again: a
+        # token whose successor was itself rotated would walk the family back in time.
+        successor = await self._stores.refresh.get_by_hash(sha256_hex(data["refresh_token"]))
+        if successor is None or successor.state != ACTIVE:
+            return None
+        return data
 
     async def _repeat(
         self,
@@ -415,21 +439,7 @@ class TokenService:
         ctx: RequestContext,
         now: datetime,
     ) -> TokenPair:
-        within_grace = (
-            self.reuse_grace > 0
-            and record.rotated_at is not None
-            and now - record.rotated_at <= timedelta(seconds=self.reuse_grace)
-            and record.successor_sealed is not None
-        )
-        data: dict[str, Any] | None = None
-        if within_grace:
-            assert record.successor_sealed is not None
-            data = json.loads(self._master_key.unseal(record.successor_sealed))
-            # Only the immediate predecessor of the live token gets the live pair again: a
-            # token whose successor was itself rotated would walk the family back in time.
-            successor = await self._stores.refresh.get_by_hash(sha256_hex(data["refresh_token"]))
-            if successor is None or successor.state != ACTIVE:
-                data = None
+        data = await self.answer_again(record, now)
         if data is not None:
             exp = float(data["exp"])
             access = IssuedToken(

@@ -9,7 +9,7 @@ it can be redeemed afterwards; the caller revokes the access tokens it returns.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Protocol
 
 from watchword.domain.app_grants import AppConsent, AppGrant, PendingLogout
@@ -54,6 +54,16 @@ class AppGrantStore(Protocol):
 
     async def for_session(self, session_id: str) -> list[AppGrant]:
         """Redeemed grants that rode on the session (revoked or not)."""
+        ...
+
+    async def end_with_expired_sessions(
+        self, now: datetime, idle_margin: timedelta, *, limit: int = 200
+    ) -> list[AppGrant]:
+        """Revoke the live grants (and their refresh tokens) of unrevoked sessions that have
+        expired: past their absolute expiry, or past their stored idle expiry by more than
+        ``idle_margin``. In the same transaction, queue one back-channel logout per app with
+        a logout URI and session that has none queued yet. Returns the grants revoked (the
+        caller revokes their live access tokens)."""
         ...
 
     async def clear_expired(self, code_before: datetime) -> int:

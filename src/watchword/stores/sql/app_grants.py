@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Row, and_, delete, insert, select, update
+from sqlalchemy import Row, and_, delete, exists, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -187,6 +187,84 @@ class SqlAppGrantStore:
         query = select(t.app_grants).where(g.session_id == session_id, g.code_used_at.is_not(None))
         async with self._engine.connect() as conn:
             return [_grant(row) for row in await conn.execute(query)]
+
+    @guarded
+    async def end_with_expired_sessions(
+        self, now: datetime, idle_margin: timedelta, *, limit: int = 200
+    ) -> list[AppGrant]:
+        s = t.sessions.c
+        c = t.oauth_clients.c
+        o = t.logout_outbox.c
+        query = (
+            select(
+                t.app_grants,
+                s.expires_at.label("session_expires_at"),
+                s.last_seen_at.label("session_seen_at"),
+                s.idle_timeout_seconds.label("session_idle_seconds"),
+                c.backchannel_logout_uri.label("logout_uri"),
+            )
+            .select_from(
+                t.app_grants.join(t.sessions, s.id == g.session_id).join(
+                    t.oauth_clients, c.id == g.client_id
+                )
+            )
+            .where(
+                g.revoked_at.is_(None),
+                g.code_used_at.is_not(None),
+                s.revoked_at.is_(None),
+                # Coarse in SQL (each session has its own idle timeout); exact below.
+                or_(s.expires_at <= now, s.last_seen_at <= now - idle_margin),
+            )
+            .order_by(g.created_at)
+            .limit(limit)
+        )
+        ended: list[AppGrant] = []
+        async with write_transaction(self._engine) as conn:
+            for row in (await conn.execute(query)).all():
+                idle_end = row.session_seen_at + timedelta(seconds=row.session_idle_seconds)
+                if row.session_expires_at > now and idle_end + idle_margin > now:
+                    continue  # idle, but maybe only in a last-seen write not yet made
+                revoked = (
+                    await conn.execute(
+                        update(t.app_grants)
+                        .where(g.id == row.id, g.revoked_at.is_(None))
+                        .values(revoked_at=now)
+                        .returning(*t.app_grants.c)
+                    )
+                ).first()
+                if revoked is None:
+                    continue
+                await conn.execute(
+                    update(t.refresh_tokens)
+                    .where(
+                        t.refresh_tokens.c.grant_id == row.id,
+                        t.refresh_tokens.c.state == ACTIVE,
+                    )
+                    .values(state=REVOKED)
+                )
+                ended.append(_grant(revoked))
+                if row.logout_uri is None:
+                    continue
+                already = await conn.execute(
+                    select(
+                        exists().where(o.client_id == row.client_id, o.session_id == row.session_id)
+                    )
+                )
+                if already.scalar():
+                    continue  # one logout token per app and session
+                await conn.execute(
+                    insert(t.logout_outbox).values(
+                        id=str(uuid.uuid4()),
+                        client_id=row.client_id,
+                        session_id=row.session_id,
+                        user_id=row.user_id,
+                        uri=row.logout_uri,
+                        created_at=now,
+                        attempts=0,
+                        next_attempt_at=now,
+                    )
+                )
+        return ended
 
     @guarded
     async def clear_expired(self, code_before: datetime) -> int:

@@ -1,0 +1,185 @@
+"""A session that simply runs out (absolute or idle expiry) ends its apps' tokens and tells
+the apps with a back-channel logout token, on SQLite and PostgreSQL; a live session, and one
+whose idle expiry is only as old as a last-seen write that may still be on its way, are left
+alone."""
+
+from __future__ import annotations
+
+import asyncio
+import queue
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs
+
+import jwt
+import pytest
+
+from tests.conftest import Client, ClientFactory
+from tests.helpers import ManualClock
+from tests.openid_connect.conftest import App, bare, code_for, exchange, make_app, pkce
+from watchword.domain.clock import sha256_hex
+from watchword.domain.tokens import REVOKED
+
+WAIT = 15.0  # seconds: how long to wait for a delivery before failing, not a latency bound
+EVENT = "http://schemas.openid.net/event/backchannel-logout"
+
+
+@dataclass
+class Receiver:
+    """The app's back-channel logout endpoint: records every logout token, answers 200."""
+
+    url: str
+    received: queue.Queue[str] = field(default_factory=queue.Queue)
+
+    async def next_token(self) -> dict[str, Any]:
+        token = await asyncio.to_thread(self.received.get, True, WAIT)
+        claims: dict[str, Any] = jwt.decode(token, options={"verify_signature": False})
+        return claims
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    holder: list[Receiver] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            body = self.rfile.read(int(self.headers.get("content-length", "0")))
+            holder[0].received.put(parse_qs(body.decode())["logout_token"][0])
+            self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    holder.append(Receiver(f"http://127.0.0.1:{httpd.server_address[1]}/backchannel"))
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield holder[0]
+    httpd.shutdown()
+
+
+@dataclass
+class SignedIn:
+    browser: Client
+    sid: str
+    tokens: dict[str, Any]
+
+
+async def sign_in_to_app(client: Client, app: App, email: str) -> SignedIn:
+    """A person signs in (a browser of their own) and the app redeems its code."""
+    browser = Client(transport=client._transport, base_url=str(client.base_url))
+    browser.container = client.container
+    await browser.register(email)
+    await browser.login(email)
+    verifier, challenge = pkce()
+    code = await code_for(browser, app, challenge)
+    async with bare(client) as anon:
+        answer = await exchange(anon, app, code, verifier)
+    assert answer.status_code == 200, answer.text
+    tokens = answer.json()
+    sid = jwt.decode(tokens["id_token"], options={"verify_signature": False})["sid"]
+    return SignedIn(browser, sid, tokens)
+
+
+async def refresh(client: Client, app: App, refresh_token: str) -> Any:
+    async with bare(client) as anon:
+        return await anon.post(
+            "/oauth2/token",
+            data={
+                "grant_type": "refresh_token",
+                "refresh_token": refresh_token,
+                "client_id": app.client_id,
+            },
+        )
+
+
+async def grants_revoked(client: Client, sid: str) -> list[bool]:
+    grants = await client.container.app_stores.grants.for_session(sid)
+    return [g.revoked_at is not None for g in grants]
+
+
+async def refresh_state(client: Client, refresh_token: str) -> str:
+    record = await client.container.token_stores.refresh.get_by_hash(sha256_hex(refresh_token))
+    assert record is not None
+    return record.state
+
+
+async def expiry_ends_the_apps_tokens_and_tells_the_app(
+    client_factory: ClientFactory, clock: ManualClock, receiver: Receiver, **db: Any
+) -> None:
+    client = await client_factory(session_lifetime=600, **db)
+    app = await make_app(client, first_party=True, backchannel_logout_uri=receiver.url)
+    ending = await sign_in_to_app(client, app, "ending@example.com")
+    clock.advance(400)
+    live = await sign_in_to_app(client, app, "live@example.com")
+    # The first session is past its absolute expiry; the second has been quiet for longer
+    # than the last-seen margin but far less than its idle timeout: it is live.
+    clock.advance(201)
+
+    logout = await receiver.next_token()
+    assert logout["sid"] == ending.sid and logout["aud"] == app.client_id
+    assert logout["events"] == {EVENT: {}}
+    assert await grants_revoked(client, ending.sid) == [True]
+    assert await refresh_state(client, ending.tokens["refresh_token"]) == REVOKED
+    refused = await refresh(client, app, ending.tokens["refresh_token"])
+    assert refused.status_code == 400 and refused.json()["error"] == "invalid_grant"
+
+    # The live session's app is untouched: no logout token, its grant and refresh token live.
+    assert await grants_revoked(client, live.sid) == [False]
+    outbox = await client.container.app_stores.logout_outbox.page()
+    assert [q.session_id for q in outbox if q.client_id == app.client_id] == [ending.sid]
+    assert receiver.received.empty()
+    rotated = await refresh(client, app, live.tokens["refresh_token"])
+    assert rotated.status_code == 200, rotated.text
+
+
+async def test_an_expired_session_logs_its_apps_out(
+    client_factory: ClientFactory, clock: ManualClock, receiver: Receiver
+) -> None:
+    await expiry_ends_the_apps_tokens_and_tells_the_app(client_factory, clock, receiver)
+
+
+@pytest.mark.postgres
+async def test_an_expired_session_logs_its_apps_out_on_postgres(
+    client_factory: ClientFactory, clock: ManualClock, receiver: Receiver, postgres_url: str
+) -> None:
+    await expiry_ends_the_apps_tokens_and_tells_the_app(
+        client_factory, clock, receiver, database_url=postgres_url
+    )
+
+
+async def test_an_idle_session_is_logged_out_only_past_the_last_seen_write_margin(
+    client_factory: ClientFactory, clock: ManualClock, receiver: Receiver
+) -> None:
+    client = await client_factory(session_idle_timeout=60, session_touch_interval=60)
+    app = await make_app(client, first_party=True, backchannel_logout_uri=receiver.url)
+    idle = await sign_in_to_app(client, app, "idle@example.com")
+    await client.container.sessions.flush_touches()
+    # The margin the server uses: a touch interval and two touch flushes (5 s each).
+    margin = timedelta(seconds=70)
+    app_tokens = client.container.app_tokens
+
+    # Stored idle expiry passed, but a last-seen write may still be coming: left alone.
+    clock.advance(60 + 69)
+    assert await app_tokens.end_with_expired_sessions(margin) == 0
+    assert await grants_revoked(client, idle.sid) == [False]
+    outbox = await client.container.app_stores.logout_outbox.page()
+    assert [q for q in outbox if q.client_id == app.client_id] == []
+
+    clock.advance(2)  # past the idle expiry by more than the margin
+    assert await app_tokens.end_with_expired_sessions(margin) == 1
+    logout = await receiver.next_token()  # delivered by the sender's loop
+    assert logout["sid"] == idle.sid
+    assert await grants_revoked(client, idle.sid) == [True]
+    assert await refresh_state(client, idle.tokens["refresh_token"]) == REVOKED
+    # The app's access token stops now, not at its own expiry.
+    async with bare(client) as anon:
+        info = await anon.get(
+            "/oauth2/userinfo", headers={"Authorization": "Bearer " + idle.tokens["access_token"]}
+        )
+    assert info.status_code == 401
