@@ -44,7 +44,9 @@ async def test_every_worker_gets_every_message_the_publisher_included(tmp_path: 
     try:
         await one.start()
         await two.start()
+        # Linked means greeted: the broker already counts both, so nothing published now is lost.
         assert one.healthy and two.healthy
+        assert broker.peer_count == 2
         for n in range(3):
             await one.publish("control", {"n": n})
         await _until(lambda: len(seen["one"]) == 3 and len(seen["two"]) == 3)
@@ -70,6 +72,7 @@ async def test_a_lost_broker_fails_publishes_closed_and_reports_gaps(tmp_path: P
     try:
         await bus.start()
         broker.stop()
+        # The broker ends the links it holds as it stops, not only its listener.
         await _until(lambda: not bus.healthy)
         with pytest.raises(StoreUnavailable):
             await bus.publish("control", {"n": 1})

@@ -6,10 +6,12 @@ process runs a ``WorkerBroker`` on a Unix socket that only its user can open; ea
 ``WorkerBus`` connects to it and every line a worker writes is relayed to every worker, the
 writer included (the ``EventBus`` contract: "every node, this one included").
 
-Same guarantee as the Redis bus: at most once, ordered per publisher. A worker that loses the
-broker reports a gap (its caches are flushed and the durable control feed re-read) and
-reconnects; ``publish`` raises ``StoreUnavailable`` while it is disconnected, so callers whose
-truth is the control feed log it and carry on.
+Same guarantee as the Redis bus: at most once, ordered per publisher. The broker greets each
+worker once it is among the relay's peers, and a worker counts as linked only after that
+greeting, so a message published right after ``start`` reaches every linked worker. A worker
+that loses the broker reports a gap (its caches are flushed and the durable control feed
+re-read) and reconnects; ``publish`` raises ``StoreUnavailable`` while it is disconnected,
+so callers whose truth is the control feed log it and carry on.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from watchword.domain.errors import StoreUnavailable
 log = logging.getLogger("watchword.bus")
 
 MAX_LINE = 8 << 20  # a realtime event is bounded far below this
+GREETING = b'{"linked":true}\n'  # the broker's first line: "you are among my peers now"
 
 
 class WorkerBroker:
@@ -40,6 +43,7 @@ class WorkerBroker:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._server: asyncio.AbstractServer | None = None
         self._ready = threading.Event()
+        self._stopping: asyncio.Event | None = None
         self._thread: threading.Thread | None = None
 
     def start(self) -> None:
@@ -50,31 +54,42 @@ class WorkerBroker:
 
     def stop(self) -> None:
         loop = self._loop
-        if loop is not None and self._server is not None:
-            loop.call_soon_threadsafe(self._server.close)
+        if loop is not None and self._stopping is not None:
+            with contextlib.suppress(RuntimeError):  # the loop has already ended
+                loop.call_soon_threadsafe(self._stopping.set)
         if self._thread is not None:
             self._thread.join(5)
         with contextlib.suppress(OSError):
             os.unlink(self.path)
+
+    @property
+    def peer_count(self) -> int:
+        return len(self._writers)
 
     def _main(self) -> None:
         asyncio.run(self._serve())
 
     async def _serve(self) -> None:
         self._loop = asyncio.get_running_loop()
+        self._stopping = asyncio.Event()
         old_mask = os.umask(0o177)  # the socket file: owner read/write only
         try:
             self._server = await asyncio.start_unix_server(self._relay, self.path, limit=MAX_LINE)
         finally:
             os.umask(old_mask)
         self._ready.set()
-        async with self._server:
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._server.wait_closed()
+        await self._stopping.wait()
+        # Closing the listener leaves accepted links open (Python 3.11): end each one, so
+        # every worker sees the loss now and reports its gap.
+        self._server.close()
+        for writer in list(self._writers):
+            writer.transport.abort()
+        self._writers.clear()
 
     async def _relay(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self._writers.add(writer)
         try:
+            writer.write(GREETING)
             while line := await reader.readline():
                 for peer in list(self._writers):
                     if peer.is_closing():
@@ -106,7 +121,8 @@ class WorkerBus:
             self._task = asyncio.create_task(self._run(), name="watchword-worker-bus")
             # Serve only once linked, so the first revocation already reaches every worker.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._connected.wait(), 5)
+                async with asyncio.timeout(5):
+                    await self._connected.wait()
 
     async def close(self) -> None:
         self._closed = True
@@ -148,6 +164,11 @@ class WorkerBus:
             except OSError as exc:
                 log.debug("worker bus: cannot reach the broker (%s)", exc)
             else:
+                if not await self._greeted(reader):
+                    writer.close()
+                    attempt += 1
+                    await asyncio.sleep(min(self._max_backoff, 0.02 * 2**attempt))
+                    continue
                 self._writer = writer
                 self._connected.set()
                 attempt = 0
@@ -170,6 +191,14 @@ class WorkerBus:
                 await self._gap()
             attempt += 1
             await asyncio.sleep(min(self._max_backoff, 0.02 * 2**attempt))
+
+    @staticmethod
+    async def _greeted(reader: asyncio.StreamReader) -> bool:
+        try:
+            async with asyncio.timeout(5):
+                return await reader.readline() == GREETING
+        except (TimeoutError, ConnectionError, asyncio.LimitOverrunError, ValueError):
+            return False
 
     async def _deliver(self, line: bytes) -> None:
         try:
