@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -19,6 +21,7 @@ import pytest
 from tests.helpers import PASSWORD, TEST_SECRET_KEY, ManualClock, fast_hasher
 from watchword.config import Settings
 from watchword.services.container import Container
+from watchword.stores.sql.database import SqlDatabase
 from watchword.web.app import create_app
 
 CI = os.environ.get("CI", "").lower() == "true"
@@ -81,11 +84,32 @@ def clock() -> ManualClock:
     return ManualClock()
 
 
+def _sqlite_url(path: Path) -> str:
+    return f"sqlite+aiosqlite:///{path}"
+
+
+@pytest.fixture(scope="session")
+def migrated_sqlite(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A SQLite file migrated to the head once per run. Apps on the default test database
+    start from a copy of it: running every migration for every app cost more than the
+    tests themselves (the migrations have their own tests, on empty databases)."""
+    path = tmp_path_factory.mktemp("migrated") / "watchword.db"
+
+    async def migrate() -> None:
+        database = SqlDatabase(_sqlite_url(path))
+        await database.upgrade()
+        await database.close()
+
+    asyncio.run(migrate())
+    assert not path.with_name(path.name + "-wal").exists(), "the template must be checkpointed"
+    return path
+
+
 @pytest.fixture
 def settings_factory(tmp_path: Any) -> Callable[..., Settings]:
     def make(**overrides: Any) -> Settings:
         values: dict[str, Any] = {
-            "database_url": f"sqlite+aiosqlite:///{tmp_path}/watchword.db",
+            "database_url": _sqlite_url(tmp_path / "watchword.db"),
             "secret_key": TEST_SECRET_KEY,
             "secret_key_file": str(tmp_path / "watchword.secret"),
             "session_touch_interval": 1,
@@ -101,15 +125,23 @@ AppFactory = Callable[..., Awaitable[tuple[Any, Container]]]
 
 @pytest.fixture
 async def app_factory(
-    settings_factory: Callable[..., Settings], clock: ManualClock
+    settings_factory: Callable[..., Settings],
+    clock: ManualClock,
+    tmp_path: Path,
+    migrated_sqlite: Path,
 ) -> AsyncIterator[AppFactory]:
     """Builds apps on migrated databases, with the test clock and a cheap hasher."""
     made: list[Container] = []
+    default_database = tmp_path / "watchword.db"
 
     async def make(**overrides: Any) -> tuple[Any, Container]:
         settings = settings_factory(**overrides)
         container = Container(settings, clock=clock, hasher=fast_hasher())
-        await container.db.upgrade()  # type: ignore[attr-defined]
+        if settings.database_url == _sqlite_url(default_database):
+            if not default_database.exists():
+                shutil.copyfile(migrated_sqlite, default_database)
+        else:
+            await container.db.upgrade()  # type: ignore[attr-defined]
         made.append(container)
         return create_app(settings, container=container), container
 
