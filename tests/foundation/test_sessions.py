@@ -6,6 +6,7 @@ import asyncio
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
+from unittest import mock
 
 import httpx
 import pytest
@@ -497,3 +498,26 @@ async def test_guessing_the_current_password_is_rate_limited(
     user = await client.container.accounts.find_user("alice@example.com")
     events = await client.container.db.audit.for_user(user.id, limit=5)
     assert AuditType.PASSWORD_CHANGED not in [e.type for e in events]
+
+
+async def test_requests_that_miss_the_session_cache_together_share_one_store_read(
+    client: Client,
+) -> None:
+    await client.register()
+    await client.login()
+    container = client.container
+    store = container.db.sessions
+    reads = 0
+    read = store.get_by_secret_hash
+
+    async def counted(secret_hash: str) -> Any:
+        nonlocal reads
+        reads += 1
+        await asyncio.sleep(0.05)  # a store that answers late, as under load
+        return await read(secret_hash)
+
+    container.sessions.cache.clear()
+    with mock.patch.object(store, "get_by_secret_hash", counted):
+        answers = await asyncio.gather(*(client.get("/v1/me") for _ in range(20)))
+    assert [a.status_code for a in answers] == [200] * 20
+    assert reads == 1

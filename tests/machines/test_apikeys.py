@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import hmac
+from typing import Any
 from unittest import mock
 
 import httpx
@@ -252,3 +254,60 @@ async def test_malformed_headers(user_client: Client) -> None:
         # Not ours (another scheme): anonymous, so the route asks for authentication.
         other = await anon.get("/v1/me", headers={"Authorization": "Token ww_live_x"})
         assert other.status_code == 401 and other.json()["error"] == "unauthenticated"
+
+
+async def test_requests_that_miss_the_cache_together_share_one_store_read(
+    user_client: Client,
+) -> None:
+    key = (await make_api_key(user_client))["key"]
+    container = user_client.container
+    store = container.machines.api_keys
+    reads = 0
+    read = store.get_by_public_id
+
+    async def counted(public_id: str) -> Any:
+        nonlocal reads
+        reads += 1
+        await asyncio.sleep(0.05)  # a store that answers late, as under load
+        return await read(public_id)
+
+    container.api_keys.cache.clear()
+    with mock.patch.object(store, "get_by_public_id", counted):
+        async with bare(user_client) as anon:
+            answers = await asyncio.gather(
+                *(anon.get("/v1/me", headers={"X-API-Key": key}) for _ in range(20))
+            )
+    assert [a.status_code for a in answers] == [200] * 20
+    assert reads == 1
+    assert len(container.api_keys.loads) == 0  # nothing left in flight
+
+
+async def test_a_revocation_during_a_store_read_is_not_undone_by_that_read(
+    user_client: Client,
+) -> None:
+    created = await make_api_key(user_client)
+    key = created["key"]
+    container = user_client.container
+    store = container.machines.api_keys
+    read = store.get_by_public_id
+    row_read, release = asyncio.Event(), asyncio.Event()
+
+    async def slow(public_id: str) -> Any:
+        row = await read(public_id)  # the row as it was before the revocation
+        row_read.set()
+        await release.wait()
+        return row
+
+    container.api_keys.cache.clear()
+    async with bare(user_client) as anon:
+        with mock.patch.object(store, "get_by_public_id", slow):
+            first = asyncio.ensure_future(anon.get("/v1/me", headers={"X-API-Key": key}))
+            await row_read.wait()
+            revoked = await user_client.delete(f"/v1/api-keys/{created['api_key']['id']}")
+            assert revoked.status_code == 200
+            release.set()
+            assert (await first).status_code == 200  # it began before the revocation
+        after = await anon.get("/v1/me", headers={"X-API-Key": key})
+    # The stale row was not cached: the next request reads the store and is refused.
+    assert after.status_code == 401
+    assert after.json()["message"] == "The API key has been revoked."

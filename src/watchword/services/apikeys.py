@@ -111,8 +111,11 @@ class ApiKeyService(OwnedKeyService[ApiKey, CachedKey]):
         key_hash = sha256_hex(presented)
         entry = self.cache.get(public_id)
         if entry is None:
-            await self._check_address(ctx())
-            entry = await self._load(public_id)
+            # Requests that miss together share one read. The address check guards the
+            # store, so only a request that would start a read makes it.
+            if not self.loads.flying(public_id):
+                await self._check_address(ctx())
+            entry = await self.loads.run(public_id, lambda: self._load(public_id))
             if entry is None:
                 await self._reject(ctx(), "unknown", public_id, "The API key is not valid.")
         assert entry is not None
@@ -154,12 +157,13 @@ class ApiKeyService(OwnedKeyService[ApiKey, CachedKey]):
         )
 
     async def _load(self, public_id: str) -> CachedKey | None:
+        read_at = self.cache.generation
         key = await self._store.get_by_public_id(public_id)
         user = await self._owner(key)
         if key is None or user is None:
             return None
         entry = CachedKey(key=key, user=user, principal=self.principal_for(key, user))
-        self.cache.put(public_id, entry)
+        self.cache.put(public_id, entry, read_at=read_at)
         return entry
 
     async def _reject(

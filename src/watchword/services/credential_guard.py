@@ -23,6 +23,7 @@ from watchword.services.audit import Auditor
 from watchword.services.context import RequestContext
 from watchword.services.control import ControlPlane
 from watchword.services.ratelimit import RateLimiter
+from watchword.services.single_flight import SingleFlight
 
 _log = logging.getLogger("watchword.credentials")
 USAGE_FLUSH_INTERVAL = 5.0
@@ -36,12 +37,17 @@ ContextSource = Callable[[], RequestContext]
 
 class BoundedCache(Generic[V]):
     """LRU with a time-to-live: a stale entry is re-read from the store, so a missed
-    invalidation event cannot keep a revoked credential alive for longer than ``ttl``."""
+    invalidation event cannot keep a revoked credential alive for longer than ``ttl``.
+
+    ``generation`` counts invalidations: a read that began before one (a revocation that
+    arrived while the row was on its way) must not be cached, or it would bring the revoked
+    credential back for a whole ``ttl``; ``put(..., read_at=generation)`` then skips it."""
 
     def __init__(self, *, max_size: int, ttl: float) -> None:
         self._max = max_size
         self._ttl = ttl
         self._entries: OrderedDict[str, tuple[float, V]] = OrderedDict()
+        self.generation = 0
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -55,20 +61,25 @@ class BoundedCache(Generic[V]):
             return None
         return item[1]
 
-    def put(self, key: str, value: V) -> None:
+    def put(self, key: str, value: V, *, read_at: int | None = None) -> None:
+        if read_at is not None and read_at != self.generation:
+            return
         self._entries[key] = (monotonic(), value)
         self._entries.move_to_end(key)
         while len(self._entries) > self._max:
             self._entries.popitem(last=False)
 
     def pop(self, key: str) -> None:
+        self.generation += 1
         self._entries.pop(key, None)
 
     def drop_where(self, predicate: Callable[[V], bool]) -> None:
+        self.generation += 1
         for key in [k for k, (_, v) in self._entries.items() if predicate(v)]:
             del self._entries[key]
 
     def clear(self) -> None:
+        self.generation += 1
         self._entries.clear()
 
 
@@ -193,6 +204,7 @@ class KeyedCredentialService(Generic[E]):
         self._touch = touch
         self._auditor = auditor
         self.cache: BoundedCache[E] = BoundedCache(max_size=cache_size, ttl=cache_ttl)
+        self.loads: SingleFlight[E | None] = SingleFlight()
         self.usage = UsageLog(interval=touch_interval)
         self._tasks: list[asyncio.Task[None]] = []
         control.on_event(self._on_control)

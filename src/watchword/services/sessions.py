@@ -28,6 +28,7 @@ from watchword.services.audit import Auditor
 from watchword.services.context import RequestContext
 from watchword.services.control import ControlPlane
 from watchword.services.session_cache import CachedSession, SessionCache
+from watchword.services.single_flight import SingleFlight
 from watchword.stores.base import Database
 
 log = logging.getLogger("watchword.sessions")
@@ -65,6 +66,7 @@ class SessionService:
         self._scopes = scope_policy
         self._control = control
         self.cache = cache
+        self._loads: SingleFlight[CachedSession] = SingleFlight()
         self._auditor = auditor
         self._max_per_user = max_per_user
         self._limit_policy = limit_policy
@@ -166,7 +168,8 @@ class SessionService:
         secret_hash = sha256_hex(secret)
         entry, fresh = self.cache.get(secret_hash)
         if not fresh:
-            entry = await self._load(secret_hash, entry)
+            stale = entry
+            entry = await self._loads.run(secret_hash, lambda: self._load(secret_hash, stale))
         assert entry is not None
         return self._check(entry)
 

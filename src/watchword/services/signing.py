@@ -145,8 +145,9 @@ class SigningService(OwnedKeyService[SigningKey, CachedSigningKey]):
             raise
         entry = self.cache.get(sig.key_id)
         if entry is None:
-            await self._check_address(ctx)
-            entry = await self._load(sig.key_id)
+            if not self.loads.flying(sig.key_id):  # joining a read costs the store nothing
+                await self._check_address(ctx)
+            entry = await self.loads.run(sig.key_id, lambda: self._load(sig.key_id))
             if entry is None:
                 await self._reject(
                     ctx, "unknown_key", sig.key_id, SignatureRejected("Unknown keyid.")
@@ -187,6 +188,7 @@ class SigningService(OwnedKeyService[SigningKey, CachedSigningKey]):
         return ed25519_public_key(key.material)
 
     async def _load(self, key_id: str) -> CachedSigningKey | None:
+        read_at = self.cache.generation
         key = await self._store.get(key_id)
         user = await self._owner(key)
         if key is None or user is None:
@@ -209,7 +211,7 @@ class SigningService(OwnedKeyService[SigningKey, CachedSigningKey]):
         entry = CachedSigningKey(
             key=key, user=user, verification_key=verification_key, principal=principal
         )
-        self.cache.put(key_id, entry)
+        self.cache.put(key_id, entry, read_at=read_at)
         return entry
 
     async def _reject(
