@@ -27,13 +27,26 @@ class Authenticator(Protocol):
     async def authenticate(self, conn: HTTPConnection) -> Principal | None: ...
 
 
+# An authenticator may name the request headers its credential travels in (lower-case, as
+# ASGI gives them) in a ``headers`` attribute: the chain then skips it when none of them is
+# present, so a cookie request does not pay for the bearer, key and signature checks ahead
+# of it. One without the attribute (a query-string ticket) always runs.
+AuthHeaders = frozenset[bytes]
+
+
 class AuthChain:
     def __init__(self, authenticators: Sequence[Authenticator]) -> None:
         self.authenticators = list(authenticators)
+        self._steps: list[tuple[Authenticator, AuthHeaders | None]] = [
+            (a, getattr(a, "headers", None)) for a in self.authenticators
+        ]
 
     async def authenticate(self, conn: HTTPConnection) -> Principal:
         """The principal, or ``ANONYMOUS``; raises the first credential error met."""
-        for authenticator in self.authenticators:
+        present = {name for name, _ in conn.scope["headers"]}
+        for authenticator, headers in self._steps:
+            if headers is not None and headers.isdisjoint(present):
+                continue
             principal = await authenticator.authenticate(conn)
             if principal is not None:
                 return principal
@@ -41,6 +54,8 @@ class AuthChain:
 
 
 class CookieAuthenticator:
+    headers = frozenset({b"cookie"})
+
     def __init__(self, sessions: SessionService, cookie_name: str) -> None:
         self._sessions = sessions
         self._cookie_name = cookie_name

@@ -28,6 +28,8 @@ def bearer_value(conn: HTTPConnection) -> str | None:
 
 
 class BearerTokenAuthenticator:
+    headers = frozenset({b"authorization"})
+
     def __init__(self, tokens: TokenService) -> None:
         self._tokens = tokens
 
@@ -47,6 +49,8 @@ class BearerTokenAuthenticator:
 class UnclaimedBearerAuthenticator:
     """Placed after every authenticator that claims bearer values: whatever is left is not a
     token this server issued, whatever its shape."""
+
+    headers = frozenset({b"authorization"})
 
     async def authenticate(self, conn: HTTPConnection) -> Principal | None:
         if conn.headers.get("authorization") is None:

@@ -49,6 +49,8 @@ def _context_source(conn: HTTPConnection) -> ContextSource:
 class ApiKeyAuthenticator:
     """``Authorization: Bearer ww_live_...`` or ``X-API-Key: ww_live_...``."""
 
+    headers = frozenset({b"authorization", b"x-api-key"})
+
     def __init__(self, api_keys: ApiKeyService) -> None:
         self._api_keys = api_keys
 
@@ -65,6 +67,8 @@ class ApiKeyAuthenticator:
 class OpaqueTokenAuthenticator:
     """``Authorization: Bearer ww_at_...``: an opaque access token of an OAuth2 client."""
 
+    headers = frozenset({b"authorization"})
+
     def __init__(self, clients: ClientService) -> None:
         self._clients = clients
 
@@ -77,6 +81,8 @@ class OpaqueTokenAuthenticator:
 
 class SignatureAuthenticator:
     """A request carrying ``Signature-Input`` is authenticated by its signature alone."""
+
+    headers = frozenset({b"signature-input"})
 
     def __init__(self, signing: SigningService, public_url: str | None) -> None:
         self._signing = signing
