@@ -3,11 +3,16 @@
 The server runs as shipped (default logging included) pinned to core 0; wrk runs on core 1
 with 64 connections. Each row's throughput over /healthz is what authentication costs, and
 ``1e6/auth_rps - 1e6/healthz_rps`` is that cost in microseconds of one core per request.
-Also: p99 over p50 at 64 connections (stalls), two workers against one on both cores, and a
-storm of password sign-ins against /v1/me's p99.
+Also: p99 over p50 at 64 connections (stalls), two workers against one on both cores, a
+storm of password sign-ins against /v1/me's p99, and the peers: Watchword's cookie and bearer
+GET /v1/me beside the frameworks a Python team would pick instead, Flask-Login (with
+Flask-Session in Redis, under gunicorn) and fastapi-users (JWT bearer, and database tokens in
+a cookie, under uvicorn), each beside its own bare route, measured the same way in the same
+run. The peers run from their own pinned environment (bench/peers, made on first use); when it
+cannot be made, the peers table says why and counts an error.
 
 Run: `python -m bench.suite_http [--duration S] [--rounds N] [--no-postgres]
-[--only methods|workers|storm]`.
+[--only methods|workers|storm|peers]`.
 """
 
 from __future__ import annotations
@@ -21,6 +26,8 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
 
 import httpx
 
@@ -34,6 +41,7 @@ from bench.common import (
     print_table,
     wrk,
 )
+from bench.peers import runner as peers
 from bench.results import count_errors, record
 
 EMAIL = "bench@example.com"
@@ -83,7 +91,17 @@ class Measured:
     cpu_us: float  # server CPU time per request, microseconds
 
 
-def measured_wrk(server: Server, path: str, headers: dict[str, str], duration: float) -> Measured:
+class Measurable(Protocol):
+    """A running server on one process tree: Watchword's ``Server`` or a ``PeerServer``."""
+
+    url: str
+
+    def cpu_seconds(self) -> float: ...
+
+
+def measured_wrk(
+    server: Measurable, path: str, headers: dict[str, str], duration: float
+) -> Measured:
     """wrk as ``pinned_wrk``, plus the server's own CPU time per request over the run."""
     before = server.cpu_seconds()
     load = pinned_wrk(server.url + path, headers, duration)
@@ -266,9 +284,11 @@ def main(argv: list[str] | None = None) -> None:
             ["phase", "req/s", "p50 ms", "p99 ms", "sign-ins", "errors"],
             login_storm(args.duration),
         )
+    if "peers" in parts:
+        peers_table(args)
 
 
-PARTS = ["methods", "workers", "storm"]
+PARTS = ["methods", "workers", "storm", "peers"]
 
 
 def methods_table(args: argparse.Namespace) -> None:
@@ -299,6 +319,193 @@ def methods_table(args: argparse.Namespace) -> None:
         ],
         rows,
     )
+
+
+# The peers table. Each row is measured against its own server's bare route (auth us), and each
+# peer row against the Watchword row doing the same job (Watchword / peer).
+
+
+@dataclass(frozen=True)
+class PeerCase:
+    key: str  # under http.peers.
+    framework: str
+    name: str
+    server: Measurable
+    path: str
+    headers: dict[str, str]
+    bare: str | None  # the key of its own server's bare route; None for that route itself
+    watchword: str | None  # the key of the Watchword row it is compared with
+
+
+PEER_AIMS = "aims: Watchword at least 5x Flask-Login and 12x fastapi-users on the same request"
+PEER_COLUMNS = [
+    "framework",
+    "scenario",
+    "req/s",
+    "p50 ms",
+    "p99 ms",
+    "auth us",
+    "cpu us/req",
+    "auth cpu us",
+    "errors",
+    "Watchword / this",
+    "by cpu",
+]
+
+
+def peers_title() -> str:
+    return (
+        "Peers: the same request on Watchword and on the frameworks a Python team would pick"
+        f" instead (each server pinned to core 0, wrk -c{CONNECTIONS} on core 1, loopback;"
+        " medians of interleaved rounds; auth us = 1e6/rps - 1e6/its own bare rps; cpu us/req"
+        " = the server's process tree's CPU time per request; Watchword / this = Watchword's"
+        " req/s over this row's, by cpu = this row's cpu us/req over Watchword's)"
+    )
+
+
+def peers_table(args: argparse.Namespace) -> None:
+    try:
+        bin_dir = peers.ensure_environment()
+        rows = run_peers(bin_dir, args.duration, args.rounds)
+    except (peers.PeersUnavailable, RuntimeError, httpx.HTTPError) as exc:
+        # Counted, so `python -m bench` fails loudly; the suite goes on.
+        count_errors("http.peers.setup_failures", 1)
+        print(f"\n{peers_title()}\n(peers not measured: {str(exc)[-1500:]})", flush=True)
+        return
+    print_table(peers_title(), PEER_COLUMNS, rows)
+    print(f"({PEER_AIMS}: printed, not asserted)", flush=True)
+
+
+def run_peers(bin_dir: Path, duration: float, rounds: int) -> list[list[object]]:
+    """Watchword, Flask-Login and fastapi-users up at once, each pinned to core 0 (the two
+    not measured sit idle), every scenario warmed, then rounds interleaved across all."""
+    with contextlib.ExitStack() as stack:
+        watchword = stack.enter_context(Server(cpus=SERVER_CPU))
+        watchword.create_user(EMAIL)
+        flask = stack.enter_context(peers.flask_login(bin_dir, REDIS_URL, SERVER_CPU))
+        fastapi = stack.enter_context(peers.fastapi_users(bin_dir, SERVER_CPU))
+        cases = [
+            PeerCase(
+                "watchword_healthz",
+                "Watchword",
+                "GET /healthz (bare)",
+                watchword,
+                *unauthenticated(watchword),
+                None,
+                None,
+            ),
+            PeerCase(
+                "watchword_cookie",
+                "Watchword",
+                "cookie session GET /v1/me",
+                watchword,
+                *cookie(watchword),
+                "watchword_healthz",
+                None,
+            ),
+            PeerCase(
+                "watchword_bearer",
+                "Watchword",
+                "bearer JWT GET /v1/me",
+                watchword,
+                *bearer(watchword),
+                "watchword_healthz",
+                None,
+            ),
+            PeerCase(
+                "flask_login_bare",
+                "Flask-Login",
+                "GET /healthz (bare)",
+                flask,
+                *peers.bare(flask),
+                None,
+                "watchword_healthz",
+            ),
+            PeerCase(
+                "flask_login",
+                "Flask-Login",
+                "Flask-Session (Redis) cookie GET /me",
+                flask,
+                *peers.flask_login_cookie(flask),
+                "flask_login_bare",
+                "watchword_cookie",
+            ),
+            PeerCase(
+                "fastapi_users_bare",
+                "fastapi-users",
+                "GET /healthz (bare)",
+                fastapi,
+                *peers.bare(fastapi),
+                None,
+                "watchword_healthz",
+            ),
+            PeerCase(
+                "fastapi_users_jwt",
+                "fastapi-users",
+                "JWT bearer GET /users/me",
+                fastapi,
+                *peers.fastapi_users_jwt(fastapi),
+                "fastapi_users_bare",
+                "watchword_bearer",
+            ),
+            PeerCase(
+                "fastapi_users_db",
+                "fastapi-users",
+                "database token cookie GET /users/me",
+                fastapi,
+                *peers.fastapi_users_cookie(fastapi),
+                "fastapi_users_bare",
+                "watchword_cookie",
+            ),
+        ]
+        warm_errors = [pinned_wrk(c.server.url + c.path, c.headers, 1).errors for c in cases]
+        runs: list[list[Measured]] = [[] for _ in cases]
+        for _ in range(rounds):
+            for i, case in enumerate(cases):
+                runs[i].append(measured_wrk(case.server, case.path, case.headers, duration))
+    loads = {c.key: _median([m.load for m in r]) for c, r in zip(cases, runs, strict=True)}
+    cpus = {c.key: statistics.median(m.cpu_us for m in r) for c, r in zip(cases, runs, strict=True)}
+    rows: list[list[object]] = []
+    for case, warm in zip(cases, warm_errors, strict=True):
+        load, cpu = loads[case.key], cpus[case.key]
+        prefix = f"http.peers.{case.key}"
+        errors = load.errors + warm  # the warm-up counts too: any non-2xx is a finding
+        count_errors(prefix + ".errors", errors)
+        record(prefix + "_rps", load.rps)
+        record(prefix + "_p50_ms", load.p50_ms)
+        record(prefix + "_p99_ms", load.p99_ms)
+        record(prefix + "_cpu_us_per_request", cpu)
+        auth_us = auth_cpu = "-"
+        if case.bare is not None:
+            cost = 1e6 / load.rps - 1e6 / loads[case.bare].rps
+            cost_cpu = cpu - cpus[case.bare]
+            record(prefix + "_auth_cost_us", cost)
+            record(prefix + "_auth_cpu_us", cost_cpu)
+            auth_us, auth_cpu = f"{cost:.0f}", f"{cost_cpu:.0f}"
+        ratio = by_cpu = "-"
+        if case.watchword is not None:
+            rps_ratio = loads[case.watchword].rps / load.rps
+            cpu_ratio = cpu / cpus[case.watchword]
+            stem = f"http.peers.{case.watchword}_vs_{case.key}"
+            record(stem, rps_ratio)
+            record(stem + "_cpu", cpu_ratio)
+            ratio, by_cpu = f"{rps_ratio:.1f}x", f"{cpu_ratio:.1f}x"
+        rows.append(
+            [
+                case.framework,
+                case.name,
+                load.rps,
+                load.p50_ms,
+                load.p99_ms,
+                auth_us,
+                f"{cpu:.0f}",
+                auth_cpu,
+                errors,
+                ratio,
+                by_cpu,
+            ]
+        )
+    return rows
 
 
 if __name__ == "__main__":
