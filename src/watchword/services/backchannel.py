@@ -24,10 +24,10 @@ from watchword.domain import events
 from watchword.domain.app_grants import BACKCHANNEL_LOGOUT_EVENT, PendingLogout
 from watchword.domain.clock import Clock
 from watchword.domain.errors import StoreUnavailable
-from watchword.domain.mail import retry_delay
 from watchword.services.clients import ClientService
 from watchword.services.control import ControlPlane
 from watchword.services.keys import KeyService, SigningKey
+from watchword.services.outbox import Delivery
 from watchword.services.wakeup import wait_for_wake
 from watchword.stores.app_grants import LogoutOutbox
 
@@ -74,8 +74,14 @@ class BackchannelLogout:
         self.issuer = issuer
         self._timeout = timeout
         self._poll = poll_interval
-        self._retry_base = retry_base
-        self._retry_max = retry_max
+        self._delivery = Delivery(
+            ledger=outbox,
+            clock=clock,
+            retry_base=retry_base,
+            retry_max=retry_max,
+            failures=(DeliveryFailed, httpx.HTTPError, StoreUnavailable),
+            log=log,
+        )
         self._transport = transport
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -126,36 +132,16 @@ class BackchannelLogout:
         due = await self._outbox.claim_due(now, lease, limit=BATCH)
         if not due:
             return 0
-        delivered = 0
         async with httpx.AsyncClient(
             timeout=self._timeout, transport=self._transport, follow_redirects=False
         ) as http:
-            for logout in due:
-                try:
-                    await self._send(http, logout)
-                except (DeliveryFailed, httpx.HTTPError, StoreUnavailable) as exc:
-                    attempts = logout.attempts + 1
-                    retry_at = self._clock.now() + retry_delay(
-                        attempts, base=self._retry_base, maximum=self._retry_max
-                    )
-                    log.warning(
-                        "back-channel logout %s to client %s: attempt %d failed (%s); next at %s",
-                        logout.id,
-                        logout.client_id,
-                        attempts,
-                        type(exc).__name__,
-                        retry_at.isoformat(),
-                    )
-                    await self._outbox.mark_failed(
-                        logout.id,
-                        attempts=attempts,
-                        next_attempt_at=retry_at,
-                        error=str(exc) or repr(exc),
-                    )
-                    continue
-                await self._outbox.mark_sent(logout.id, self._clock.now())
-                delivered += 1
-        return delivered
+            return await self._delivery.each(
+                due,
+                lambda logout: self._send(http, logout),
+                describe=lambda logout: (
+                    f"back-channel logout {logout.id} to client {logout.client_id}"
+                ),
+            )
 
     async def _send(self, http: httpx.AsyncClient, logout: PendingLogout) -> None:
         client = await self._clients.get(logout.client_id)

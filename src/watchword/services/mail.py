@@ -23,7 +23,8 @@ from jinja2 import Environment, StrictUndefined
 
 from watchword.domain.clock import Clock, Randomness
 from watchword.domain.errors import StoreUnavailable
-from watchword.domain.mail import MailKind, OutgoingMail, retry_delay
+from watchword.domain.mail import MailKind, OutgoingMail
+from watchword.services.outbox import Delivery
 from watchword.services.wakeup import wait_for_wake
 from watchword.stores.accounts import MailOutbox
 
@@ -211,8 +212,14 @@ class MailSender:
         self._sender = sender
         self._timeout = timeout
         self._poll = poll_interval
-        self._retry_base = retry_base
-        self._retry_max = retry_max
+        self._delivery = Delivery(
+            ledger=outbox,
+            clock=clock,
+            retry_base=retry_base,
+            retry_max=retry_max,
+            failures=(aiosmtplib.SMTPException, OSError, TimeoutError),
+            log=log,
+        )
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         # Sent and failed deliveries are reported here (audit lines, security events).
@@ -228,38 +235,19 @@ class MailSender:
             return 0
         now = self._clock.now()
         lease = now + timedelta(seconds=max(60.0, self._timeout * 3))
-        sent = 0
-        for mail in await self._outbox.claim_due(now, lease, limit=BATCH):
+        return await self._delivery.each(
+            await self._outbox.claim_due(now, lease, limit=BATCH),
+            self._send,
+            describe=lambda mail: f"mail {mail.id} to {mail.to}",
+            delivered=self._after_sent,
+        )
+
+    async def _after_sent(self, mail: OutgoingMail) -> None:
+        for hook in self.on_sent:
             try:
-                await self._send(mail)
-            except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
-                attempts = mail.attempts + 1
-                retry_at = self._clock.now() + retry_delay(
-                    attempts, base=self._retry_base, maximum=self._retry_max
-                )
-                log.warning(
-                    "mail %s to %s: attempt %d failed (%s); next at %s",
-                    mail.id,
-                    mail.to,
-                    attempts,
-                    type(exc).__name__,
-                    retry_at.isoformat(),
-                )
-                await self._outbox.mark_failed(
-                    mail.id,
-                    attempts=attempts,
-                    next_attempt_at=retry_at,
-                    error=str(exc) or repr(exc),
-                )
-                continue
-            await self._outbox.mark_sent(mail.id, self._clock.now())
-            sent += 1
-            for hook in self.on_sent:
-                try:
-                    await hook(mail)
-                except Exception:
-                    log.exception("mail-sent hook failed")
-        return sent
+                await hook(mail)
+            except Exception:
+                log.exception("mail-sent hook failed")
 
     async def _send(self, mail: OutgoingMail) -> None:
         assert self.target is not None
