@@ -6,6 +6,7 @@ import hashlib
 import hmac
 import json
 from typing import Any
+from unittest import mock
 
 import httpx
 import jwt
@@ -493,3 +494,19 @@ def test_verified_claims_are_read_only(issuer: FakeIssuer, verifier: Verifier) -
     verified = verifier.verify(issuer.token())
     with pytest.raises(TypeError):
         verified.claims["sub"] = "admin"  # type: ignore[index]
+
+
+def test_without_a_revocation_feed_the_first_call_waits_for_none(issuer: FakeIssuer) -> None:
+    verifier = make_verifier(issuer)
+    with mock.patch.object(verifier.revocations.settled, "wait") as waited:
+        verifier.verify(issuer.token())
+    waited.assert_not_called()
+
+
+async def test_without_a_revocation_feed_the_first_async_call_waits_for_none(
+    issuer: FakeIssuer,
+) -> None:
+    verifier = make_verifier(issuer)
+    with mock.patch.object(verifier, "_await_settled") as waited:
+        await verifier.averify(issuer.token())
+    waited.assert_not_called()

@@ -169,7 +169,8 @@ class Verifier:
             max_feed_staleness = DEFAULT_FEED_STALENESS
         self.fail_open = fail_open
         self.feed_wait = float(feed_wait)
-        self._waited_for_feed = False
+        # Without a feed there is nothing to wait for: the first call must not stall.
+        self._waited_for_feed = revocations is None
         self._last_warning = 0.0
         self.issuer = issuer
         self.audience: tuple[str, ...] = (
