@@ -58,6 +58,8 @@ async def make(issuer: FakeIssuer) -> AsyncIterator[Callable[..., Awaitable[Veri
 
     async def build(**options: Any) -> Verifier:
         options.setdefault("revocations", source(issuer))
+        # These tests feed the snapshot themselves, after start: start must not wait for it.
+        options.setdefault("feed_wait", 0)
         verifier = Verifier(
             issuer=ISSUER,
             http_client=httpx.Client(transport=issuer.transport),
@@ -179,8 +181,8 @@ async def test_a_refused_credential_keeps_the_feed_stale_and_fails_closed(
 ) -> None:
     feed.status = 401
     with pytest.raises(RevocationFeedRefused, match="HTTP 401"):
-        await make(max_feed_staleness=60)
-    verifier = await make(fail_open=True)  # failing open is explicit, and then only logged
+        await make(max_feed_staleness=60, feed_wait=5)
+    verifier = await make(fail_open=True, feed_wait=5)  # failing open is explicit, only logged
     await eventually(lambda: len(feed.requests) >= 3, "retries")
     assert verifier.feed_staleness == math.inf
     assert verifier.source is not None
@@ -332,7 +334,7 @@ async def test_the_feed_credential_never_reaches_the_logs(
     caplog.set_level("DEBUG")
     feed.status = 401
     with pytest.raises(RevocationFeedRefused):
-        await make(revocations=source(issuer, credential="ww_live_secret_feed_key"))
+        await make(revocations=source(issuer, credential="ww_live_secret_feed_key"), feed_wait=5)
     await eventually(lambda: len(feed.requests) >= 3, "retries")
     assert "HTTP 401" in caplog.text
     assert "ww_live_secret_feed_key" not in caplog.text
