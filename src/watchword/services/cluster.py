@@ -45,6 +45,7 @@ from watchword.stores.redis.client import (
     node_client,
     parse_cluster_url,
     pool_in_use,
+    pooled,
 )
 from watchword.stores.redis.realtime import RedisPresence, RedisTicketStore
 from watchword.stores.redis.revocations import RedisRevokedTokens
@@ -105,25 +106,12 @@ def rate_limit_storage(settings: Settings) -> tuple[str | None, dict[str, Any]]:
     options = redis_options(settings)
     if options is None:
         return None, {}
-    if options.cluster:
-        # limits' own cluster storage (redis-py's RedisCluster): every budget is one key, so
-        # budgets spread over the masters; TLS is an option there, not a scheme.
-        address = parse_cluster_url(options.url)
-        creds = options.url.split("://", 1)[1].rpartition("@")[0]
-        seeds = ",".join(f"{host}:{port}" for host, port in address.seeds)
-        uri = f"async+redis+cluster://{creds + '@' if creds else ''}{seeds}"
-        extra: dict[str, Any] = {"require_full_coverage": False}
-        if address.tls:
-            extra["ssl"] = True
-    else:
-        parts = urlsplit(options.url)
-        uri = urlunsplit(("async+" + parts.scheme, parts.netloc, parts.path, parts.query, ""))
-        extra = {}
-    return uri, {
-        **extra,
+    shared: dict[str, Any] = {
         "implementation": "redispy",
         "key_prefix": f"{options.prefix}:limits",
         "wrap_exceptions": True,
+    }
+    connection: dict[str, Any] = {
         "max_connections": max(2, options.max_connections // 4),
         "socket_timeout": options.socket_timeout,
         "socket_connect_timeout": options.connect_timeout,
@@ -132,6 +120,19 @@ def rate_limit_storage(settings: Settings) -> tuple[str | None, dict[str, Any]]:
         "retry": Retry(ExponentialWithJitterBackoff(base=0.01, cap=0.2), 2),
         "retry_on_error": [RedisConnectionError, RedisTimeoutError],
     }
+    if options.cluster:
+        # limits' own cluster storage (redis-py's RedisCluster): every budget is one key, so
+        # budgets spread over the masters; TLS is an option there, not a scheme.
+        address = parse_cluster_url(options.url)
+        creds = options.url.split("://", 1)[1].rpartition("@")[0]
+        seeds = ",".join(f"{host}:{port}" for host, port in address.seeds)
+        uri = f"async+redis+cluster://{creds + '@' if creds else ''}{seeds}"
+        tls = {"ssl": True} if address.tls else {}
+        return uri, {**shared, **connection, "require_full_coverage": False, **tls}
+    parts = urlsplit(options.url)
+    uri = urlunsplit(("async+" + parts.scheme, parts.netloc, parts.path, parts.query, ""))
+    # A burst of checks waits for a free connection rather than failing closed at once.
+    return uri, {**shared, "connection_pool": pooled(options.url, options, **connection)}
 
 
 class Cluster:

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any, TypeAlias
 from urllib.parse import unquote
 
-from redis.asyncio import Redis
+from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialWithJitterBackoff, NoBackoff
@@ -123,6 +123,13 @@ def _connection_kwargs(options: RedisOptions, retries: int) -> dict[str, Any]:
     }
 
 
+def pooled(url: str, options: RedisOptions, **kwargs: Any) -> BlockingConnectionPool:
+    """A pool that, when every connection is busy, waits for one (up to the socket timeout)
+    instead of failing: redis-py's default pool raises "Too many connections" at once, so a
+    burst of more concurrent requests than the pool holds answered 503s on a healthy Redis."""
+    return BlockingConnectionPool.from_url(url, timeout=options.socket_timeout, **kwargs)
+
+
 def make_client(options: RedisOptions, *, retries: int = 2) -> RedisClient:
     """A pooled client. Commands retry twice with jittered backoff, then raise.
 
@@ -131,7 +138,7 @@ def make_client(options: RedisOptions, *, retries: int = 2) -> RedisClient:
     callers answer 503 for what lived there).
     """
     if not options.cluster:
-        return Redis.from_url(options.url, **_connection_kwargs(options, retries))
+        return Redis.from_pool(pooled(options.url, options, **_connection_kwargs(options, retries)))
     address = parse_cluster_url(options.url)
     return RedisCluster(
         startup_nodes=[ClusterNode(host, port) for host, port in address.seeds],
@@ -147,7 +154,7 @@ def node_client(options: RedisOptions, host: str, port: int, *, retries: int = 0
     """A client of one cluster member (the bus subscribes on the master owning a channel)."""
     kwargs = _connection_kwargs(options, retries)
     if not options.cluster:
-        return Redis.from_url(options.url, **kwargs)
+        return Redis.from_pool(pooled(options.url, options, **kwargs))
     address = parse_cluster_url(options.url)
     return Redis(
         host=host,
