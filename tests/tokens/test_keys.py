@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 from typing import Any
+from unittest import mock
 
 import jwt
 import pytest
@@ -14,6 +15,7 @@ from tests.helpers import TEST_SECRET_KEY, ManualClock, fast_hasher
 from tests.tokens.helpers import me, token_login
 from watchword.config import Settings
 from watchword.domain.errors import InvalidCredential, InvalidInput
+from watchword.domain.keys import load_private_pem
 from watchword.services.container import Container
 
 
@@ -252,3 +254,22 @@ async def test_openapi_describes_the_token_endpoints(client: Client) -> None:
     ):
         assert path in document["paths"], path
     assert "mode" in document["components"]["schemas"]["Login"]["properties"]
+
+
+async def test_a_signing_key_is_parsed_once_per_key_id(client_factory: ClientFactory) -> None:
+    """Reloads (every keys.changed event) reuse the parsed key: parsing an RSA key costs tens of
+    milliseconds of event loop. A node that did not make the key parses it once."""
+    client = await client_factory(jwt_algorithm="RS256")
+    keys = client.container.keys
+    with mock.patch(
+        "watchword.services.keys.load_private_pem", wraps=load_private_pem
+    ) as parsed:
+        await keys.reload()
+        await keys.reload()
+        assert parsed.call_count == 0  # made here at start: kept, never parsed
+        other = await client_factory(jwt_algorithm="RS256")  # another node, the same store
+        await other.container.keys.reload()
+        await other.container.keys.reload()
+        # Its access-token key and its ID-token key, once each, at start; reloads add none.
+        assert parsed.call_count == 2
+        assert other.container.keys.signing_key().kid == keys.signing_key().kid
