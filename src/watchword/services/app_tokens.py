@@ -19,7 +19,6 @@ pattern, ``create_half_hash`` for ``at_hash``).
 
 from __future__ import annotations
 
-import contextlib
 import hmac
 import logging
 from collections.abc import Awaitable, Callable
@@ -36,9 +35,9 @@ from watchword.domain.app_grants import AppGrant, plausible_code
 from watchword.domain.audit import AuditType
 from watchword.domain.clients import GrantType, OAuthClient
 from watchword.domain.clock import Clock, Randomness, sha256_hex
-from watchword.domain.errors import InvalidInput, NotFound, StoreUnavailable
+from watchword.domain.errors import InvalidInput, StoreUnavailable
 from watchword.domain.scopes import InvalidScope, ScopePolicy, parse_scope
-from watchword.domain.sessions import RevokeReason, Session
+from watchword.domain.sessions import Session
 from watchword.domain.tokens import (
     ACTIVE,
     REVOKED,
@@ -199,18 +198,7 @@ class AppTokens:
                 return again
             # The same rule as the person's own refresh tokens: reuse is theft, and the
             # session (with every app signed in through it) ends.
-            with contextlib.suppress(NotFound):  # a concurrent reuse revoked it already
-                await self._sessions.revoke(session.id, RevokeReason.REFRESH_REUSE, ctx)
-            await self._auditor.record(
-                AuditType.REFRESH_REUSE,
-                ctx,
-                user_id=user.id,
-                session_id=session.id,
-                client_id=client.id,
-            )
-            raise invalid_grant(
-                "This refresh token was already used: the session has been revoked."
-            )
+            raise await self._tokens.end_session_for_reuse(session, user, ctx, client_id=client.id)
         narrowed = grant.scopes
         if scope is not None:
             narrowed = parse_scope(scope)

@@ -35,7 +35,7 @@ import jwt
 from watchword.domain import events
 from watchword.domain.audit import AuditType
 from watchword.domain.clock import Clock, Randomness, monotonic, sha256_hex
-from watchword.domain.errors import InvalidInput, NotFound, StoreUnavailable
+from watchword.domain.errors import InvalidCredential, InvalidInput, NotFound, StoreUnavailable
 from watchword.domain.keys import ALGORITHMS
 from watchword.domain.masterkey import MasterKey
 from watchword.domain.principal import AuthMethod, Principal
@@ -449,17 +449,26 @@ class TokenService:
                 expires_in=max(0, int(exp - now.timestamp())),
             )
             return TokenPair(access, data["refresh_token"], session.id, data["scope"])
+        raise await self.end_session_for_reuse(
+            session,
+            user,
+            ctx,
+            rotated_at=record.rotated_at.isoformat() if record.rotated_at else None,
+        )
+
+    async def end_session_for_reuse(
+        self, session: Session, user: User, ctx: RequestContext, **details: Any
+    ) -> InvalidCredential:
+        """Reuse of a rotated refresh token is theft: the session ends (with every app signed
+        in through it) and the audit trail says so; returns the ``invalid_grant`` to raise.
+        Also for apps' refresh tokens (``services/app_tokens.py``): the same rule for both."""
         with contextlib.suppress(NotFound):  # a concurrent reuse revoked it already
             await self._sessions.revoke(session.id, RevokeReason.REFRESH_REUSE, ctx)
         await self._auditor.record(
-            AuditType.REFRESH_REUSE,
-            ctx,
-            user_id=user.id,
-            session_id=session.id,
-            rotated_at=record.rotated_at.isoformat() if record.rotated_at else None,
+            AuditType.REFRESH_REUSE, ctx, user_id=user.id, session_id=session.id, **details
         )
         log.warning("refresh token reuse on session %s: session revoked", session.id)
-        raise invalid_grant("This refresh token was already used: the session has been revoked.")
+        return invalid_grant("This refresh token was already used: the session has been revoked.")
 
     # -- verifying ------------------------------------------------------------------------
 
