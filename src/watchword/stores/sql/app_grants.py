@@ -252,17 +252,8 @@ class SqlAppGrantStore:
                 )
                 if already.scalar():
                     continue  # one logout token per app and session
-                await conn.execute(
-                    insert(t.logout_outbox).values(
-                        id=str(uuid.uuid4()),
-                        client_id=row.client_id,
-                        session_id=row.session_id,
-                        user_id=row.user_id,
-                        uri=row.logout_uri,
-                        created_at=now,
-                        attempts=0,
-                        next_attempt_at=now,
-                    )
+                await _queue_logout(
+                    conn, row.client_id, row.session_id, row.user_id, row.logout_uri, now
                 )
         return ended
 
@@ -358,18 +349,27 @@ async def queue_backchannel_logouts(
         )
     )
     for row in (await conn.execute(query)).all():
-        await conn.execute(
-            insert(t.logout_outbox).values(
-                id=str(uuid.uuid4()),
-                client_id=row.client_id,
-                session_id=row.session_id,
-                user_id=row.user_id,
-                uri=row.backchannel_logout_uri,
-                created_at=now,
-                attempts=0,
-                next_attempt_at=now,
-            )
+        await _queue_logout(
+            conn, row.client_id, row.session_id, row.user_id, row.backchannel_logout_uri, now
         )
+
+
+async def _queue_logout(
+    conn: AsyncConnection, client_id: str, session_id: str, user_id: str, uri: str, now: datetime
+) -> None:
+    """One logout token to deliver, due at once."""
+    await conn.execute(
+        insert(t.logout_outbox).values(
+            id=str(uuid.uuid4()),
+            client_id=client_id,
+            session_id=session_id,
+            user_id=user_id,
+            uri=uri,
+            created_at=now,
+            attempts=0,
+            next_attempt_at=now,
+        )
+    )
 
 
 class SqlLogoutOutbox:
