@@ -3,13 +3,15 @@ to run `watchword serve` as a real process."""
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -70,3 +72,18 @@ def wait_until_serving(
     raise RuntimeError(
         f"watchword serve did not answer {path} in {within:.0f} s:\n{output()[-2000:]}"
     )
+
+
+class LateReads:
+    """Wraps a store read: counts the calls and answers late, as a loaded store would, so
+    that requests arriving together all miss the cache while the first read is out."""
+
+    def __init__(self, read: Callable[[str], Awaitable[Any]], delay: float = 0.05) -> None:
+        self._read = read
+        self._delay = delay
+        self.calls = 0
+
+    async def __call__(self, key: str) -> Any:
+        self.calls += 1
+        await asyncio.sleep(self._delay)
+        return await self._read(key)

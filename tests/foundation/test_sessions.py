@@ -13,7 +13,7 @@ import pytest
 
 from tests.conftest import Client, ClientFactory
 from tests.foundation.conftest import set_cookie
-from tests.helpers import PASSWORD, ManualClock
+from tests.helpers import PASSWORD, LateReads, ManualClock
 from watchword.domain.audit import AuditType
 from watchword.domain.sessions import RevokeReason
 
@@ -507,17 +507,9 @@ async def test_requests_that_miss_the_session_cache_together_share_one_store_rea
     await client.login()
     container = client.container
     store = container.db.sessions
-    reads = 0
-    read = store.get_by_secret_hash
-
-    async def counted(secret_hash: str) -> Any:
-        nonlocal reads
-        reads += 1
-        await asyncio.sleep(0.05)  # a store that answers late, as under load
-        return await read(secret_hash)
-
+    reads = LateReads(store.get_by_secret_hash)
     container.sessions.cache.clear()
-    with mock.patch.object(store, "get_by_secret_hash", counted):
+    with mock.patch.object(store, "get_by_secret_hash", reads):
         answers = await asyncio.gather(*(client.get("/v1/me") for _ in range(20)))
     assert [a.status_code for a in answers] == [200] * 20
-    assert reads == 1
+    assert reads.calls == 1

@@ -10,6 +10,7 @@ from unittest import mock
 import httpx
 
 from tests.conftest import Client, ClientFactory
+from tests.helpers import LateReads
 from tests.machines.conftest import make_api_key
 from watchword.domain.audit import AuditType
 from watchword.services.context import CLI
@@ -262,23 +263,15 @@ async def test_requests_that_miss_the_cache_together_share_one_store_read(
     key = (await make_api_key(user_client))["key"]
     container = user_client.container
     store = container.machines.api_keys
-    reads = 0
-    read = store.get_by_public_id
-
-    async def counted(public_id: str) -> Any:
-        nonlocal reads
-        reads += 1
-        await asyncio.sleep(0.05)  # a store that answers late, as under load
-        return await read(public_id)
-
+    reads = LateReads(store.get_by_public_id)
     container.api_keys.cache.clear()
-    with mock.patch.object(store, "get_by_public_id", counted):
+    with mock.patch.object(store, "get_by_public_id", reads):
         async with bare(user_client) as anon:
             answers = await asyncio.gather(
                 *(anon.get("/v1/me", headers={"X-API-Key": key}) for _ in range(20))
             )
     assert [a.status_code for a in answers] == [200] * 20
-    assert reads == 1
+    assert reads.calls == 1
     assert len(container.api_keys.loads) == 0  # nothing left in flight
 
 
