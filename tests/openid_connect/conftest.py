@@ -3,14 +3,21 @@ computed here (not by the server's code), and one authorization request."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
+import queue
 import secrets
-from dataclasses import dataclass
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
+import jwt
+import pytest
 
 from tests.conftest import Client
 from watchword.services.clients import AppRegistration
@@ -100,3 +107,41 @@ async def exchange(
 def bare(client: Client) -> httpx.AsyncClient:
     """A client on the same app without the cookie: what the app's server-side code is."""
     return httpx.AsyncClient(transport=client._transport, base_url=str(client.base_url))
+
+
+@dataclass
+class LogoutReceiver:
+    """An app's back-channel logout endpoint on loopback: queues every logout token it is
+    POSTed, answers 200."""
+
+    url: str
+    received: queue.Queue[str] = field(default_factory=queue.Queue)
+
+    async def next_token(self, within: float = 15.0) -> dict[str, Any]:
+        """The next logout token's claims, unverified (the tests verify what they need)."""
+        token = await asyncio.to_thread(self.received.get, True, within)
+        claims: dict[str, Any] = jwt.decode(token, options={"verify_signature": False})
+        return claims
+
+
+@pytest.fixture
+def receiver() -> Iterator[LogoutReceiver]:
+    holder: list[LogoutReceiver] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            body = self.rfile.read(int(self.headers.get("content-length", "0")))
+            holder[0].received.put(parse_qs(body.decode())["logout_token"][0])
+            self.send_response(200)
+            self.send_header("Cache-Control", "no-store")
+            self.end_headers()
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    holder.append(LogoutReceiver(f"http://127.0.0.1:{httpd.server_address[1]}/backchannel"))
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield holder[0]
+    httpd.shutdown()

@@ -11,14 +11,10 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-import queue
 import secrets
-import threading
 import time
 import warnings
 from collections.abc import Iterator
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs
@@ -32,7 +28,7 @@ from joserfc.jwk import KeySet
 from joserfc.jwt import JWTClaimsRegistry
 
 from tests.helpers import PASSWORD
-from tests.openid_connect.conftest import query_of
+from tests.openid_connect.conftest import LogoutReceiver, query_of
 from tests.pages.conftest import form_token
 from tests.realtime.conftest import Server, make_server
 
@@ -44,37 +40,6 @@ with warnings.catch_warnings():
 
 WITHIN = 15.0  # seconds
 REDIRECT = "http://127.0.0.1:9999/callback"  # never contacted: the test reads the redirect
-
-
-@dataclass
-class LogoutReceiver:
-    """The app's back-channel logout endpoint: records every POST, answers 200."""
-
-    url: str
-    received: queue.Queue[dict[str, list[str]]] = field(default_factory=queue.Queue)
-
-
-@pytest.fixture
-def receiver() -> Iterator[LogoutReceiver]:
-    holder: list[LogoutReceiver] = []
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            body = self.rfile.read(int(self.headers.get("content-length", "0")))
-            holder[0].received.put(parse_qs(body.decode()))
-            self.send_response(200)
-            self.send_header("Cache-Control", "no-store")
-            self.end_headers()
-
-        def log_message(self, *args: Any) -> None:
-            pass
-
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    holder.append(LogoutReceiver(f"http://127.0.0.1:{httpd.server_address[1]}/backchannel"))
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    yield holder[0]
-    httpd.shutdown()
 
 
 @pytest.fixture
@@ -197,7 +162,7 @@ async def test_a_relying_party_signs_in_refreshes_and_hears_the_logout(
     revoked = served.cli("sessions", "revoke", sid)
     assert revoked.returncode == 0, revoked.stderr
     posted = receiver.received.get(timeout=WITHIN)
-    logout = jose_jwt.decode(posted["logout_token"][0], keys, algorithms=["RS256"])
+    logout = jose_jwt.decode(posted, keys, algorithms=["RS256"])
     assert logout.header["typ"] == "logout+jwt"
     JWTClaimsRegistry(
         now=int(time.time()),

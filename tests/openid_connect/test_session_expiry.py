@@ -5,62 +5,28 @@ alone."""
 
 from __future__ import annotations
 
-import asyncio
-import queue
-import threading
-from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-from urllib.parse import parse_qs
 
 import jwt
 import pytest
 
 from tests.conftest import Client, ClientFactory
 from tests.helpers import ManualClock
-from tests.openid_connect.conftest import App, bare, code_for, exchange, make_app, pkce
+from tests.openid_connect.conftest import (
+    App,
+    LogoutReceiver,
+    bare,
+    code_for,
+    exchange,
+    make_app,
+    pkce,
+)
 from watchword.domain.clock import sha256_hex
 from watchword.domain.tokens import REVOKED
 
-WAIT = 15.0  # seconds: how long to wait for a delivery before failing, not a latency bound
 EVENT = "http://schemas.openid.net/event/backchannel-logout"
-
-
-@dataclass
-class Receiver:
-    """The app's back-channel logout endpoint: records every logout token, answers 200."""
-
-    url: str
-    received: queue.Queue[str] = field(default_factory=queue.Queue)
-
-    async def next_token(self) -> dict[str, Any]:
-        token = await asyncio.to_thread(self.received.get, True, WAIT)
-        claims: dict[str, Any] = jwt.decode(token, options={"verify_signature": False})
-        return claims
-
-
-@pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    holder: list[Receiver] = []
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            body = self.rfile.read(int(self.headers.get("content-length", "0")))
-            holder[0].received.put(parse_qs(body.decode())["logout_token"][0])
-            self.send_response(200)
-            self.end_headers()
-
-        def log_message(self, *args: Any) -> None:
-            pass
-
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    holder.append(Receiver(f"http://127.0.0.1:{httpd.server_address[1]}/backchannel"))
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    yield holder[0]
-    httpd.shutdown()
 
 
 @dataclass
@@ -110,7 +76,7 @@ async def refresh_state(client: Client, refresh_token: str) -> str:
 
 
 async def expiry_ends_the_apps_tokens_and_tells_the_app(
-    client_factory: ClientFactory, clock: ManualClock, receiver: Receiver, **db: Any
+    client_factory: ClientFactory, clock: ManualClock, receiver: LogoutReceiver, **db: Any
 ) -> None:
     client = await client_factory(session_lifetime=600, **db)
     app = await make_app(client, first_party=True, backchannel_logout_uri=receiver.url)
@@ -139,14 +105,14 @@ async def expiry_ends_the_apps_tokens_and_tells_the_app(
 
 
 async def test_an_expired_session_logs_its_apps_out(
-    client_factory: ClientFactory, clock: ManualClock, receiver: Receiver
+    client_factory: ClientFactory, clock: ManualClock, receiver: LogoutReceiver
 ) -> None:
     await expiry_ends_the_apps_tokens_and_tells_the_app(client_factory, clock, receiver)
 
 
 @pytest.mark.postgres
 async def test_an_expired_session_logs_its_apps_out_on_postgres(
-    client_factory: ClientFactory, clock: ManualClock, receiver: Receiver, postgres_url: str
+    client_factory: ClientFactory, clock: ManualClock, receiver: LogoutReceiver, postgres_url: str
 ) -> None:
     await expiry_ends_the_apps_tokens_and_tells_the_app(
         client_factory, clock, receiver, database_url=postgres_url
@@ -154,7 +120,7 @@ async def test_an_expired_session_logs_its_apps_out_on_postgres(
 
 
 async def test_an_idle_session_is_logged_out_only_past_the_last_seen_write_margin(
-    client_factory: ClientFactory, clock: ManualClock, receiver: Receiver
+    client_factory: ClientFactory, clock: ManualClock, receiver: LogoutReceiver
 ) -> None:
     client = await client_factory(session_idle_timeout=60, session_touch_interval=60)
     app = await make_app(client, first_party=True, backchannel_logout_uri=receiver.url)
