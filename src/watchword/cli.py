@@ -197,6 +197,7 @@ def serve(args: argparse.Namespace) -> int:
         log_level=settings.log_level,
         log_config=None,  # Watchword's own (web/logs.py), set up in each worker
         timeout_graceful_shutdown=10,
+        timeout_keep_alive=settings.keepalive_timeout,
         # With --workers, uvicorn restarts a worker that does not answer its health ping in
         # time, start-up included: on a busy machine the imports alone took over the default
         # 5 s, and every worker was killed and restarted in a loop, never serving.

@@ -101,6 +101,10 @@ class Settings(BaseSettings):
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["text", "json"] = "text"
     access_log: bool = True
+    # Seconds an idle keep-alive connection stays open. Longer than any proxy's or client
+    # pool's own idle expiry (nginx upstream 60 s, httpx 5 s): whoever holds a pooled
+    # connection must drop it first, or a request sent as the server closes it is lost.
+    keepalive_timeout: int = Field(default=75, ge=1, le=3600)
 
     session_cache_size: int = Field(default=100_000, ge=1)
     session_cache_ttl: float = Field(default=30.0, gt=0)

@@ -158,6 +158,34 @@ async def test_cluster_check_and_verbose_readiness_show_every_node(
     assert len(alive) >= 3
 
 
+async def _healthz_on(writer: asyncio.StreamWriter, reader: asyncio.StreamReader) -> bytes:
+    writer.write(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+    await writer.drain()
+    head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), timeout=10)
+    length = next(
+        int(line.split(b":", 1)[1])
+        for line in head.split(b"\r\n")
+        if line.lower().startswith(b"content-length:")
+    )
+    await asyncio.wait_for(reader.readexactly(length), timeout=10)
+    return head
+
+
+async def test_an_idle_keep_alive_connection_outlasts_a_client_pools_own_expiry(
+    cluster: Cluster,
+) -> None:
+    # A pooled connection must be dropped by its holder (httpx after 5 s, nginx upstream
+    # after 60 s), never by the server first: a request written as the server closes the
+    # connection is lost (httpx.ReadError, or a 502 from nginx).
+    reader, writer = await asyncio.open_connection("127.0.0.1", cluster.nodes[0].port)
+    try:
+        assert (await _healthz_on(writer, reader)).startswith(b"HTTP/1.1 200")
+        await asyncio.sleep(6)
+        assert (await _healthz_on(writer, reader)).startswith(b"HTTP/1.1 200")
+    finally:
+        writer.close()
+
+
 async def test_a_refresh_race_across_nodes_has_exactly_one_winner(
     cluster: Cluster, http: httpx.AsyncClient
 ) -> None:

@@ -261,9 +261,7 @@ async def test_a_signing_key_is_parsed_once_per_key_id(client_factory: ClientFac
     milliseconds of event loop. A node that did not make the key parses it once."""
     client = await client_factory(jwt_algorithm="RS256")
     keys = client.container.keys
-    with mock.patch(
-        "watchword.services.keys.load_private_pem", wraps=load_private_pem
-    ) as parsed:
+    with mock.patch("watchword.services.keys.load_private_pem", wraps=load_private_pem) as parsed:
         await keys.reload()
         await keys.reload()
         assert parsed.call_count == 0  # made here at start: kept, never parsed
