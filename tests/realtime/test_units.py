@@ -17,6 +17,7 @@ from watchword.domain.errors import RateLimited, StoreUnavailable
 from watchword.domain.principal import AuthMethod, Principal
 from watchword.domain.sessions import Session
 from watchword.web.realtime import closecodes, protocol
+from watchword.web.realtime.client import Gateway, _Abort
 from watchword.web.realtime.history import History
 from watchword.web.realtime.hub import Hub
 from watchword.web.realtime.node import Limits, RealtimeNode
@@ -271,6 +272,57 @@ async def test_a_close_that_cannot_be_written_aborts_the_socket(clock: ManualClo
     conn.close(closecodes.NO_PONG)
     await conn.wait_closed()
     assert aborted == [1]
+
+
+class SilentSocket(FakeSocket):
+    """A peer that never sends anything: the handler waits in ``receive`` for ever."""
+
+    async def receive(self) -> dict[str, Any]:
+        await asyncio.Event().wait()
+        raise AssertionError("unreachable")
+
+
+def make_gateway(node: RealtimeNode, clock: ManualClock) -> Gateway:
+    unused: Any = None  # the message loop needs neither credentials nor a handshake chain
+    return Gateway(
+        node=node,
+        credentials=unused,
+        handshake=unused,
+        clock=clock,
+        randomness=SystemRandomness(),
+    )
+
+
+async def test_an_aborted_socket_handler_ends_quietly_and_leaves_the_node(
+    clock: ManualClock,
+) -> None:
+    node, _, _ = make_node(clock)
+    socket = SilentSocket()
+    abort = _Abort(None)
+    conn = make_connection(socket, clock, abort=abort)
+    assert await node.admit(conn, "welcome") is None
+    handler = asyncio.create_task(make_gateway(node, clock)._run(socket, conn))  # type: ignore[arg-type]
+    abort.handler = handler
+    await settle()
+    abort()
+    await asyncio.wait_for(handler, 5)  # no CancelledError: the abort was expected
+    assert not handler.cancelled()
+    assert await node.presence.count("u1") == 0
+
+
+async def test_a_socket_handler_cancelled_from_elsewhere_still_propagates(
+    clock: ManualClock,
+) -> None:
+    node, _, _ = make_node(clock)
+    socket = SilentSocket()
+    conn = make_connection(socket, clock, abort=_Abort(None))
+    assert await node.admit(conn, "welcome") is None
+    handler = asyncio.create_task(make_gateway(node, clock)._run(socket, conn))  # type: ignore[arg-type]
+    await settle()
+    handler.cancel()  # a server shutting down, say: not ours to swallow
+    with pytest.raises(asyncio.CancelledError):
+        await handler
+    assert await node.presence.count("u1") == 0
 
 
 def test_rate_limit_is_a_token_bucket(clock: ManualClock) -> None:

@@ -21,7 +21,7 @@ from watchword.web.cookies import SessionCookie
 from watchword.web.hotpath import HotRoutes
 from watchword.web.oauth2 import install as _install_oidc
 from watchword.web.realtime import routes as realtime
-from watchword.web.realtime.entry import RealtimeEntry
+from watchword.web.realtime.entry import RealtimeApp, RealtimeEntry
 from watchword.web.routes import (
     account_lifecycle,
     admin,
@@ -98,7 +98,7 @@ def create_app(settings: Settings | None = None, *, container: Container | None 
             restore_signals()
             await container.stop()
 
-    app = FastAPI(
+    app = RealtimeApp(
         title="Watchword",
         version=__version__,
         summary="Sessions, tokens, API keys and an authenticated WebSocket gateway.",
@@ -151,9 +151,9 @@ def create_app(settings: Settings | None = None, *, container: Container | None 
     app.add_middleware(SecurityHeadersMiddleware, hsts=settings.https_public_url)
     app.add_middleware(logs.AccessLogMiddleware)
     logs.install_redaction()
-    # Outermost: the gateway's sockets skip the HTTP stack (memory per idle socket), and the
-    # fan-out fast path needs the server's own send.
-    app.add_middleware(RealtimeEntry, root=app, path=realtime.PATH)
+    # Before the whole stack, FastAPI's own layers included: the gateway's sockets skip it
+    # (memory per idle socket), and the fan-out fast path needs the server's own send.
+    app.realtime_entry = RealtimeEntry(app.through_stack, root=app, path=realtime.PATH)
     openapi.install(app)  # contract: every status each operation can answer
     return app
 

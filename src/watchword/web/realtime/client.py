@@ -17,7 +17,7 @@ from watchword.domain.errors import (
     WatchwordError,
 )
 from watchword.domain.principal import AuthMethod, Principal
-from watchword.web.authn import AuthChain, auth_error_of, principal_of
+from watchword.web.authn import AuthChain, auth_error_of, authenticate_scope, principal_of
 from watchword.web.deps import client_ip, origin_allowed
 from watchword.web.logs import log_access
 from watchword.web.realtime import closecodes, protocol
@@ -58,20 +58,29 @@ class Gateway:
         self._clock = clock
         self._random = randomness
 
-    async def serve(self, websocket: WebSocket) -> None:
+    async def serve(self, websocket: WebSocket, chain: AuthChain | None = None) -> None:
+        """Serve one socket; ``chain`` first authenticates it as the app's middleware would
+        (when the socket did not come through it)."""
+        # Few frames stay suspended for a socket's life (each costs memory per idle socket):
+        # this one and ``_run``'s. The handshake and the setup return before the loop.
         try:
-            await self._serve(websocket)
+            if chain is not None:
+                await authenticate_scope(websocket.scope, chain)
+            conn = await self._open(websocket)
+            if conn is not None:
+                await self._run(websocket, conn)
         except (WebSocketDisconnect, OSError):
             # The peer left mid-handshake (or before its close frame): nothing to tell it.
             log.debug("realtime: peer gone during the handshake")
 
-    async def _serve(self, websocket: WebSocket) -> None:
+    async def _open(self, websocket: WebSocket) -> Connection | None:
+        """Authenticate, accept and admit: the connection, or ``None`` once refused."""
         offered: list[str] = websocket.scope.get("subprotocols") or []
         subprotocol = protocol.PROTOCOL if protocol.PROTOCOL in offered else None
         if self.node.stopping:
             await websocket.accept(subprotocol)
             await websocket.close(closecodes.GOING_AWAY.code, closecodes.GOING_AWAY.reason())
-            return
+            return None
         principal: Principal | None = None
         refusal: tuple[CloseCode, str | None] | None = None
         try:
@@ -89,9 +98,9 @@ class Gateway:
         if refusal is not None:
             code, detail = refusal
             await websocket.close(code.code, code.reason(detail))
-            return
+            return None
         assert principal is not None and principal.user_id is not None
-        await self._run(websocket, principal)
+        return await self._admit(websocket, principal)
 
     async def _handshake_principal(self, websocket: WebSocket) -> Principal | None:
         principal = await self._handshake.authenticate(websocket)
@@ -135,21 +144,11 @@ class Gateway:
             return None, (close_code_for(exc), exc.message)
         return principal, None
 
-    async def _run(self, websocket: WebSocket, principal: Principal) -> None:
+    async def _admit(self, websocket: WebSocket, principal: Principal) -> Connection | None:
         started = time.perf_counter()
         node = self.node
         limits = node.limits
         assert principal.user_id is not None
-        handler = asyncio.current_task()
-        aborted = False
-
-        def abort() -> None:
-            nonlocal aborted
-            aborted = True
-            if handler is not None:
-                handler.cancel()
-
-        user_agent = websocket.headers.get("user-agent")
         conn = Connection(
             id=self._random.token(12),
             transport=websocket,
@@ -158,14 +157,14 @@ class Gateway:
             scopes=principal.scopes,
             method=principal.method.value,
             expires_at=node.expiry_for(principal),
-            device=str(describe_user_agent(user_agent)["label"]),
+            device=str(describe_user_agent(websocket.headers.get("user-agent"))["label"]),
             ip=client_ip(websocket),
             connected_at=self._clock.now(),
             queue_limit=limits.send_queue,
             rate=limits.rate,
             burst=limits.burst,
             close_timeout=limits.close_timeout,
-            abort=abort,
+            abort=_Abort(asyncio.current_task()),
             frames=frame_writer(websocket.scope),
             credential=credential_binding(principal),
         )
@@ -181,56 +180,58 @@ class Gateway:
         refusal = await node.admit(conn, welcome)
         if refusal is not None:
             await websocket.close(refusal.code, refusal.reason())
-            return
+            return None
         # Logged as accepted only now that it is authenticated and admitted.
         log_access(
             "WEBSOCKET",
-            websocket.url.path,
+            websocket.scope["path"],  # not .url: the URL object would live with the socket
             websocket.scope.get("query_string", b"").decode("latin-1"),
             101,
             started,
             conn.method,
         )
+        return conn
+
+    async def _run(self, websocket: WebSocket, conn: Connection) -> None:
+        """The message loop, until the peer goes or the connection is cut off."""
+        max_bytes = self.node.limits.max_message_bytes
         try:
-            await self._loop(websocket, conn)
+            while True:
+                message = await websocket.receive()
+                if message["type"] == "websocket.disconnect":
+                    return
+                if conn.closing:
+                    continue  # after our close frame: wait for the disconnect, ignore the rest
+                text = message.get("text")
+                if text is None:
+                    data = message.get("bytes") or b""
+                    if len(data) > max_bytes:
+                        conn.close(closecodes.MESSAGE_TOO_LARGE, f"limit {max_bytes} bytes")
+                    else:
+                        conn.close(closecodes.BAD_MESSAGE, "text frames only")
+                    continue
+                if _too_large(text, max_bytes):
+                    conn.close(closecodes.MESSAGE_TOO_LARGE, f"limit {max_bytes} bytes")
+                    continue
+                if not conn.received():
+                    conn.close(closecodes.RATE_LIMITED)
+                    continue
+                try:
+                    parsed = protocol.parse(text)
+                except protocol.ProtocolError as exc:
+                    conn.close(closecodes.BAD_MESSAGE, str(exc))
+                    continue
+                await self._handle(conn, parsed)
         except asyncio.CancelledError:
-            if not aborted:
+            abort = conn.abort_hook
+            if not (isinstance(abort, _Abort) and abort.fired):
                 raise
             task = asyncio.current_task()
             if task is not None:
                 task.uncancel()
         finally:
             conn.mark_disconnected()
-            await node.leave(conn)
-
-    async def _loop(self, websocket: WebSocket, conn: Connection) -> None:
-        max_bytes = self.node.limits.max_message_bytes
-        while True:
-            message = await websocket.receive()
-            if message["type"] == "websocket.disconnect":
-                return
-            if conn.closing:
-                continue  # after our close frame: wait for the disconnect, ignore the rest
-            text = message.get("text")
-            if text is None:
-                data = message.get("bytes") or b""
-                if len(data) > max_bytes:
-                    conn.close(closecodes.MESSAGE_TOO_LARGE, f"limit {max_bytes} bytes")
-                else:
-                    conn.close(closecodes.BAD_MESSAGE, "text frames only")
-                continue
-            if _too_large(text, max_bytes):
-                conn.close(closecodes.MESSAGE_TOO_LARGE, f"limit {max_bytes} bytes")
-                continue
-            if not conn.received():
-                conn.close(closecodes.RATE_LIMITED)
-                continue
-            try:
-                parsed = protocol.parse(text)
-            except protocol.ProtocolError as exc:
-                conn.close(closecodes.BAD_MESSAGE, str(exc))
-                continue
-            await self._handle(conn, parsed)
+            await self.node.leave(conn)
 
     async def _handle(self, conn: Connection, message: protocol.ClientMessage) -> None:
         if isinstance(message, protocol.Ping):
@@ -313,6 +314,22 @@ class Gateway:
                 expires_at=protocol.iso(conn.expires_at) if conn.expires_at else None,
             )
         )
+
+
+class _Abort:
+    """Gives up on a socket whose close frame could not be written: cancels its handler,
+    which then ends quietly (a cancellation from anywhere else still propagates)."""
+
+    __slots__ = ("fired", "handler")
+
+    def __init__(self, handler: asyncio.Task[None] | None) -> None:
+        self.handler = handler
+        self.fired = False
+
+    def __call__(self) -> None:
+        self.fired = True
+        if self.handler is not None:
+            self.handler.cancel()
 
 
 class _Refused(Exception):

@@ -131,6 +131,11 @@ class Connection:
         return self.close_code is not None
 
     @property
+    def abort_hook(self) -> Callable[[], None] | None:
+        """What is called when even the close frame cannot be written in time."""
+        return self._abort
+
+    @property
     def queued(self) -> int:
         """Messages accepted but not yet written to the socket."""
         return self._queued
