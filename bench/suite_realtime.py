@@ -11,7 +11,8 @@ and, in the same run, two baselines on the same uvicorn stack holding the same c
 python-socketio emitting to a room (it authenticates nobody), and the physical limit, a bare
 server that writes one pre-encoded frame to every accepted socket.
 
-Clients run in separate processes (websockets' asyncio client); times are CLOCK_MONOTONIC,
+Clients run in separate processes (websockets' asyncio client, each frame handled in the
+callback that parsed it); times are CLOCK_MONOTONIC,
 which is shared by every process on the machine. Loopback only; every loop is bounded in count
 and time.
 
@@ -32,11 +33,15 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Callable
 from multiprocessing.connection import Connection as Pipe
 from typing import Any
 
 import httpx
 import websockets
+from websockets.asyncio.client import ClientConnection
+from websockets.frames import Frame, Opcode
+from websockets.protocol import Event
 
 from bench.common import PASSWORD, Server, free_port, print_table
 from bench.results import count_errors, percentile, record
@@ -66,31 +71,54 @@ def rss_kib(pid: int) -> int:
 # -- client worker process ------------------------------------------------------------------
 
 
+class CountingConnection(ClientConnection):
+    """A client connection whose text frames go straight to ``sink`` once it is set.
+
+    websockets hands every message to a reader task: a task switch per message and socket,
+    which made the clients, not the servers, the bottleneck of a 10,000-socket fan-out (the
+    bare "limit" server measured the client's speed). With a sink, a frame is handled in
+    the same callback that parsed it; the handshake and the subscription still use recv().
+    """
+
+    sink: Callable[[CountingConnection, bytes], None] | None = None
+
+    def process_event(self, event: Event) -> None:
+        sink = self.sink
+        if sink is not None and isinstance(event, Frame) and event.opcode is Opcode.TEXT:
+            sink(self, bytes(event.data))
+            return
+        super().process_event(event)
+
+    def reply(self, text: bytes) -> None:
+        """Send a text frame from inside the sink (no await: the frame is tiny)."""
+        self.protocol.send_text(text)
+        self.send_data()
+
+
+PONGS = {"watchword": (b'{"type":"ping"}', b'{"type":"pong"}'), "socketio": (b"2", b"3")}
+
+
 class Worker:
     """Holds connections in its own process; reports when a marked event reached them all."""
 
     def __init__(self, pipe: Pipe) -> None:
         self.pipe = pipe
-        self.sockets: list[Any] = []
-        self.readers: list[asyncio.Task[None]] = []
-        self.marker = ""
+        self.sockets: list[CountingConnection] = []
+        self.marker = b""
         self.expected = 0
         self.count = 0
         self.last = 0.0
         self.done = asyncio.Event()
+        self.ping = self.pong = b""
 
-    async def reader(self, ws: Any, kind: str) -> None:
-        with contextlib.suppress(websockets.ConnectionClosed):
-            async for raw in ws:
-                if self.marker and self.marker in raw:
-                    self.count += 1
-                    self.last = time.monotonic()
-                    if self.count >= self.expected:
-                        self.done.set()
-                elif kind == "watchword" and raw == '{"type":"ping"}':
-                    await ws.send('{"type":"pong"}')
-                elif kind == "socketio" and raw == "2":
-                    await ws.send("3")
+    def sink(self, ws: CountingConnection, data: bytes) -> None:
+        if self.marker and self.marker in data:
+            self.count += 1
+            self.last = time.monotonic()
+            if self.count >= self.expected:
+                self.done.set()
+        elif data == self.ping:
+            ws.reply(self.pong)
 
     async def open_one(self, kind: str, url: str, token: str, channels: list[str]) -> None:
         if kind == "watchword":
@@ -100,6 +128,7 @@ class Worker:
                 open_timeout=30,
                 ping_interval=None,
                 max_queue=4,
+                create_connection=CountingConnection,
             )
             welcome = json.loads(await asyncio.wait_for(ws.recv(), 30))
             if welcome.get("type") != "welcome":
@@ -110,7 +139,13 @@ class Worker:
                 if answer.get("type") != "subscribed":
                     raise RuntimeError(f"subscribe refused: {answer}")
         elif kind == "limit":
-            ws = await websockets.connect(url, open_timeout=30, ping_interval=None, max_queue=4)
+            ws = await websockets.connect(
+                url,
+                open_timeout=30,
+                ping_interval=None,
+                max_queue=4,
+                create_connection=CountingConnection,
+            )
         else:
             room = ",".join(channels)
             ws = await websockets.connect(
@@ -118,6 +153,7 @@ class Worker:
                 open_timeout=30,
                 ping_interval=None,
                 max_queue=4,
+                create_connection=CountingConnection,
             )
             opened = await asyncio.wait_for(ws.recv(), 30)  # engine.io "0{...}"
             if not str(opened).startswith("0"):
@@ -126,8 +162,10 @@ class Worker:
             connected = await asyncio.wait_for(ws.recv(), 30)  # "40{sid}"
             if not str(connected).startswith("40"):
                 raise RuntimeError(f"socket.io connect expected, got {connected!r}")
+        assert isinstance(ws, CountingConnection)
+        self.ping, self.pong = PONGS.get(kind, (b"", b""))
+        ws.sink = self.sink
         self.sockets.append(ws)
-        self.readers.append(asyncio.create_task(self.reader(ws, kind)))
 
     async def open_many(self, spec: dict[str, Any]) -> tuple[int, int]:
         semaphore = asyncio.Semaphore(OPEN_CONCURRENCY)
@@ -154,7 +192,7 @@ class Worker:
             if command == "open":
                 self.pipe.send(await self.open_many(arg))
             elif command == "expect":
-                self.marker, self.expected = arg
+                self.marker, self.expected = arg[0].encode(), arg[1]
                 self.count, self.last = 0, 0.0
                 self.done = asyncio.Event()
                 if self.expected == 0:
@@ -170,8 +208,6 @@ class Worker:
                 for ws in self.sockets:
                     with contextlib.suppress(Exception):
                         await asyncio.wait_for(ws.close(), 1)
-                for task in self.readers:
-                    task.cancel()
                 self.pipe.send("closed")
                 return
 
