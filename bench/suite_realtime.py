@@ -41,7 +41,7 @@ import httpx
 import websockets
 from websockets.asyncio.client import ClientConnection
 from websockets.frames import Frame, Opcode
-from websockets.protocol import Event
+from websockets.protocol import Event, State
 
 from bench.common import PASSWORD, Server, free_port, print_table
 from bench.results import count_errors, percentile, record
@@ -90,7 +90,10 @@ class CountingConnection(ClientConnection):
         super().process_event(event)
 
     def reply(self, text: bytes) -> None:
-        """Send a text frame from inside the sink (no await: the frame is tiny)."""
+        """Send a text frame from inside the sink (no await: the frame is tiny); nothing
+        once the connection is closing (a ping that crossed our close frame)."""
+        if self.protocol.state is not State.OPEN:
+            return
         self.protocol.send_text(text)
         self.send_data()
 
