@@ -39,8 +39,16 @@ def client_ip(conn: HTTPConnection) -> str | None:
     return client_address(conn, settings.proxy_networks, any_peer=settings.trust_forwarded_for)
 
 
-def context(request: Request) -> RequestContext:
+def request_context(request: Request) -> RequestContext:
+    """Who is asking, for audit lines: the client's address and user agent."""
     return RequestContext.of(client_ip(request), request.headers.get("user-agent"))
+
+
+async def context(request: Request) -> RequestContext:
+    """``request_context`` as a dependency. A coroutine, though it never waits: FastAPI runs
+    a plain function dependency in a worker thread, a thread hop per request (and a thread
+    start when none is idle, which the event loop waits for)."""
+    return request_context(request)
 
 
 def origin_allowed(conn: HTTPConnection, origin: str) -> bool:

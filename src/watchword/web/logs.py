@@ -13,10 +13,14 @@ line only once its authentication succeeded (the gateway logs it), not at the ha
 
 from __future__ import annotations
 
+import atexit
+import copy
 import json
 import logging
+import logging.handlers
 import re
 import time
+from queue import SimpleQueue
 from typing import Any
 from urllib.parse import unquote_plus
 
@@ -94,6 +98,8 @@ class JsonFormatter(logging.Formatter):
             entry.update(fields)
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
+        elif record.exc_text:  # formatted before it crossed the queue (``LineQueue``)
+            entry["exception"] = record.exc_text
         return json.dumps(entry, separators=(",", ":"))
 
 
@@ -108,18 +114,59 @@ class NoSocketHandshakeLines(logging.Filter):
 _REDACTOR = RedactSecrets()
 
 
+class LineQueue(logging.handlers.QueueHandler):
+    """Hands records to the writer thread: the event loop never waits on a write.
+
+    A write to a file or a pipe can block: behind a reader that fell behind, or, on a file,
+    behind the filesystem's journal while SQLite syncs a commit (a login storm made the loop
+    wait tens of milliseconds in ``write``, every request of every client with it). The record
+    crosses with its message and any traceback already made into text (its arguments and
+    exception objects may not outlive the call), and keeps its other fields for the
+    formatter on the other side.
+    """
+
+    def prepare(self, record: logging.LogRecord) -> logging.LogRecord:
+        record = copy.copy(record)
+        record.msg = record.getMessage()
+        record.args = None
+        if record.exc_info:
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+            record.exc_info = None
+        return record
+
+
+_writer: logging.handlers.QueueListener | None = None
+
+
+@atexit.register
+def _stop_writer() -> None:
+    """Write what is queued and end the writer thread (at exit, or when configured again)."""
+    global _writer
+    if _writer is not None:
+        _writer.stop()
+        _writer = None
+
+
 def configure(*, level: str = "info", json_format: bool = False, access: bool = True) -> None:
     """Logging for ``watchword serve``: one handler on the root logger, redacted, and
-    uvicorn's loggers sent through it; ``access=False`` silences the access lines."""
-    handler = logging.StreamHandler()
-    handler.addFilter(_REDACTOR)
-    handler.addFilter(NoSocketHandshakeLines())
+    uvicorn's loggers sent through it, written by a thread of its own (``LineQueue``);
+    ``access=False`` silences the access lines."""
+    global _writer
+    stream = logging.StreamHandler()
     if json_format:
-        handler.setFormatter(JsonFormatter())
+        stream.setFormatter(JsonFormatter())
     else:
-        handler.setFormatter(
+        stream.setFormatter(
             logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s", "%H:%M:%S")
         )
+    queue: SimpleQueue[logging.LogRecord] = SimpleQueue()
+    handler = LineQueue(queue)
+    # Filtered before the queue: they read the message's template and arguments.
+    handler.addFilter(_REDACTOR)
+    handler.addFilter(NoSocketHandshakeLines())
+    _stop_writer()  # configured again in this process: one writer, the newest
+    _writer = logging.handlers.QueueListener(queue, stream)
+    _writer.start()
     root = logging.getLogger()
     root.handlers = [handler]
     root.setLevel(level.upper())

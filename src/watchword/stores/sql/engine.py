@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 from typing import Any, ParamSpec, TypeVar
 
 from sqlalchemy import event
+from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
@@ -22,7 +23,13 @@ T = TypeVar("T")
 
 def make_engine(url: str, *, pool_size: int = 10, timeout: float = 5.0) -> AsyncEngine:
     if url.startswith("sqlite"):
-        engine = create_async_engine(url, connect_args={"timeout": timeout})
+        pooled: dict[str, Any] = {}
+        if make_url(url).database not in (None, "", ":memory:"):
+            # Connections are kept, as on PostgreSQL: the default pool (5, and up to 10
+            # more opened and closed again under load) made every burst of sign-ins start
+            # and stop aiosqlite threads, and the event loop waits for each thread to start.
+            pooled = {"pool_size": pool_size, "max_overflow": pool_size, "pool_timeout": timeout}
+        engine = create_async_engine(url, connect_args={"timeout": timeout}, **pooled)
         _configure_sqlite(engine, busy_timeout_ms=int(timeout * 1000))
         return engine
     return create_async_engine(

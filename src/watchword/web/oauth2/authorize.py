@@ -27,7 +27,7 @@ from watchword.services.authorization import (
     UntrustedRedirect,
 )
 from watchword.web.authn import principal_of
-from watchword.web.deps import container_of, context, is_person_session, require
+from watchword.web.deps import container_of, is_person_session, request_context, require
 from watchword.web.pages.rendering import PageRoute, error_page, render
 from watchword.web.pages.security import CONTENT_SECURITY_POLICY
 from watchword.web.pages.signin import redirect_to_login
@@ -214,7 +214,7 @@ async def consent(
         )
         return _back_to_app(refused.location())
     await container.authorization.remember_consent(
-        auth_request, principal.user_id, context(request)
+        auth_request, principal.user_id, request_context(request)
     )
     location = await container.authorization.issue_code(
         auth_request, user_id=principal.user_id, session_id=principal.session_id

@@ -24,7 +24,7 @@ from watchword.domain.principal import AuthMethod, Principal
 from watchword.domain.sessions import RevokeReason
 from watchword.services.authorization import UntrustedRedirect, add_query
 from watchword.web.authn import principal_of
-from watchword.web.deps import container_of, context, is_person_session, require
+from watchword.web.deps import container_of, is_person_session, request_context, require
 from watchword.web.pages.rendering import PageRoute, error_page, render
 
 router = APIRouter(route_class=PageRoute, include_in_schema=False)
@@ -79,7 +79,7 @@ def _browser_session(principal: Principal) -> str | None:
 async def _end(request: Request, session_id: str) -> None:
     with contextlib.suppress(NotFound):  # ended meanwhile: what was asked for
         await container_of(request).sessions.revoke(
-            session_id, RevokeReason.LOGOUT, context(request)
+            session_id, RevokeReason.LOGOUT, request_context(request)
         )
 
 

@@ -25,7 +25,7 @@ from watchword.domain.errors import (
 from watchword.domain.principal import Principal
 from watchword.domain.sessions import RevokeReason
 from watchword.web.authn import principal_of
-from watchword.web.deps import container_of, context, require
+from watchword.web.deps import container_of, request_context, require
 from watchword.web.pages.rendering import PageRoute, page_for_error, render
 from watchword.web.pages.security import (
     FORM_FIELD,
@@ -243,7 +243,7 @@ async def signup_submit(request: Request) -> Response:
     if password != _text(form, "password_again", 4096):
         return _signup_page(request, email=email, error="The passwords do not match.", status=400)
     try:
-        await accounts.register(email=email, password=password, ctx=context(request))
+        await accounts.register(email=email, password=password, ctx=request_context(request))
         _, response = await sign_in(request, email=email, password=password)
     except InvalidInput as exc:
         return _signup_page(request, email=email, error=exc.message, status=400)
@@ -260,7 +260,7 @@ async def logout(
 ) -> Response:
     if principal.session_id is not None:
         await container_of(request).sessions.revoke(
-            principal.session_id, RevokeReason.LOGOUT, context(request)
+            principal.session_id, RevokeReason.LOGOUT, request_context(request)
         )
     response = RedirectResponse("/login", status_code=303)
     request.app.state.session_cookie.clear(response)
@@ -404,7 +404,10 @@ async def change_password(
         )
     try:
         changed = await container_of(request).accounts.change_password(
-            principal, current=_text(form, "current_password", 4096), new=new, ctx=context(request)
+            principal,
+            current=_text(form, "current_password", 4096),
+            new=new,
+            ctx=request_context(request),
         )
     except (InvalidCredentials, InvalidInput, RateLimited) as exc:
         status = 429 if isinstance(exc, RateLimited) else 400
@@ -430,7 +433,7 @@ async def reauthenticate(
         await container_of(request).step_up.reauth(
             principal,
             _text(form, "password", 4096),
-            context(request),
+            request_context(request),
             _text(form, "code", 100).replace(" ", "") or None,
         )
     except (InvalidCredentials, RateLimited, MfaCodeRequired) as exc:
@@ -453,7 +456,7 @@ async def send_verification(
     assert principal.user_id is not None
     try:
         await container_of(request).lifecycle.resend_verification(
-            principal.user_id, context(request)
+            principal.user_id, request_context(request)
         )
     except Conflict:
         return RedirectResponse("/account", status_code=303)
@@ -471,7 +474,7 @@ async def revoke_device(
     await container_of(request).sessions.revoke(
         session_id[:64],
         RevokeReason.REVOKED,
-        context(request),
+        request_context(request),
         owner_id=principal.user_id,
         actor_id=principal.user_id,
     )
@@ -490,7 +493,7 @@ async def revoke_other_devices(
     await container_of(request).sessions.revoke_all(
         principal.user_id,
         RevokeReason.REVOKED_OTHERS,
-        context(request),
+        request_context(request),
         except_session_id=principal.session_id,
         actor_id=principal.user_id,
     )
@@ -503,7 +506,10 @@ async def revoke_every_device(
 ) -> Response:
     assert principal.user_id is not None
     await container_of(request).sessions.revoke_all(
-        principal.user_id, RevokeReason.REVOKED, context(request), actor_id=principal.user_id
+        principal.user_id,
+        RevokeReason.REVOKED,
+        request_context(request),
+        actor_id=principal.user_id,
     )
     response = RedirectResponse("/login", status_code=303)
     request.app.state.session_cookie.clear(response)
@@ -534,7 +540,7 @@ async def create_api_key(request: Request, principal: Principal = Depends(key_ma
             scopes=scopes,
             grantable=principal.scopes,
             expires_in=KEY_LIFETIMES[lifetime],
-            ctx=context(request),
+            ctx=request_context(request),
             actor_id=principal.user_id,
         )
     except InvalidInput as exc:
@@ -551,7 +557,10 @@ async def revoke_api_key(
 ) -> Response:
     assert principal.user_id is not None
     await container_of(request).api_keys.revoke(
-        key_id[:64], context(request), owner_id=principal.user_id, actor_id=principal.user_id
+        key_id[:64],
+        request_context(request),
+        owner_id=principal.user_id,
+        actor_id=principal.user_id,
     )
     return RedirectResponse("/account#api-keys", status_code=303)
 
@@ -563,7 +572,7 @@ async def disconnect_app(
     """Revoke the app's tokens and the consent: it must ask again to sign the person in."""
     assert principal.user_id is not None
     await container_of(request).app_tokens.disconnect(
-        principal.user_id, client_id[:64], context(request)
+        principal.user_id, client_id[:64], request_context(request)
     )
     return RedirectResponse("/account#apps", status_code=303)
 

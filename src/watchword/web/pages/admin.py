@@ -14,7 +14,7 @@ from watchword.domain.principal import Principal
 from watchword.domain.sessions import RevokeReason
 from watchword.domain.users import User
 from watchword.services.clients import AppRegistration
-from watchword.web.deps import container_of, context, require
+from watchword.web.deps import container_of, request_context, require
 from watchword.web.pages.account import online_sessions
 from watchword.web.pages.rendering import PageRoute, render
 from watchword.web.realtime.routes import realtime_of
@@ -120,7 +120,7 @@ async def register_app(request: Request, principal: Principal = Depends(admin)) 
         )
         created = await container_of(request).clients.create(
             name=str(form.get("name") or "")[:200],
-            ctx=context(request),
+            ctx=request_context(request),
             actor_id=principal.user_id,
             app=app,
         )
@@ -175,7 +175,7 @@ async def set_roles(
         roles.extend(r for r in extra.replace(",", " ").split() if r)
     try:
         await container_of(request).accounts.set_roles(
-            user_id[:64], roles, context(request), actor_id=principal.user_id
+            user_id[:64], roles, request_context(request), actor_id=principal.user_id
         )
     except InvalidInput as exc:
         return await _user_page(request, user_id, status=400, error=exc.message)
@@ -186,7 +186,7 @@ async def _set_disabled(
     request: Request, user_id: str, principal: Principal, disabled: bool
 ) -> Response:
     await container_of(request).accounts.set_disabled(
-        user_id[:64], disabled, context(request), actor_id=principal.user_id
+        user_id[:64], disabled, request_context(request), actor_id=principal.user_id
     )
     done = "disabled" if disabled else "enabled"
     return RedirectResponse(f"/admin/users/{user_id[:64]}?done={done}", status_code=303)
@@ -213,7 +213,7 @@ async def sign_out_user(
     container = container_of(request)
     user = await container.accounts.get_user(user_id[:64])
     await container.sessions.revoke_all(
-        user.id, RevokeReason.ADMIN, context(request), actor_id=principal.user_id
+        user.id, RevokeReason.ADMIN, request_context(request), actor_id=principal.user_id
     )
     return RedirectResponse(f"/admin/users/{user.id}?done=signed_out", status_code=303)
 

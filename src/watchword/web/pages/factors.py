@@ -20,7 +20,7 @@ from watchword.domain.errors import (
     ReauthRequired,
 )
 from watchword.domain.principal import Principal
-from watchword.web.deps import container_of, context
+from watchword.web.deps import container_of, request_context
 from watchword.web.pages.account import account_page, enrolment_reader
 from watchword.web.pages.rendering import PageRoute
 
@@ -45,7 +45,7 @@ async def start_totp(
     if (stale := await _recent(request, principal)) is not None:
         return stale
     try:
-        enrolment = await container_of(request).mfa.enroll(principal, context(request))
+        enrolment = await container_of(request).mfa.enroll(principal, request_context(request))
     except Conflict:
         return RedirectResponse(FACTORS, status_code=303)
     # The secret is in this answer only (the page is no-store), as in the API's.
@@ -62,7 +62,7 @@ async def confirm_totp(
         return stale
     try:
         codes = await container_of(request).mfa.confirm(
-            principal, code if isinstance(code, str) else "", context(request)
+            principal, code if isinstance(code, str) else "", request_context(request)
         )
     except (InvalidCredentials, RateLimited, NotFound) as exc:
         message = exc.message
@@ -82,7 +82,7 @@ async def remove_totp(
     if (stale := await _recent(request, principal)) is not None:
         return stale
     try:
-        await container_of(request).mfa.remove(principal, context(request))
+        await container_of(request).mfa.remove(principal, request_context(request))
     except NotFound:
         pass
     return RedirectResponse("/account?done=totp-removed#factors", status_code=303)
@@ -95,7 +95,9 @@ async def remove_passkey(
     if (stale := await _recent(request, principal)) is not None:
         return stale
     try:
-        await container_of(request).passkeys.remove(principal, passkey_id[:64], context(request))
+        await container_of(request).passkeys.remove(
+            principal, passkey_id[:64], request_context(request)
+        )
     except NotFound:
         pass
     return RedirectResponse("/account?done=passkey-removed#factors", status_code=303)

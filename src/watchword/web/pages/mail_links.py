@@ -15,7 +15,7 @@ from starlette.responses import RedirectResponse, Response
 
 from watchword.domain.errors import InvalidAccountToken, InvalidInput, RateLimited
 from watchword.web.authn import principal_of
-from watchword.web.deps import container_of, context
+from watchword.web.deps import container_of, request_context
 from watchword.web.pages.rendering import PageRoute, render
 from watchword.web.pages.security import (
     FORM_FIELD,
@@ -75,7 +75,7 @@ async def verify_email_submit(request: Request) -> Response:
     check_pre_session_token(request, _field(form, FORM_FIELD, 512))
     try:
         user = await container_of(request).lifecycle.verify_email(
-            _field(form, "token", TOKEN_LIMIT), context(request)
+            _field(form, "token", TOKEN_LIMIT), request_context(request)
         )
     except InvalidAccountToken:
         message = (
@@ -97,7 +97,9 @@ async def resend_verification(request: Request) -> Response:
     check_pre_session_token(request, _field(form, FORM_FIELD, 512))
     email = _field(form, "email", 320)
     try:
-        await container_of(request).lifecycle.resend_verification_to(email, context(request))
+        await container_of(request).lifecycle.resend_verification_to(
+            email, request_context(request)
+        )
     except RateLimited as exc:
         values = {"error": wait_message(exc), "resend": True, "email": email}
         return _throttled(_page(request, "verify_email.html", values, 429), exc)
@@ -118,7 +120,9 @@ async def forgot_password_submit(request: Request) -> Response:
     check_pre_session_token(request, _field(form, FORM_FIELD, 512))
     email = _field(form, "email", 320)
     try:
-        await container_of(request).lifecycle.request_password_reset(email, context(request))
+        await container_of(request).lifecycle.request_password_reset(
+            email, request_context(request)
+        )
     except RateLimited as exc:
         values = {"email": email, "error": wait_message(exc)}
         return _throttled(_page(request, "forgot_password.html", values, 429), exc)
@@ -154,7 +158,7 @@ async def reset_password_submit(request: Request) -> Response:
         return _reset_page(request, token=token, error="The passwords do not match.", status=400)
     try:
         _, revoked = await container_of(request).lifecycle.reset_password(
-            token, new, context(request)
+            token, new, request_context(request)
         )
     except InvalidAccountToken:
         message = (

@@ -18,7 +18,7 @@ from watchword.domain.principal import AuthMethod
 from watchword.domain.sessions import RevokeReason
 from watchword.services.accounts import SecondFactorNeeded, SignIn
 from watchword.web.authn import principal_of
-from watchword.web.deps import container_of, context
+from watchword.web.deps import container_of, request_context
 from watchword.web.routes.auth import finish_second_factor
 
 DEFAULT_NEXT = "/account"
@@ -78,7 +78,7 @@ async def sign_in(
     ``AccountDisabled``, ``StoreUnavailable``. The caller renders those.
     """
     container = container_of(request)
-    ctx = context(request)
+    ctx = request_context(request)
     signin = await container.accounts.login(
         email=email, password=password, device_name=device_name or None, ctx=ctx
     )
@@ -101,7 +101,7 @@ async def finish_sign_in(
 ) -> RedirectResponse:
     """The second step, as the API's ``POST /v1/auth/mfa`` does it (same checks, throttles
     and audit), ending in a cookie session and a 303 to ``next_path`` when it is safe."""
-    signin, _ = await finish_second_factor(request, challenge, code, context(request))
+    signin, _ = await finish_second_factor(request, challenge, code, request_context(request))
     return await start_browser_session(request, signin, next_path)
 
 
@@ -110,7 +110,7 @@ async def start_browser_session(
 ) -> RedirectResponse:
     """The cookie of ``signin``'s session, and rotation: the browser's previous session ends."""
     container = container_of(request)
-    ctx = context(request)
+    ctx = request_context(request)
     response = RedirectResponse(safe_next(next_path), status_code=303)
     response.headers["Cache-Control"] = "no-store"
     assert signin.new.secret is not None

@@ -26,7 +26,7 @@ from watchword.web.authn_machines import (
     authenticate_token_client,
     presents_client_credentials,
 )
-from watchword.web.deps import client_ip, container_of, context
+from watchword.web.deps import client_ip, container_of, request_context
 from watchword.web.openapi import oauth2_operation
 
 router = APIRouter(prefix="/oauth2", tags=["oauth2"])
@@ -113,7 +113,7 @@ class TokenEndpoint:
         if grant_type not in GRANT_TYPES:
             raise UnsupportedGrantType()
         container = container_of(request)
-        ctx = context(request)
+        ctx = request_context(request)
         if grant_type == "client_credentials":
             client = await authenticate_oauth_client(request, form, container.clients)
             issued = await container.clients.issue_token(client, _param(form, "scope"), ctx)
@@ -164,7 +164,7 @@ class RevocationEndpoint:
         token = _param(form, "token", required=True)
         container.introspection.check_hint(_param(form, "token_type_hint"))
         assert token is not None
-        await container.introspection.revoke(token, client, context(request))
+        await container.introspection.revoke(token, client, request_context(request))
         return JSONResponse({}, headers=NO_STORE)
 
 

@@ -1,0 +1,121 @@
+"""What the event loop must never wait for: a log write, a worker thread per request, a
+database connection opened and closed again."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import logging
+import threading
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import Client
+from tests.helpers import PASSWORD
+from watchword.stores.sql.engine import make_engine
+from watchword.web import logs
+
+
+class ThreadNotingStream(io.StringIO):
+    def __init__(self) -> None:
+        super().__init__()
+        self.writers: set[int] = set()
+
+    def write(self, text: str) -> int:
+        self.writers.add(threading.get_ident())
+        return super().write(text)
+
+
+def test_log_lines_are_written_by_a_thread_of_their_own_and_still_redacted(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    stream = ThreadNotingStream()
+    monkeypatch.setattr("sys.stderr", stream)  # where logging.StreamHandler() writes
+    root = logging.getLogger()
+    saved = root.handlers[:], root.level
+    try:
+        logs.configure(level="info")
+        logging.getLogger("watchword.test").info("GET %s", "/v1/realtime?ticket=wwt_secret&x=1")
+        try:
+            raise ValueError("boom")
+        except ValueError:
+            logging.getLogger("watchword.test").exception("failed")
+        logs._stop_writer()  # what is queued is written
+    finally:
+        root.handlers, _ = saved
+        root.setLevel(saved[1])
+    text = stream.getvalue()
+    assert "GET /v1/realtime?ticket=[redacted]&x=1" in text
+    assert "wwt_secret" not in text
+    assert "ValueError: boom" in text  # the traceback crossed the queue as text
+    assert stream.writers and threading.get_ident() not in stream.writers
+
+
+def test_json_lines_keep_the_traceback_in_its_own_field(monkeypatch: pytest.MonkeyPatch) -> None:
+    stream = ThreadNotingStream()
+    monkeypatch.setattr("sys.stderr", stream)
+    root = logging.getLogger()
+    saved = root.handlers[:], root.level
+    try:
+        logs.configure(level="info", json_format=True)
+        try:
+            raise ValueError("boom")
+        except ValueError:
+            logging.getLogger("watchword.test").exception("failed")
+        logs._stop_writer()
+    finally:
+        root.handlers, _ = saved
+        root.setLevel(saved[1])
+    entry = json.loads(stream.getvalue().strip().splitlines()[-1])
+    assert entry["message"] == "failed"
+    assert "ValueError: boom" in entry["exception"]
+
+
+async def test_routes_that_note_the_request_context_run_no_worker_thread(
+    client: Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # FastAPI runs a plain-function dependency in a worker thread; the request context (31
+    # routes, sign-in among them) is a coroutine, so it does not.
+    import fastapi.dependencies.utils as resolver
+
+    hops: list[Any] = []
+    real = resolver.run_in_threadpool
+
+    async def counting(func: Any, *args: Any, **kwargs: Any) -> Any:
+        hops.append(func)
+        return await real(func, *args, **kwargs)
+
+    monkeypatch.setattr(resolver, "run_in_threadpool", counting)
+    created = await client.post(
+        "/v1/users", json={"email": "ctx@example.com", "password": PASSWORD}
+    )
+    assert created.status_code == 201, created.text
+    login = await client.post(
+        "/v1/auth/login", json={"email": "ctx@example.com", "password": PASSWORD}
+    )
+    assert login.status_code == 200, login.text
+    assert hops == []
+
+
+async def test_a_sqlite_file_keeps_its_connections_between_bursts(tmp_path: Path) -> None:
+    # The driver's default pool kept 5 and opened and closed the rest of every burst: each
+    # an aiosqlite thread started while the event loop waited.
+    engine = make_engine(f"sqlite+aiosqlite:///{tmp_path / 'pool.db'}", pool_size=10)
+    release = asyncio.Event()
+
+    async def hold() -> None:
+        async with engine.connect():
+            await release.wait()
+
+    holders = [asyncio.create_task(hold()) for _ in range(8)]
+    while engine.sync_engine.pool.checkedout() < 8:  # type: ignore[attr-defined]
+        await asyncio.sleep(0.01)
+    release.set()
+    await asyncio.gather(*holders)
+    try:
+        assert engine.sync_engine.pool.checkedin() == 8  # type: ignore[attr-defined]
+    finally:
+        await engine.dispose()
