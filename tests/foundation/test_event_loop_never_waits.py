@@ -7,6 +7,9 @@ import asyncio
 import io
 import json
 import logging
+import os
+import signal
+import subprocess
 import threading
 from pathlib import Path
 from typing import Any
@@ -14,7 +17,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import Client
-from tests.helpers import PASSWORD
+from tests.helpers import PASSWORD, WATCHWORD, free_port, wait_until_serving
 from watchword.stores.sql.engine import make_engine
 from watchword.web import logs
 
@@ -38,20 +41,51 @@ def test_log_lines_are_written_by_a_thread_of_their_own_and_still_redacted(
     saved = root.handlers[:], root.level
     try:
         logs.configure(level="info")
-        logging.getLogger("watchword.test").info("GET %s", "/v1/realtime?ticket=wwt_secret&x=1")
+        logs.log_access("GET", "/v1/realtime", "ticket=wwt_secret&x=1", 101, 0.0, "user")
         try:
             raise ValueError("boom")
         except ValueError:
             logging.getLogger("watchword.test").exception("failed")
-        logs._stop_writer()  # what is queued is written
+        # A line that is not an access line is written before the call returns, after
+        # whatever was queued before it.
+        text = stream.getvalue()
+        logs._stop_writer()
     finally:
         root.handlers, _ = saved
         root.setLevel(saved[1])
-    text = stream.getvalue()
-    assert "GET /v1/realtime?ticket=[redacted]&x=1" in text
+    assert "GET /v1/realtime?ticket=[redacted]&x=1 101" in text
     assert "wwt_secret" not in text
+    assert text.index("GET /v1/realtime") < text.index("failed")
     assert "ValueError: boom" in text  # the traceback crossed the queue as text
     assert stream.writers and threading.get_ident() not in stream.writers
+
+
+def test_a_server_stopped_by_sigterm_still_writes_its_last_lines(tmp_path: Path) -> None:
+    # uvicorn ends the process by raising the signal again after shutdown: no exit handler
+    # runs, so a line still queued then would be lost.
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WATCHWORD_")}
+    env["WATCHWORD_DATABASE_URL"] = f"sqlite+aiosqlite:///{tmp_path / 'w.db'}"
+    log = tmp_path / "server.log"
+    with log.open("wb") as out:
+        server = subprocess.Popen(
+            [WATCHWORD, "serve", "--port", str(port)],
+            cwd=tmp_path,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            wait_until_serving(server, f"http://127.0.0.1:{port}", output=log.read_text)
+            server.send_signal(signal.SIGTERM)
+            server.wait(timeout=30)
+        finally:
+            if server.poll() is None:
+                server.kill()
+                server.wait()
+    text = log.read_text()
+    assert "GET /healthz 200" in text
+    assert "Finished server process" in text
 
 
 def test_json_lines_keep_the_traceback_in_its_own_field(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -19,6 +19,7 @@ import json
 import logging
 import logging.handlers
 import re
+import threading
 import time
 from queue import SimpleQueue
 from typing import Any
@@ -114,8 +115,41 @@ class NoSocketHandshakeLines(logging.Filter):
 _REDACTOR = RedactSecrets()
 
 
+class _Written:
+    """Queued after a record that must be written before its caller goes on: the writer
+    answers it once everything before it is written."""
+
+    __slots__ = ("done",)
+
+    def __init__(self) -> None:
+        self.done = threading.Event()
+
+
+class LineWriter(logging.handlers.QueueListener):
+    """The thread that writes queued log lines to the real handler."""
+
+    def __init__(self, queue: SimpleQueue[Any], handler: logging.Handler) -> None:
+        super().__init__(queue, handler)
+        self.handler = handler
+        self.running = False
+
+    def start(self) -> None:
+        super().start()
+        self.running = True
+
+    def stop(self) -> None:
+        self.running = False
+        super().stop()
+
+    def handle(self, record: Any) -> None:
+        if isinstance(record, _Written):
+            record.done.set()
+        else:
+            super().handle(record)
+
+
 class LineQueue(logging.handlers.QueueHandler):
-    """Hands records to the writer thread: the event loop never waits on a write.
+    """Hands access lines to the writer thread: the event loop never waits on their write.
 
     A write to a file or a pipe can block: behind a reader that fell behind, or, on a file,
     behind the filesystem's journal while SQLite syncs a commit (a login storm made the loop
@@ -123,7 +157,15 @@ class LineQueue(logging.handlers.QueueHandler):
     crosses with its message and any traceback already made into text (its arguments and
     exception objects may not outlive the call), and keeps its other fields for the
     formatter on the other side.
+
+    Every other line (start, stop, warnings, errors: few, and some the last a process says
+    before a signal ends it without running exit handlers) is written before ``emit``
+    returns, after whatever was queued before it.
     """
+
+    def __init__(self, queue: SimpleQueue[Any], writer: LineWriter) -> None:
+        super().__init__(queue)
+        self.writer = writer
 
     def prepare(self, record: logging.LogRecord) -> logging.LogRecord:
         record = copy.copy(record)
@@ -134,8 +176,19 @@ class LineQueue(logging.handlers.QueueHandler):
             record.exc_info = None
         return record
 
+    def emit(self, record: logging.LogRecord) -> None:
+        if not self.writer.running:  # stopped (at exit): write it here
+            self.writer.handler.handle(self.prepare(record))
+            return
+        super().emit(record)
+        if record.name != ACCESS.name:
+            written = _Written()
+            self.queue.put_nowait(written)
+            written.done.wait(WRITE_WAIT)
 
-_writer: logging.handlers.QueueListener | None = None
+
+WRITE_WAIT = 5.0  # seconds a non-access line waits for the writer (a stuck write: go on)
+_writer: LineWriter | None = None
 
 
 @atexit.register
@@ -159,13 +212,13 @@ def configure(*, level: str = "info", json_format: bool = False, access: bool = 
         stream.setFormatter(
             logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s", "%H:%M:%S")
         )
-    queue: SimpleQueue[logging.LogRecord] = SimpleQueue()
-    handler = LineQueue(queue)
+    queue: SimpleQueue[Any] = SimpleQueue()
+    _stop_writer()  # configured again in this process: one writer, the newest
+    _writer = LineWriter(queue, stream)
+    handler = LineQueue(queue, _writer)
     # Filtered before the queue: they read the message's template and arguments.
     handler.addFilter(_REDACTOR)
     handler.addFilter(NoSocketHandshakeLines())
-    _stop_writer()  # configured again in this process: one writer, the newest
-    _writer = logging.handlers.QueueListener(queue, stream)
     _writer.start()
     root = logging.getLogger()
     root.handlers = [handler]
