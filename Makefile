@@ -2,7 +2,7 @@
 #   make serve   set up and run the server on the embedded default (SQLite)
 #   make test    set up and run the whole test suite
 # Both install exactly what requirements.lock pins (every dependency, with hashes);
-# `make lock` refreshes it from pyproject.toml.
+# `make lock` refreshes it from pyproject.toml, `make upgrade` moves every pin forward.
 PYTHON ?= python3
 UV_VERSION := 0.13.9
 VENV   := .venv
@@ -10,7 +10,7 @@ BIN    := $(VENV)/bin
 UV     := $(BIN)/uv
 STAMP  := $(VENV)/.installed
 
-.PHONY: serve test setup lock lint typecheck bench clean
+.PHONY: serve test setup lock upgrade lint typecheck bench clean
 
 $(UV):
 	$(PYTHON) -m venv $(VENV)
@@ -23,9 +23,16 @@ $(STAMP): requirements.lock pyproject.toml | $(UV)
 
 setup: $(STAMP)
 
+# `make lock` keeps every pin the lock already has and settles only what pyproject.toml
+# changed; `make upgrade` moves every pin to the newest release that fits.
+LOCK_COMPILE := $(UV) pip compile pyproject.toml --all-extras --generate-hashes --universal \
+	  --python-version 3.11 --quiet -o requirements.lock
+
 lock: | $(UV)
-	$(UV) pip compile pyproject.toml --all-extras --generate-hashes --universal \
-	  --python-version 3.11 --upgrade --quiet -o requirements.lock
+	$(LOCK_COMPILE) --custom-compile-command "make lock"
+
+upgrade: | $(UV)
+	$(LOCK_COMPILE) --upgrade --custom-compile-command "make lock"
 
 serve: $(STAMP)
 	$(BIN)/watchword serve
