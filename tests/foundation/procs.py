@@ -59,10 +59,13 @@ async def run_cli(
 class Server:
     """``watchword serve --port N`` in a child process; ``base_url`` once it listens."""
 
-    def __init__(self, env: Mapping[str, str], cwd: Path, port: int = 0) -> None:
+    def __init__(
+        self, env: Mapping[str, str], cwd: Path, port: int = 0, log_level: str = "warning"
+    ) -> None:
         self.env = dict(env)
         self.cwd = cwd
         self.port = port
+        self.log_level = log_level
         self.process: asyncio.subprocess.Process | None = None
         self.output: list[str] = []
 
@@ -77,7 +80,7 @@ class Server:
             "--port",
             str(self.port),
             "--log-level",
-            "warning",
+            self.log_level,
             env=self.env,
             cwd=self.cwd,
             stdout=subprocess.PIPE,

@@ -7,17 +7,18 @@ import asyncio
 import io
 import json
 import logging
-import os
-import signal
-import subprocess
 import threading
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from tests.conftest import Client
-from tests.helpers import PASSWORD, WATCHWORD, free_port, wait_until_serving
+from tests.foundation.procs import Server, cli_env
+from tests.foundation.test_cli import wait_ready
+from tests.helpers import PASSWORD
 from watchword.stores.sql.engine import make_engine
 from watchword.web import logs
 
@@ -32,80 +33,75 @@ class ThreadNotingStream(io.StringIO):
         return super().write(text)
 
 
-def test_log_lines_are_written_by_a_thread_of_their_own_and_still_redacted(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    stream = ThreadNotingStream()
-    monkeypatch.setattr("sys.stderr", stream)  # where logging.StreamHandler() writes
+@pytest.fixture
+def configure_logs(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[..., ThreadNotingStream]]:
+    """``logs.configure`` as ``watchword serve`` calls it, writing to a stream the test reads;
+    the root logger is given back as it was."""
     root = logging.getLogger()
-    saved = root.handlers[:], root.level
+    handlers, level = root.handlers[:], root.level
+
+    def configure(**options: Any) -> ThreadNotingStream:
+        # Set during the test itself: pytest swaps sys.stderr between setup and the call.
+        stream = ThreadNotingStream()
+        monkeypatch.setattr("sys.stderr", stream)  # where logging.StreamHandler() writes
+        logs.configure(level="info", **options)
+        return stream
+
     try:
-        logs.configure(level="info")
-        logs.log_access("GET", "/v1/realtime", "ticket=wwt_secret&x=1", 101, 0.0, "user")
-        try:
-            raise ValueError("boom")
-        except ValueError:
-            logging.getLogger("watchword.test").exception("failed")
-        # A line that is not an access line is written before the call returns, after
-        # whatever was queued before it.
-        text = stream.getvalue()
-        logs._stop_writer()
+        yield configure
     finally:
-        root.handlers, _ = saved
-        root.setLevel(saved[1])
+        logs._stop_writer()
+        root.handlers = handlers
+        root.setLevel(level)
+
+
+def test_log_lines_are_written_by_a_thread_of_their_own_and_still_redacted(
+    configure_logs: Callable[..., ThreadNotingStream],
+) -> None:
+    stream = configure_logs()
+    logs.log_access("GET", "/v1/realtime", "ticket=wwt_secret&x=1", 101, 0.0, "user")
+    try:
+        raise ValueError("boom")
+    except ValueError:
+        logging.getLogger("watchword.test").exception("failed")
+    # A line that is not an access line is written before the call returns, after
+    # whatever was queued before it.
+    text = stream.getvalue()
     assert "GET /v1/realtime?ticket=[redacted]&x=1 101" in text
     assert "wwt_secret" not in text
     assert text.index("GET /v1/realtime") < text.index("failed")
     assert "ValueError: boom" in text  # the traceback crossed the queue as text
-    assert stream.writers and threading.get_ident() not in stream.writers
+    assert stream.writers
+    assert threading.get_ident() not in stream.writers
 
 
-def test_a_server_stopped_by_sigterm_still_writes_its_last_lines(tmp_path: Path) -> None:
-    # uvicorn ends the process by raising the signal again after shutdown: no exit handler
-    # runs, so a line still queued then would be lost.
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("WATCHWORD_")}
-    env["WATCHWORD_DATABASE_URL"] = f"sqlite+aiosqlite:///{tmp_path / 'w.db'}"
-    log = tmp_path / "server.log"
-    with log.open("wb") as out:
-        server = subprocess.Popen(
-            [WATCHWORD, "serve", "--port", str(port)],
-            cwd=tmp_path,
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-        try:
-            wait_until_serving(server, f"http://127.0.0.1:{port}", output=log.read_text)
-            server.send_signal(signal.SIGTERM)
-            server.wait(timeout=30)
-        finally:
-            if server.poll() is None:
-                server.kill()
-                server.wait()
-    text = log.read_text()
-    assert "GET /healthz 200" in text
-    assert "Finished server process" in text
-
-
-def test_json_lines_keep_the_traceback_in_its_own_field(monkeypatch: pytest.MonkeyPatch) -> None:
-    stream = ThreadNotingStream()
-    monkeypatch.setattr("sys.stderr", stream)
-    root = logging.getLogger()
-    saved = root.handlers[:], root.level
+def test_json_lines_keep_the_traceback_in_its_own_field(
+    configure_logs: Callable[..., ThreadNotingStream],
+) -> None:
+    stream = configure_logs(json_format=True)
     try:
-        logs.configure(level="info", json_format=True)
-        try:
-            raise ValueError("boom")
-        except ValueError:
-            logging.getLogger("watchword.test").exception("failed")
-        logs._stop_writer()
-    finally:
-        root.handlers, _ = saved
-        root.setLevel(saved[1])
+        raise ValueError("boom")
+    except ValueError:
+        logging.getLogger("watchword.test").exception("failed")
     entry = json.loads(stream.getvalue().strip().splitlines()[-1])
     assert entry["message"] == "failed"
     assert "ValueError: boom" in entry["exception"]
+
+
+async def test_a_server_stopped_by_sigterm_still_writes_its_last_lines(tmp_path: Path) -> None:
+    # uvicorn ends the process by raising the signal again after shutdown: no exit handler
+    # runs, so a line still queued then would be lost.
+    server = Server(cli_env(f"sqlite+aiosqlite:///{tmp_path / 'w.db'}"), tmp_path, log_level="info")
+    await server.start()
+    try:
+        async with httpx.AsyncClient(base_url=server.base_url, timeout=10) as http:
+            await wait_ready(http)
+            assert (await http.get("/healthz")).status_code == 200
+    finally:
+        await server.stop()
+    text = "".join(server.output)
+    assert "GET /healthz 200" in text
+    assert "Finished server process" in text
 
 
 async def test_routes_that_note_the_request_context_run_no_worker_thread(

@@ -130,7 +130,6 @@ class LineWriter(logging.handlers.QueueListener):
 
     def __init__(self, queue: SimpleQueue[Any], handler: logging.Handler) -> None:
         super().__init__(queue, handler)
-        self.handler = handler
         self.running = False
 
     def start(self) -> None:
@@ -178,7 +177,7 @@ class LineQueue(logging.handlers.QueueHandler):
 
     def emit(self, record: logging.LogRecord) -> None:
         if not self.writer.running:  # stopped (at exit): write it here
-            self.writer.handler.handle(self.prepare(record))
+            self.writer.handle(self.prepare(record))
             return
         super().emit(record)
         if record.name != ACCESS.name:
