@@ -118,6 +118,8 @@ class ApiKeyService(OwnedKeyService[ApiKey, CachedKey]):
             entry = await self.loads.run(public_id, lambda: self._load(public_id))
             if entry is None:
                 await self._reject(ctx(), "unknown", public_id, "The API key is not valid.")
+        elif self.cache.due_for_refresh(public_id):  # a hot key is re-read before it expires
+            self.loads.refresh(public_id, lambda: self._load(public_id))
         assert entry is not None
         key = entry.key
         if not key.matches(key_hash):

@@ -23,7 +23,7 @@ from watchword.services.audit import Auditor
 from watchword.services.context import RequestContext
 from watchword.services.control import ControlPlane
 from watchword.services.ratelimit import RateLimiter
-from watchword.services.single_flight import SingleFlight
+from watchword.services.single_flight import SingleFlight, due_for_refresh
 
 _log = logging.getLogger("watchword.credentials")
 USAGE_FLUSH_INTERVAL = 5.0
@@ -60,6 +60,11 @@ class BoundedCache(Generic[V]):
             del self._entries[key]
             return None
         return item[1]
+
+    def due_for_refresh(self, key: str) -> bool:
+        """A live entry old enough to be re-read in the background (``SingleFlight.refresh``)."""
+        item = self._entries.get(key)
+        return item is not None and due_for_refresh(monotonic() - item[0], self._ttl)
 
     def put(self, key: str, value: V, *, read_at: int | None = None) -> None:
         if read_at is not None and read_at != self.generation:

@@ -2,7 +2,8 @@
 
 Entries are dropped by the same control events that carry revocations, expire after a short
 TTL so a missed event cannot keep a revoked session alive for long, and the whole cache is
-flushed when the bus reports a gap.
+flushed when the bus reports a gap. A hot entry is reloaded in the background before its TTL
+(``due_for_refresh``); ``epoch`` lets a load that began before a drop leave the cache alone.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from watchword.domain.clock import monotonic
 from watchword.domain.principal import Principal
 from watchword.domain.sessions import Session
 from watchword.domain.users import User
+from watchword.services.single_flight import due_for_refresh
 
 
 @dataclass(slots=True)
@@ -32,6 +34,9 @@ class SessionCache:
         self._ttl = ttl
         self._by_hash: dict[str, CachedSession] = {}
         self._hash_by_session: dict[str, str] = {}
+        # Moves on every drop: a load that read the store before a drop must not put back
+        # what the drop removed (``put``'s ``since``).
+        self.epoch = 0
         self.hits = 0
         self.misses = 0
 
@@ -48,7 +53,15 @@ class SessionCache:
         self.hits += 1
         return entry, True
 
-    def put(self, secret_hash: str, entry: CachedSession) -> None:
+    def due_for_refresh(self, entry: CachedSession) -> bool:
+        """A fresh entry old enough to be reloaded in the background."""
+        return due_for_refresh(monotonic() - entry.loaded_at, self._ttl)
+
+    def put(self, secret_hash: str, entry: CachedSession, *, since: int | None = None) -> None:
+        """Keep ``entry``; with ``since`` (the epoch its load began in), only if nothing was
+        dropped meanwhile."""
+        if since is not None and since != self.epoch:
+            return
         if len(self._by_hash) >= self._max_size and secret_hash not in self._by_hash:
             # Evict the oldest insertion (dicts keep order): bounded memory, no scan.
             oldest = next(iter(self._by_hash))
@@ -63,14 +76,17 @@ class SessionCache:
             self._hash_by_session.pop(entry.session.id, None)
 
     def drop_session(self, session_id: str) -> None:
+        self.epoch += 1
         secret_hash = self._hash_by_session.pop(session_id, None)
         if secret_hash is not None:
             self._by_hash.pop(secret_hash, None)
 
     def drop_user(self, user_id: str) -> None:
+        self.epoch += 1
         for secret_hash in [h for h, e in self._by_hash.items() if e.user.id == user_id]:
             self._drop_hash(secret_hash)
 
     def clear(self) -> None:
+        self.epoch += 1
         self._by_hash.clear()
         self._hash_by_session.clear()

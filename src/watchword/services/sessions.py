@@ -167,13 +167,16 @@ class SessionService:
             raise InvalidCredential("The session cookie is malformed.", code="invalid_session")
         secret_hash = sha256_hex(secret)
         entry, fresh = self.cache.get(secret_hash)
-        if not fresh:
+        if entry is None or not fresh:
             stale = entry
             entry = await self._loads.run(secret_hash, lambda: self._load(secret_hash, stale))
-        assert entry is not None
+        elif self.cache.due_for_refresh(entry):
+            current = entry
+            self._loads.refresh(secret_hash, lambda: self._load(secret_hash, current))
         return self._check(entry)
 
     async def _load(self, secret_hash: str, stale: CachedSession | None) -> CachedSession:
+        epoch = self.cache.epoch
         session = await self._db.sessions.get_by_secret_hash(secret_hash)
         if session is None:
             if stale is not None:
@@ -193,7 +196,7 @@ class SessionService:
             last_seen=last_seen,
             persisted_seen=session.last_seen_at,
         )
-        self.cache.put(secret_hash, entry)
+        self.cache.put(secret_hash, entry, since=epoch)
         return entry
 
     def _check(self, entry: CachedSession) -> Principal:

@@ -152,6 +152,8 @@ class SigningService(OwnedKeyService[SigningKey, CachedSigningKey]):
                 await self._reject(
                     ctx, "unknown_key", sig.key_id, SignatureRejected("Unknown keyid.")
                 )
+        elif self.cache.due_for_refresh(sig.key_id):  # a hot key is re-read before it expires
+            self.loads.refresh(sig.key_id, lambda: self._load(sig.key_id))
         assert entry is not None
         if entry.key.revoked_at is not None:
             await self._reject(

@@ -20,6 +20,7 @@ from watchword.services.accounts import AccountService
 from watchword.services.audit import Auditor
 from watchword.services.context import RequestContext
 from watchword.services.ratelimit import LoginThrottle
+from watchword.services.single_flight import SingleFlight, due_for_refresh
 from watchword.stores.accounts import SessionAuthStore
 from watchword.stores.base import Database
 
@@ -64,6 +65,7 @@ class StepUp:
         # per read, so /v1/me can reuse what it made of them until they change.
         self._shown: dict[str, tuple[float, tuple[datetime, list[str]], dict[str, Any]]] = {}
         self._shown_ttl = shown_ttl
+        self._shown_loads: SingleFlight[tuple[datetime, list[str]] | None] = SingleFlight()
         # Second factors: (user, code, ctx, session_id) -> the amr of a step-up whose password
         # was right; raises when a second factor is on and the code is missing or wrong.
         self.second_factor: (
@@ -85,12 +87,16 @@ class StepUp:
         self, session_id: str, session: Session | None = None
     ) -> tuple[datetime, list[str]] | None:
         """Read from the store (never cached: the step-up check relies on it)."""
+        read_at = monotonic()
         recorded = await self._store.get(session_id)
         if recorded is None:
             session = session or await self._db.sessions.get(session_id)
             if session is None:
                 return None
             recorded = (session.created_at, [PASSWORD])
+        shown = self._shown.get(session_id)
+        if shown is not None and shown[0] > read_at:
+            return recorded  # a step-up landed while this read ran: keep what it wrote
         self._shown[session_id] = (monotonic(), recorded, claims_of(recorded))
         if len(self._shown) > SHOWN_MAX:
             self._shown.pop(next(iter(self._shown)))
@@ -100,16 +106,22 @@ class StepUp:
         """``auth_time``, ``amr`` and ``acr`` for display (``/v1/me``): from a short-lived
         cache, so the hot path does not read the store on every call. The same dict is
         returned until the cached value is read again: callers must not change it."""
-        if principal.session_id is None:
+        session_id = principal.session_id
+        if session_id is None:
             return {}
-        cached = self._shown.get(principal.session_id)
-        if cached is None or monotonic() - cached[0] >= self._shown_ttl:
-            info = await self.auth_info(principal)
-            if info is None:
-                return {}
-            cached = self._shown.get(principal.session_id)
-            if cached is None or cached[1] is not info:  # evicted at once (a full cache)
-                return claims_of(info)
+        cached = self._shown.get(session_id)
+        if cached is not None:
+            age = monotonic() - cached[0]
+            if age < self._shown_ttl:
+                if due_for_refresh(age, self._shown_ttl):  # renewed while in use
+                    self._shown_loads.refresh(session_id, lambda: self.auth_info(principal))
+                return cached[2]
+        info = await self._shown_loads.run(session_id, lambda: self.auth_info(principal))
+        if info is None:
+            return {}
+        cached = self._shown.get(session_id)
+        if cached is None or cached[1] is not info:  # evicted at once (a full cache)
+            return claims_of(info)
         return cached[2]
 
     async def token_claims(self, session: Session) -> dict[str, Any]:

@@ -65,6 +65,7 @@ from watchword.services.control import ControlPlane
 from watchword.services.keys import KeyService
 from watchword.services.revocations import RevocationFeed, RevokedTokens
 from watchword.services.sessions import SessionService
+from watchword.services.single_flight import SingleFlight, due_for_refresh
 from watchword.stores.base import Database
 from watchword.stores.tokens import TokenStores
 
@@ -187,6 +188,10 @@ class TokenService:
         # How the session's user signed in (amr, auth_time, acr), in every access token.
         self.session_claims: Callable[[Session], Awaitable[dict[str, Any]]] | None = None
         self._users: dict[str, _UserState] = {}
+        self._user_loads: SingleFlight[_UserState] = SingleFlight()
+        # Moves when an account changes (or the cache is flushed): a read begun before that
+        # must not put back what the change removed.
+        self._users_epoch = 0
         self._task: asyncio.Task[None] | None = None
         self.ready = False
         control.on_event(self._on_control)
@@ -256,8 +261,10 @@ class TokenService:
         if kind == events.TOKEN_REVOKED:
             self.jtis.add(str(message.get("jti")), float(message.get("expires_at") or 0))
         elif kind == events.USER_CHANGED:
+            self._users_epoch += 1
             self._users.pop(str(message.get("user_id")), None)
         elif kind == events.CACHE_FLUSH:
+            self._users_epoch += 1
             self._users.clear()
             self._verified.clear()
 
@@ -557,19 +564,39 @@ class TokenService:
         self._verified[digest] = entry
 
     async def _user_state(self, user_id: str) -> _UserState:
+        """The account as a bearer token sees it: read at most once per ``user_cache_ttl``,
+        by one request at a time, and renewed in the background while it is in use."""
         state = self._users.get(user_id)
-        if state is not None and monotonic() - state.loaded_at <= self._user_ttl:
-            return state
+        # A read begun before an account changed is not joined by one after it.
+        flight = f"{self._users_epoch}:{user_id}"
+        if state is not None:
+            age = monotonic() - state.loaded_at
+            if age <= self._user_ttl:
+                if due_for_refresh(age, self._user_ttl):
+                    self._user_loads.refresh(flight, lambda: self._load_user_state(user_id))
+                return state
+        return await self._user_loads.run(flight, lambda: self._load_user_state(user_id))
+
+    async def _load_user_state(self, user_id: str) -> _UserState:
+        epoch = self._users_epoch
         user = await self._db.users.get(user_id)
         if user is None:
             self._users.pop(user_id, None)
             raise invalid_token("The account of this access token no longer exists.")
+        kept = self._users.get(user_id)
+        if kept is not None and kept.user == user and epoch == self._users_epoch:
+            # Unchanged: the same state, renewed, so the principals built on it (and what
+            # /v1/me made of them) stay, instead of every cached token rebuilding its own.
+            kept.loaded_at = monotonic()
+            return kept
         state = _UserState(
             user=user,
             roles=frozenset(user.roles) | {IMPLICIT_ROLE},
             scopes=self._scopes.scopes_for_roles(user.roles),
             loaded_at=monotonic(),
         )
+        if epoch != self._users_epoch:
+            return state  # an account changed while this read ran: answer, do not keep
         if len(self._users) >= USER_CACHE_SIZE and user_id not in self._users:
             del self._users[next(iter(self._users))]
         self._users[user_id] = state
