@@ -1,10 +1,12 @@
 """A storm of password sign-ins, as a process of its own: ``python -m bench.sign_in_storm``.
 
 The login-storm table runs it beside wrk on the load generator's core, below wrk's priority.
-The clients are load, not the server under test: as threads of the bench process, left where
-the scheduler put them, they took turns with the server on its pinned core and with wrk on
-its own, and /v1/me's p99 measured the bench's Python clients (ratios of 8.7 and 10.6 in
-side-by-side runs, against 1.4 to 2.0 with this process, for no fewer sign-ins).
+The clients are load, not the server under test, and where they run moved /v1/me's p99 more
+than the server did. Side by side on one machine: as 50 threads of the bench process, ratios
+of 8.7 and 10.6 (1.35 to 8.3 with the threads moved to wrk's core at the lowest priority); as
+a process free to run on either core at normal priority, 22 to 28; as this process beside
+wrk at the lowest priority, 1.4 to 2.0, for as many sign-ins (the server's hashing sets the
+pace, not the clients).
 
 Prints one JSON object when the time is up: ``{"ok": N, "failed": N}``.
 """

@@ -276,9 +276,7 @@ async def test_a_hot_api_key_is_answered_while_it_is_reread_and_a_revocation_sti
     reads = GatedReads(api_keys._store.get_by_public_id, after=True)
     monkeypatch.setattr(api_keys._store, "get_by_public_id", reads)
 
-    age_by(
-        monkeypatch, credential_guard, seconds=client.container.settings.machine_cache_ttl * 0.6
-    )
+    age_by(monkeypatch, credential_guard, seconds=client.container.settings.machine_cache_ttl * 0.6)
     answers = await asyncio.gather(*(client.get("/v1/me", headers=headers) for _ in range(5)))
     assert [a.status_code for a in answers] == [200] * 5
     await reads.started()
