@@ -114,16 +114,25 @@ async def test_a_failed_refresh_is_left_for_the_next_read() -> None:
 # -- a bearer token's account ----------------------------------------------------------------
 
 
-async def test_a_hot_bearer_is_answered_while_its_account_is_reread_in_the_background(
+async def bearer_in_use(
     client: Client, monkeypatch: pytest.MonkeyPatch
-) -> None:
+) -> tuple[dict[str, Any], str, GatedReads]:
+    """A user whose token has been used once (its account cached), and the account reads
+    held from now on."""
     user = await client.register()
     token = (await token_login(client))["access_token"]
     assert (await me(client, token)).status_code == 200
-    tokens = client.container.tokens
-    state = tokens._users[user["id"]]
     reads = GatedReads(client.container.db.users.get)
     monkeypatch.setattr(client.container.db.users, "get", reads)
+    return user, token, reads
+
+
+async def test_a_hot_bearer_is_answered_while_its_account_is_reread_in_the_background(
+    client: Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    tokens = client.container.tokens
+    user, token, reads = await bearer_in_use(client, monkeypatch)
+    state = tokens._users[user["id"]]
 
     age_by(monkeypatch, tokens_module, seconds=ttl(client) * 0.6)
     # The read is held: these are answered from the cache, without waiting for it.
@@ -141,11 +150,7 @@ async def test_a_hot_bearer_is_answered_while_its_account_is_reread_in_the_backg
 async def test_once_past_its_age_limit_the_account_is_read_once_for_every_waiting_request(
     client: Client, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    await client.register()
-    token = (await token_login(client))["access_token"]
-    assert (await me(client, token)).status_code == 200
-    reads = GatedReads(client.container.db.users.get)
-    monkeypatch.setattr(client.container.db.users, "get", reads)
+    _, token, reads = await bearer_in_use(client, monkeypatch)
 
     age_by(monkeypatch, tokens_module, seconds=ttl(client) + 1)
     waiting = [asyncio.ensure_future(me(client, token)) for _ in range(5)]
@@ -160,12 +165,8 @@ async def test_once_past_its_age_limit_the_account_is_read_once_for_every_waitin
 async def test_an_account_change_during_a_background_read_is_not_undone(
     client: Client, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    user = await client.register()
-    token = (await token_login(client))["access_token"]
-    assert (await me(client, token)).status_code == 200
     tokens = client.container.tokens
-    reads = GatedReads(client.container.db.users.get)
-    monkeypatch.setattr(client.container.db.users, "get", reads)
+    user, token, reads = await bearer_in_use(client, monkeypatch)
 
     age_by(monkeypatch, tokens_module, seconds=ttl(client) * 0.6)
     assert (await me(client, token)).status_code == 200  # starts the background read
