@@ -88,6 +88,64 @@ def test_json_lines_keep_the_traceback_in_its_own_field(
     assert "ValueError: boom" in entry["exception"]
 
 
+class HeldStream(ThreadNotingStream):
+    """Counts its writes; the first one waits until ``release`` is set."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls = 0
+        self.held = threading.Event()
+        self.release = threading.Event()
+
+    def write(self, text: str) -> int:
+        self.calls += 1
+        if self.calls == 1:
+            self.held.set()
+            self.release.wait(10)
+        return super().write(text)
+
+
+def held_logs(configure_logs: Callable[..., ThreadNotingStream]) -> HeldStream:
+    """Logs configured to a ``HeldStream``, its writer thread held in its first write."""
+    configure_logs()
+    stream = HeldStream()
+    (handler,) = logs._writer.handlers  # type: ignore[union-attr]
+    handler.setStream(stream)  # type: ignore[attr-defined]
+    logs.log_access("GET", "/first", "", 200, 0.0, "anonymous")
+    assert stream.held.wait(10)
+    return stream
+
+
+def test_lines_queued_behind_a_write_go_out_together_in_order(
+    configure_logs: Callable[..., ThreadNotingStream],
+) -> None:
+    stream = held_logs(configure_logs)
+    for n in range(100):
+        logs.log_access("GET", f"/line/{n}", "", 200, 0.0, "anonymous")
+    stream.release.set()
+    logging.getLogger("watchword.test").warning("after")  # returns once written
+    lines = stream.getvalue().splitlines()
+    assert [line.split()[4] for line in lines[:101]] == ["/first"] + [
+        f"/line/{n}" for n in range(100)
+    ]
+    assert "after" in lines[101]
+    assert stream.calls <= 3  # the held line, the hundred queued behind it, the warning
+
+
+def test_lines_the_writer_holds_when_it_stops_are_written(
+    configure_logs: Callable[..., ThreadNotingStream],
+) -> None:
+    stream = held_logs(configure_logs)
+    logs.log_access("GET", "/second", "", 200, 0.0, "anonymous")
+    logs.log_access("GET", "/third", "", 200, 0.0, "anonymous")
+    stopping = threading.Thread(target=logs._stop_writer)
+    stopping.start()  # the stop reaches the queue behind both lines
+    stream.release.set()
+    stopping.join(10)
+    text = stream.getvalue()
+    assert "/first" in text and "/second" in text and "/third" in text
+
+
 async def test_a_server_stopped_by_sigterm_still_writes_its_last_lines(tmp_path: Path) -> None:
     # uvicorn ends the process by raising the signal again after shutdown: no exit handler
     # runs, so a line still queued then would be lost.
