@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import Client
+from tests.helpers import ManualClock
 from tests.tokens.helpers import me, token_login
 from watchword.domain import events
 from watchword.services import session_cache as session_cache_module
@@ -288,3 +289,31 @@ async def test_a_hot_api_key_is_answered_while_it_is_reread_and_a_revocation_sti
     assert revoked.status_code in (200, 204), revoked.text
     await reads.release()
     assert (await client.get("/v1/me", headers=headers)).status_code == 401
+
+
+# -- an HTTP-signature key -------------------------------------------------------------------
+
+
+async def test_a_hot_signing_key_is_answered_while_it_is_reread_and_a_revocation_still_wins(
+    client: Client, clock: ManualClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tests.machines.test_signatures import _status, hmac_key, signed, signer
+    from watchword.services import credential_guard
+
+    await client.register()
+    await client.login()
+    key_id, secret = await hmac_key(client)
+    auth = signer(key_id, secret, clock)
+    assert (await _status(client, signed(auth, "GET", "/v1/me"))).status_code == 200
+    signing = client.container.signing
+    reads = GatedReads(signing._store.get, after=True)
+    monkeypatch.setattr(signing._store, "get", reads)
+
+    age_by(monkeypatch, credential_guard, seconds=client.container.settings.machine_cache_ttl * 0.6)
+    answers = [await _status(client, signed(auth, "GET", "/v1/me")) for _ in range(3)]
+    assert [a.status_code for a in answers] == [200] * 3
+    await reads.started()
+    assert reads.calls == 1
+    assert (await client.delete(f"/v1/signing-keys/{key_id}")).status_code == 200
+    await reads.release()
+    assert (await _status(client, signed(auth, "GET", "/v1/me"))).status_code == 401
