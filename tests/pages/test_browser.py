@@ -29,7 +29,7 @@ pytestmark = pytest.mark.e2e
 
 try:
     from selenium import webdriver
-    from selenium.common.exceptions import WebDriverException
+    from selenium.common.exceptions import StaleElementReferenceException, WebDriverException
     from selenium.webdriver.chrome.service import Service
     from selenium.webdriver.common.by import By
     from selenium.webdriver.common.keys import Keys
@@ -108,6 +108,15 @@ def browser(tmp_path: Path) -> Iterator[Browser]:
 
 def path_of(driver: WebDriver) -> str:
     return str(driver.execute_script("return window.location.pathname"))
+
+
+def is_stale(element: Any) -> bool:
+    """The element's page has been replaced (a form's answer arrived)."""
+    try:
+        element.is_enabled()
+    except StaleElementReferenceException:
+        return True
+    return False
 
 
 def wait(driver: WebDriver, within: float, condition: Callable[[WebDriver], Any], what: str) -> Any:
@@ -231,9 +240,13 @@ def test_throttled_sign_in_shows_the_wait(server: Server, browser: Browser) -> N
     driver = browser()
     driver.get(server.http + "/login")
     for _ in range(4):
+        # The previous attempt's page, error and all, stays until the new one arrives: wait
+        # for it to go first, or the old error passes for the new one.
+        previous = driver.find_element(By.TAG_NAME, "html")
         driver.find_element(By.ID, "email").clear()
         driver.find_element(By.ID, "email").send_keys("carol@example.com")
         driver.find_element(By.ID, "password").send_keys("not the password" + Keys.ENTER)
+        wait(driver, LOAD, lambda d, page=previous: is_stale(page), "the answer replaces the page")
         wait(driver, LOAD, lambda d: d.find_elements(By.ID, "form-error"), "an error shows")
     message = driver.find_element(By.ID, "form-error").text
     assert "Too many sign-in attempts. Try again in" in message
