@@ -26,9 +26,19 @@ class HotJSONResponse(Response):
     media_type = "application/json"
 
     def __init__(self, content: Any, raw_headers: list[tuple[bytes, bytes]]) -> None:
+        self._set(orjson.dumps(content), raw_headers)
+
+    @classmethod
+    def encoded(cls, body: bytes, raw_headers: list[tuple[bytes, bytes]]) -> HotJSONResponse:
+        """The answer for a body already encoded as JSON."""
+        response = cls.__new__(cls)
+        response._set(body, raw_headers)
+        return response
+
+    def _set(self, body: bytes, raw_headers: list[tuple[bytes, bytes]]) -> None:
         self.status_code = 200
         self.background = None
-        self.body = orjson.dumps(content)
+        self.body = body
         self.raw_headers = [
             (b"content-length", str(len(self.body)).encode("latin-1")),
             (b"content-type", b"application/json"),

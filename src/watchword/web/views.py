@@ -11,44 +11,36 @@ from watchword.domain.sessions import Session
 
 
 def session_view(
-    session: Session,
-    last_seen: datetime,
-    *,
-    current_id: str | None,
-    memo: dict[str, Any] | None = None,
-    times_as_text: bool = True,
+    session: Session, last_seen: datetime, *, current_id: str | None
 ) -> dict[str, Any]:
-    """The session as the API shows it. ``memo`` keeps the parts that never change;
-    ``times_as_text=False`` leaves the changing times as datetimes, for orjson to write
-    (the same ISO 8601 text, without a Python call per field on the hot path)."""
-    static = memo.get("session_static") if memo is not None else None
-    if static is None:
-        static = {
-            "id": session.id,
-            "kind": session.kind,
-            "device": {**describe_user_agent(session.user_agent), "name": session.device_name},
-            "ip": session.ip,
-            "created_at": session.created_at.isoformat(),
-            "absolute_expires_at": session.expires_at.isoformat(),
-        }
-        if memo is not None:
-            memo["session_static"] = static
-    idle_expires_at = session.idle_expires_at(last_seen)
-    expires_at = min(session.expires_at, idle_expires_at)
-    if not times_as_text:
-        return {
-            **static,
-            "current": session.id == current_id,
-            "last_seen_at": last_seen,
-            "expires_at": expires_at,
-            "idle_expires_at": idle_expires_at,
-        }
+    """The session as the API shows it."""
+    times = session_times(session, last_seen)
     return {
-        **static,
+        **session_static_view(session),
         "current": session.id == current_id,
-        "last_seen_at": last_seen.isoformat(),
-        "expires_at": expires_at.isoformat(),
-        "idle_expires_at": idle_expires_at.isoformat(),
+        **{name: value.isoformat() for name, value in times.items()},
+    }
+
+
+def session_static_view(session: Session) -> dict[str, Any]:
+    """The parts of ``session_view`` that never change for a session."""
+    return {
+        "id": session.id,
+        "kind": session.kind,
+        "device": {**describe_user_agent(session.user_agent), "name": session.device_name},
+        "ip": session.ip,
+        "created_at": session.created_at.isoformat(),
+        "absolute_expires_at": session.expires_at.isoformat(),
+    }
+
+
+def session_times(session: Session, last_seen: datetime) -> dict[str, datetime]:
+    """The parts of ``session_view`` that move with use, last in its order."""
+    idle_expires_at = session.idle_expires_at(last_seen)
+    return {
+        "last_seen_at": last_seen,
+        "expires_at": min(session.expires_at, idle_expires_at),
+        "idle_expires_at": idle_expires_at,
     }
 
 

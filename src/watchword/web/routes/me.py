@@ -12,10 +12,11 @@ from watchword.domain.principal import AuthMethod, Principal
 from watchword.domain.sessions import csrf_token_for
 from watchword.services.context import RequestContext
 from watchword.web.deps import container_of, context, require
+from watchword.web.me_body import EncodedMe, encode_me
 from watchword.web.responses import HotJSONResponse, encode_headers
 from watchword.web.routes.schemas import PasswordChange
 from watchword.web.stepup import require_recent_auth
-from watchword.web.views import authentication_view, session_view, user_view
+from watchword.web.views import authentication_view, user_view
 
 NO_STORE = {"Cache-Control": "no-store"}
 NO_STORE_RAW = encode_headers(NO_STORE)
@@ -41,39 +42,36 @@ async def me_endpoint(request: Request) -> Response:
 
 async def who_is_calling(request: Request, principal: Principal) -> Response:
     container = container_of(request)
-    memo = principal.memo  # views of this (cached, immutable) principal, made once
-    user = user_view(principal)
-    if user is None and principal.user_id is not None:
-        user = (await container.accounts.get_user(principal.user_id)).public()
-    authentication = authentication_view(principal)
+    memo = principal.memo  # what this (cached, immutable) principal shows, made once
+    shown = None
     if principal.session_id is not None:  # how the session signed in: amr, auth_time, acr
-        shown = await container.step_up.shown(principal)
-        if memo.get("shown") is not shown:  # the same dict until step-up reads it again
-            memo["authentication_shown"] = {**authentication, **shown}
-            memo["shown"] = shown
-        authentication = memo["authentication_shown"]
-    body: dict[str, Any] = {"user": user, "session": None, "authentication": authentication}
+        shown = await container.step_up.shown(principal)  # the same dict until re-read
     session = principal.session
     if session is None and principal.session_id is not None:
         # A bearer token names its session; the row is read once per cached token.
         session = memo.get("session")
         if session is None:
-            session = await container.db.sessions.get(principal.session_id)
-            memo["session"] = session
-    if session is not None:
-        body["session"] = session_view(
-            session,
-            container.sessions.last_seen(session),
-            current_id=session.id,
-            memo=memo,
-            times_as_text=False,  # orjson writes them
+            session = memo["session"] = await container.db.sessions.get(principal.session_id)
+    encoded: EncodedMe | None = memo.get("me")
+    if encoded is None or encoded.shown is not shown:
+        user = user_view(principal)
+        if user is None and principal.user_id is not None:
+            user = (await container.accounts.get_user(principal.user_id)).public()
+        encoded = encode_me(
+            user=user,
+            authentication={**authentication_view(principal), **(shown or {})},
+            session=session,
+            shown=shown,
+            csrf_token=(
+                csrf_token_for(session.id, container.csrf_key)
+                if session is not None and principal.needs_csrf
+                else None
+            ),
         )
-        if principal.needs_csrf:
-            csrf = memo.get("csrf")
-            if csrf is None:
-                csrf = memo["csrf"] = csrf_token_for(session.id, container.csrf_key)
-            body["csrf_token"] = csrf
-    return HotJSONResponse(body, NO_STORE_RAW)
+        if principal.user is not None or principal.user_id is None:
+            memo["me"] = encoded  # an account read here is read again next time
+    seen = container.sessions.last_seen(session) if session is not None else None
+    return HotJSONResponse.encoded(encoded.body_at(seen), NO_STORE_RAW)
 
 
 @router.post(

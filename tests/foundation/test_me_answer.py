@@ -1,0 +1,142 @@
+"""GET /v1/me's body is encoded once per cached principal and only its session's times are
+written per call: it must be byte for byte the document written whole, and show what changed
+(the last-seen time, a step-up, a re-read session) at once."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import orjson
+import pytest
+
+from tests.conftest import Client
+from tests.helpers import PASSWORD, ManualClock
+from watchword.domain.sessions import Session
+from watchword.services import stepup as stepup_module
+from watchword.web.me_body import encode_me
+from watchword.web.views import session_view
+
+SIGNED_IN = datetime(2026, 1, 1, 12, 0, 0, 123456, tzinfo=UTC)
+USER = {"id": "u1", "email": "alice@example.com", "roles": ["user"], "name": 'Ålice "A"'}
+AUTHENTICATION = {"method": "cookie", "kind": "user", "amr": ["pwd"], "auth_time": 1767268800}
+
+
+def a_session(**changes: Any) -> Session:
+    fields: dict[str, Any] = {
+        "id": "s1",
+        "user_id": "u1",
+        "secret_hash": "h" * 64,
+        "created_at": SIGNED_IN,
+        "last_seen_at": SIGNED_IN,
+        "expires_at": SIGNED_IN + timedelta(hours=12),
+        "idle_timeout_seconds": 1800,
+        "device_name": "laptop",
+        "user_agent": "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0",
+        "ip": "127.0.0.1",
+        **changes,
+    }
+    return Session(**fields)
+
+
+def written_whole(session: Session | None, seen: datetime, csrf: str | None) -> bytes:
+    document: dict[str, Any] = {"user": USER, "session": None, "authentication": AUTHENTICATION}
+    if session is not None:
+        document["session"] = session_view(session, seen, current_id=session.id)
+    if csrf is not None:
+        document["csrf_token"] = csrf
+    return orjson.dumps(document)
+
+
+@pytest.mark.parametrize("csrf", ["csrf-token-value", None])
+@pytest.mark.parametrize(
+    "seen",
+    [
+        SIGNED_IN,
+        SIGNED_IN + timedelta(seconds=5, microseconds=1),
+        # idle expiry past the absolute one: expires_at is the absolute time
+        SIGNED_IN + timedelta(hours=11, minutes=50),
+    ],
+)
+def test_the_encoded_body_is_the_document_written_whole(seen: datetime, csrf: str | None) -> None:
+    session = a_session()
+    encoded = encode_me(
+        user=USER, authentication=AUTHENTICATION, session=session, shown=None, csrf_token=csrf
+    )
+    assert encoded.body_at(seen) == written_whole(session, seen, csrf)
+
+
+def test_the_times_are_written_again_when_the_session_is_seen_later() -> None:
+    session = a_session()
+    encoded = encode_me(
+        user=USER, authentication=AUTHENTICATION, session=session, shown=None, csrf_token=None
+    )
+    first = encoded.body_at(SIGNED_IN)
+    later = SIGNED_IN + timedelta(seconds=42)
+    assert encoded.body_at(later) == written_whole(session, later, None) != first
+    assert encoded.body_at(SIGNED_IN) == first
+
+
+def test_without_a_session_the_body_has_none() -> None:
+    encoded = encode_me(
+        user=USER, authentication=AUTHENTICATION, session=None, shown=None, csrf_token=None
+    )
+    assert encoded.body_at(None) == written_whole(None, SIGNED_IN, None)
+    assert orjson.loads(encoded.body_at(None))["session"] is None
+
+
+async def test_each_cookie_request_shows_its_own_last_seen_time(
+    client: Client, clock: ManualClock
+) -> None:
+    await client.register()
+    await client.login()
+    first = (await client.get("/v1/me")).json()["session"]
+    clock.advance(7)
+    second = (await client.get("/v1/me")).json()["session"]
+    seen = datetime.fromisoformat(second["last_seen_at"])
+    assert seen - datetime.fromisoformat(first["last_seen_at"]) == timedelta(seconds=7)
+    assert datetime.fromisoformat(second["idle_expires_at"]) == seen + timedelta(minutes=30)
+    assert second["id"] == first["id"]
+
+
+async def test_a_token_request_shows_its_session_without_a_csrf_token(client: Client) -> None:
+    await client.register()
+    signed_in = await client.post(
+        "/v1/auth/login",
+        json={
+            "email": "alice@example.com",
+            "password": PASSWORD,
+            "mode": "token",
+            "device_name": "phone",
+        },
+    )
+    tokens = signed_in.json()
+    bearer = {"Authorization": f"Bearer {tokens['access_token']}"}
+    for _ in range(2):  # made, then kept
+        me = (await client.get("/v1/me", headers=bearer)).json()
+        assert me["session"]["device"]["name"] == "phone"
+        assert me["session"]["current"] is True
+        assert me["authentication"]["method"] == "bearer_jwt"
+        assert "csrf_token" not in me
+
+
+async def test_a_token_request_shows_its_session_signed_in_again_while_the_token_is_cached(
+    client: Client, clock: ManualClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The same token (so the same cached principal) shows a new sign-in record of its
+    session once the record is read again."""
+    await client.register()
+    signed_in = await client.post(
+        "/v1/auth/login",
+        json={"email": "alice@example.com", "password": PASSWORD, "mode": "token"},
+    )
+    bearer = {"Authorization": f"Bearer {signed_in.json()['access_token']}"}
+    before = (await client.get("/v1/me", headers=bearer)).json()
+    assert before["authentication"]["amr"] == ["pwd"]
+    step_up = client.container.step_up
+    await step_up._store.record(before["session"]["id"], clock.now(), ["pwd", "otp", "mfa"])
+    later = stepup_module.monotonic() + client.container.settings.session_cache_ttl + 1
+    monkeypatch.setattr(stepup_module, "monotonic", lambda: later)
+    after = (await client.get("/v1/me", headers=bearer)).json()
+    assert after["authentication"]["amr"] == ["pwd", "otp", "mfa"]
+    assert after["session"] == before["session"]
