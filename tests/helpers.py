@@ -25,6 +25,9 @@ class ManualClock:
     def now(self) -> datetime:
         return self._now
 
+    def timestamp(self) -> float:
+        return self._now.timestamp()
+
     def advance(self, seconds: float) -> None:
         self._now += timedelta(seconds=seconds)
 

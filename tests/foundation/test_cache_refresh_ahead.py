@@ -317,3 +317,20 @@ async def test_a_hot_signing_key_is_answered_while_it_is_reread_and_a_revocation
     assert (await client.delete(f"/v1/signing-keys/{key_id}")).status_code == 200
     await reads.release()
     assert (await _status(client, signed(auth, "GET", "/v1/me"))).status_code == 401
+
+
+async def test_a_cached_session_past_its_age_limit_is_read_again_before_it_is_trusted(
+    client: Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await client.register()
+    await client.login()
+    assert (await client.get("/v1/me")).status_code == 200  # read once, now cached
+    sessions = client.container.db.sessions
+    reads = GatedReads(sessions.get_by_secret_hash)
+    reads.gate.set()  # counts, holds nothing
+    monkeypatch.setattr(sessions, "get_by_secret_hash", reads)
+    assert (await client.get("/v1/me")).status_code == 200
+    assert reads.calls == 0  # served from the cache
+    age_by(monkeypatch, session_cache_module, seconds=ttl(client) + 1)
+    assert (await client.get("/v1/me")).status_code == 200
+    assert reads.calls == 1

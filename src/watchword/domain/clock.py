@@ -15,10 +15,17 @@ class Clock(Protocol):
         """The current time, timezone-aware UTC."""
         ...
 
+    def timestamp(self) -> float:
+        """``now()`` as POSIX seconds, without making a datetime (hot paths)."""
+        ...
+
 
 class SystemClock:
     def now(self) -> datetime:
         return datetime.now(UTC)
+
+    def timestamp(self) -> float:
+        return time.time()
 
 
 class Randomness(Protocol):
@@ -44,8 +51,9 @@ def sha256_hex(secret: str) -> str:
     return hashlib.sha256(secret.encode("utf-8", "surrogatepass")).hexdigest()
 
 
-def monotonic() -> float:
-    return time.monotonic()
+# The function itself, not a wrapper: the hot paths read it several times per request.
+# Modules import the name, so a test can move one module's clock (``monkeypatch.setattr``).
+monotonic = time.monotonic
 
 
 def as_utc(value: datetime) -> datetime:

@@ -9,13 +9,23 @@ flushed when the bus reports a gap. A hot entry is reloaded in the background be
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
+from enum import IntEnum
 
 from watchword.domain.clock import monotonic
 from watchword.domain.principal import Principal
 from watchword.domain.sessions import Session
 from watchword.domain.users import User
 from watchword.services.single_flight import due_for_refresh
+
+
+class Freshness(IntEnum):
+    STALE = 0  # read the store before trusting it
+    DUE = 1  # trusted, and old enough to be reloaded in the background
+    FRESH = 2
+
+
+STALE, DUE, FRESH = Freshness.STALE, Freshness.DUE, Freshness.FRESH
 
 
 @dataclass(slots=True)
@@ -26,6 +36,7 @@ class CachedSession:
     loaded_at: float
     last_seen: datetime
     persisted_seen: datetime
+    idle_timeout: timedelta  # the session's, made once (the hot path compares against it)
 
 
 class SessionCache:
@@ -43,19 +54,21 @@ class SessionCache:
     def __len__(self) -> int:
         return len(self._by_hash)
 
-    def get(self, secret_hash: str) -> tuple[CachedSession | None, bool]:
-        """The entry (possibly stale, so its last-seen time survives a reload) and whether
-        it is still fresh enough to trust without reading the store."""
+    def get(self, secret_hash: str) -> tuple[CachedSession | None, Freshness]:
+        """The entry (possibly stale, so its last-seen time survives a reload) and how far
+        it can be trusted without reading the store; the clock is read once."""
         entry = self._by_hash.get(secret_hash)
-        if entry is None or monotonic() - entry.loaded_at > self._ttl:
-            self.misses += 1
-            return entry, False
-        self.hits += 1
-        return entry, True
+        if entry is not None:
+            age = monotonic() - entry.loaded_at
+            if age <= self._ttl:
+                self.hits += 1
+                return entry, DUE if due_for_refresh(age, self._ttl) else FRESH
+        self.misses += 1
+        return entry, STALE
 
-    def due_for_refresh(self, entry: CachedSession) -> bool:
-        """A fresh entry old enough to be reloaded in the background."""
-        return due_for_refresh(monotonic() - entry.loaded_at, self._ttl)
+    def peek(self, secret_hash: str) -> CachedSession | None:
+        """The entry, however old, without counting a use."""
+        return self._by_hash.get(secret_hash)
 
     def put(self, secret_hash: str, entry: CachedSession, *, since: int | None = None) -> None:
         """Keep ``entry``; with ``since`` (the epoch its load began in), only if nothing was

@@ -27,7 +27,7 @@ from watchword.domain.users import User
 from watchword.services.audit import Auditor
 from watchword.services.context import RequestContext
 from watchword.services.control import ControlPlane
-from watchword.services.session_cache import CachedSession, SessionCache
+from watchword.services.session_cache import DUE, STALE, CachedSession, SessionCache
 from watchword.services.single_flight import SingleFlight
 from watchword.stores.base import Database
 
@@ -166,11 +166,11 @@ class SessionService:
         if not plausible_secret(secret):
             raise InvalidCredential("The session cookie is malformed.", code="invalid_session")
         secret_hash = sha256_hex(secret)
-        entry, fresh = self.cache.get(secret_hash)
-        if entry is None or not fresh:
+        entry, freshness = self.cache.get(secret_hash)
+        if entry is None or freshness is STALE:
             stale = entry
             entry = await self._loads.run(secret_hash, lambda: self._load(secret_hash, stale))
-        elif self.cache.due_for_refresh(entry):
+        elif freshness is DUE:
             current = entry
             self._loads.refresh(secret_hash, lambda: self._load(secret_hash, current))
         return self._check(entry)
@@ -195,6 +195,7 @@ class SessionService:
             loaded_at=monotonic(),
             last_seen=last_seen,
             persisted_seen=session.last_seen_at,
+            idle_timeout=timedelta(seconds=session.idle_timeout_seconds),
         )
         self.cache.put(secret_hash, entry, since=epoch)
         return entry
@@ -208,7 +209,7 @@ class SessionService:
         now = self._clock.now()
         if now >= session.expires_at:
             raise InvalidCredential("The session has expired.", code="session_expired")
-        if now >= session.idle_expires_at(entry.last_seen):
+        if now - entry.last_seen >= entry.idle_timeout:
             raise InvalidCredential("The session timed out.", code="session_expired")
         entry.last_seen = now
         if now - entry.persisted_seen >= self.policy.touch_interval:
@@ -219,7 +220,7 @@ class SessionService:
     def last_seen(self, session: Session) -> datetime:
         """The freshest last-seen time this node knows."""
         if session.secret_hash is not None:
-            entry, _ = self.cache.get(session.secret_hash)
+            entry = self.cache.peek(session.secret_hash)
             if entry is not None and entry.session.id == session.id:
                 return max(entry.last_seen, session.last_seen_at)
         return max(

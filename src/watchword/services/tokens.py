@@ -482,7 +482,7 @@ class TokenService:
     async def authenticate_bearer(self, token: str) -> Principal:
         if not self.ready:
             raise StoreUnavailable("Revocations are not loaded yet; try again shortly.")
-        now = self._clock.now().timestamp()
+        now = self._clock.timestamp()
         # Keyed by digest: the cache never holds a usable bearer token.
         digest = hashlib.sha256(token.encode("utf-8", "surrogatepass")).digest()
         entry = self._verified.get(digest)
@@ -567,15 +567,21 @@ class TokenService:
         """The account as a bearer token sees it: read at most once per ``user_cache_ttl``,
         by one request at a time, and renewed in the background while it is in use."""
         state = self._users.get(user_id)
-        # A read begun before an account changed is not joined by one after it.
-        flight = f"{self._users_epoch}:{user_id}"
         if state is not None:
             age = monotonic() - state.loaded_at
             if age <= self._user_ttl:
                 if due_for_refresh(age, self._user_ttl):
-                    self._user_loads.refresh(flight, lambda: self._load_user_state(user_id))
+                    self._user_loads.refresh(
+                        self._user_flight(user_id), lambda: self._load_user_state(user_id)
+                    )
                 return state
-        return await self._user_loads.run(flight, lambda: self._load_user_state(user_id))
+        return await self._user_loads.run(
+            self._user_flight(user_id), lambda: self._load_user_state(user_id)
+        )
+
+    def _user_flight(self, user_id: str) -> str:
+        # A read begun before an account changed is not joined by one after it.
+        return f"{self._users_epoch}:{user_id}"
 
     async def _load_user_state(self, user_id: str) -> _UserState:
         epoch = self._users_epoch

@@ -34,19 +34,40 @@ class Authenticator(Protocol):
 AuthHeaders = frozenset[bytes]
 
 
+def request_header(conn: HTTPConnection, name: bytes) -> str | None:
+    """The first value of header ``name`` (lower-case, as ASGI gives names), as Starlette's
+    ``conn.headers.get`` reads it, without building a ``Headers`` for the request: the
+    authenticators read one or two headers each, on every request."""
+    for key, value in conn.scope["headers"]:
+        if key == name:
+            return value.decode("latin-1")  # type: ignore[no-any-return]
+    return None
+
+
 class AuthChain:
     def __init__(self, authenticators: Sequence[Authenticator]) -> None:
         self.authenticators = list(authenticators)
         self._steps: list[tuple[Authenticator, AuthHeaders | None]] = [
             (a, getattr(a, "headers", None)) for a in self.authenticators
         ]
+        # Every header some authenticator names, and for each set of them a request can
+        # carry, the authenticators to run (at most 2 ** len(watched) plans).
+        self._watched: AuthHeaders = frozenset().union(*(h for _, h in self._steps if h))
+        self._plans: dict[AuthHeaders, list[Authenticator]] = {}
+
+    def _plan(self, present: AuthHeaders) -> list[Authenticator]:
+        plan = self._plans.get(present)
+        if plan is None:
+            plan = self._plans[present] = [
+                a for a, headers in self._steps if headers is None or headers & present
+            ]
+        return plan
 
     async def authenticate(self, conn: HTTPConnection) -> Principal:
         """The principal, or ``ANONYMOUS``; raises the first credential error met."""
-        present = {name for name, _ in conn.scope["headers"]}
-        for authenticator, headers in self._steps:
-            if headers is not None and headers.isdisjoint(present):
-                continue
+        watched = self._watched
+        present = frozenset([name for name, _ in conn.scope["headers"] if name in watched])
+        for authenticator in self._plan(present):
             principal = await authenticator.authenticate(conn)
             if principal is not None:
                 return principal
@@ -101,9 +122,11 @@ class AuthenticationMiddleware:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] in ("http", "websocket"):
             path: str = scope["path"]
-            chain = next((c for prefix, c in self.chains if path.startswith(prefix)), None)
-            if chain is not None:
-                await authenticate_scope(scope, chain)
+            for prefix, chain in self.chains:
+                if path.startswith(prefix):
+                    if chain is not None:
+                        await authenticate_scope(scope, chain)
+                    break
         await self.app(scope, receive, send)
 
 

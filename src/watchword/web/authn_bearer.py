@@ -14,13 +14,14 @@ from starlette.requests import HTTPConnection
 from watchword.domain.principal import Principal
 from watchword.domain.tokens import REFRESH_PREFIX, invalid_token, looks_like_jws
 from watchword.services.tokens import TokenService
+from watchword.web.authn import request_header
 
 SCHEME = "bearer"
 
 
 def bearer_value(conn: HTTPConnection) -> str | None:
     """The credential of an ``Authorization: Bearer`` header, or None."""
-    header = conn.headers.get("authorization")
+    header = request_header(conn, b"authorization")
     if not header or len(header) < 8 or header[:6].lower() != SCHEME or header[6] != " ":
         return None
     value = header[7:].strip()
@@ -53,7 +54,7 @@ class UnclaimedBearerAuthenticator:
     headers = frozenset({b"authorization"})
 
     async def authenticate(self, conn: HTTPConnection) -> Principal | None:
-        if conn.headers.get("authorization") is None:
+        if request_header(conn, b"authorization") is None:
             return None
         if bearer_value(conn) is None and not _is_bearer_scheme(conn):
             return None
@@ -62,5 +63,5 @@ class UnclaimedBearerAuthenticator:
 
 def _is_bearer_scheme(conn: HTTPConnection) -> bool:
     # ``Authorization: Bearer`` with an empty value is a malformed bearer credential too.
-    header = conn.headers.get("authorization", "")
+    header = request_header(conn, b"authorization") or ""
     return header.strip().lower() == SCHEME

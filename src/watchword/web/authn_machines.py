@@ -24,6 +24,7 @@ from watchword.services.clients import ClientService, InvalidClient
 from watchword.services.context import RequestContext
 from watchword.services.credential_guard import ContextSource
 from watchword.services.signing import SigningService
+from watchword.web.authn import request_header
 from watchword.web.authn_bearer import bearer_value
 from watchword.web.deps import client_ip
 from watchword.web.errors import PayloadTooLarge, watchword_error_response
@@ -55,7 +56,7 @@ class ApiKeyAuthenticator:
         self._api_keys = api_keys
 
     async def authenticate(self, conn: HTTPConnection) -> Principal | None:
-        key = conn.headers.get("x-api-key")
+        key = request_header(conn, b"x-api-key")
         if key is None:
             token = bearer_value(conn)
             if token is None or not looks_like_api_key(token):
