@@ -102,10 +102,9 @@ class StepUp:
             self._shown.pop(next(iter(self._shown)))
         return recorded
 
-    async def shown(self, principal: Principal) -> dict[str, Any]:
-        """``auth_time``, ``amr`` and ``acr`` for display (``/v1/me``): from a short-lived
-        cache, so the hot path does not read the store on every call. The same dict is
-        returned until the cached value is read again: callers must not change it."""
+    def shown_cached(self, principal: Principal) -> dict[str, Any] | None:
+        """``shown`` when its cache holds a fresh value (renewed in the background while in
+        use), else None. Not a coroutine: on the hot path, a cache hit costs no coroutine."""
         session_id = principal.session_id
         if session_id is None:
             return {}
@@ -113,9 +112,20 @@ class StepUp:
         if cached is not None:
             age = monotonic() - cached[0]
             if age < self._shown_ttl:
-                if due_for_refresh(age, self._shown_ttl):  # renewed while in use
+                if due_for_refresh(age, self._shown_ttl):
                     self._shown_loads.refresh(session_id, lambda: self.auth_info(principal))
                 return cached[2]
+        return None
+
+    async def shown(self, principal: Principal) -> dict[str, Any]:
+        """``auth_time``, ``amr`` and ``acr`` for display (``/v1/me``): from a short-lived
+        cache, so the hot path does not read the store on every call. The same dict is
+        returned until the cached value is read again: callers must not change it."""
+        fresh = self.shown_cached(principal)
+        if fresh is not None:
+            return fresh
+        session_id = principal.session_id
+        assert session_id is not None  # shown_cached answers {} without a session
         info = await self._shown_loads.run(session_id, lambda: self.auth_info(principal))
         if info is None:
             return {}
