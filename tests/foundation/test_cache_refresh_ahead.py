@@ -334,3 +334,24 @@ async def test_a_cached_session_past_its_age_limit_is_read_again_before_it_is_tr
     age_by(monkeypatch, session_cache_module, seconds=ttl(client) + 1)
     assert (await client.get("/v1/me")).status_code == 200
     assert reads.calls == 1
+
+
+async def test_a_cached_api_key_past_its_age_limit_is_read_again_before_it_is_trusted(
+    client: Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tests.machines.conftest import make_api_key
+    from watchword.services import credential_guard
+
+    await client.register()
+    await client.login()
+    headers = {"X-API-Key": (await make_api_key(client))["key"]}
+    assert (await client.get("/v1/me", headers=headers)).status_code == 200  # now cached
+    api_keys = client.container.api_keys
+    reads = GatedReads(api_keys._store.get_by_public_id)
+    reads.gate.set()  # counts, holds nothing
+    monkeypatch.setattr(api_keys._store, "get_by_public_id", reads)
+    assert (await client.get("/v1/me", headers=headers)).status_code == 200
+    assert reads.calls == 0
+    age_by(monkeypatch, credential_guard, seconds=client.container.settings.machine_cache_ttl + 1)
+    assert (await client.get("/v1/me", headers=headers)).status_code == 200
+    assert reads.calls == 1

@@ -109,7 +109,7 @@ class ApiKeyService(OwnedKeyService[ApiKey, CachedKey]):
             await self._reject(ctx(), "malformed", None, "The API key is malformed.")
         assert public_id is not None
         key_hash = sha256_hex(presented)
-        entry = self.cache.get(public_id)
+        entry, due = self.cache.lookup(public_id)
         if entry is None:
             # Requests that miss together share one read. The address check guards the
             # store, so only a request that would start a read makes it.
@@ -118,7 +118,7 @@ class ApiKeyService(OwnedKeyService[ApiKey, CachedKey]):
             entry = await self.loads.run(public_id, lambda: self._load(public_id))
             if entry is None:
                 await self._reject(ctx(), "unknown", public_id, "The API key is not valid.")
-        elif self.cache.due_for_refresh(public_id):  # a hot key is re-read before it expires
+        elif due:  # a hot key is re-read before it expires
             self.loads.refresh(public_id, lambda: self._load(public_id))
         assert entry is not None
         key = entry.key

@@ -53,18 +53,19 @@ class BoundedCache(Generic[V]):
         return len(self._entries)
 
     def get(self, key: str) -> V | None:
+        return self.lookup(key)[0]
+
+    def lookup(self, key: str) -> tuple[V | None, bool]:
+        """The live value (None: absent or expired) and whether it is old enough to be
+        re-read in the background (``SingleFlight.refresh``): one lookup, one clock read."""
         item = self._entries.get(key)
         if item is None:
-            return None
-        if monotonic() - item[0] >= self._ttl:
+            return None, False
+        age = monotonic() - item[0]
+        if age >= self._ttl:
             del self._entries[key]
-            return None
-        return item[1]
-
-    def due_for_refresh(self, key: str) -> bool:
-        """A live entry old enough to be re-read in the background (``SingleFlight.refresh``)."""
-        item = self._entries.get(key)
-        return item is not None and due_for_refresh(monotonic() - item[0], self._ttl)
+            return None, False
+        return item[1], due_for_refresh(age, self._ttl)
 
     def put(self, key: str, value: V, *, read_at: int | None = None) -> None:
         if read_at is not None and read_at != self.generation:

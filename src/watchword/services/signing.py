@@ -143,7 +143,7 @@ class SigningService(OwnedKeyService[SigningKey, CachedSigningKey]):
         except SignatureRejected as exc:
             await self._reject(ctx, "policy", sig.key_id, exc, count=False)
             raise
-        entry = self.cache.get(sig.key_id)
+        entry, due = self.cache.lookup(sig.key_id)
         if entry is None:
             if not self.loads.flying(sig.key_id):  # joining a read costs the store nothing
                 await self._check_address(ctx)
@@ -152,7 +152,7 @@ class SigningService(OwnedKeyService[SigningKey, CachedSigningKey]):
                 await self._reject(
                     ctx, "unknown_key", sig.key_id, SignatureRejected("Unknown keyid.")
                 )
-        elif self.cache.due_for_refresh(sig.key_id):  # a hot key is re-read before it expires
+        elif due:  # a hot key is re-read before it expires
             self.loads.refresh(sig.key_id, lambda: self._load(sig.key_id))
         assert entry is not None
         if entry.key.revoked_at is not None:
