@@ -11,7 +11,8 @@ import orjson
 import pytest
 
 from tests.conftest import Client
-from tests.helpers import PASSWORD, ManualClock
+from tests.helpers import ManualClock
+from tests.tokens.helpers import token_login
 from watchword.domain.sessions import Session
 from watchword.services import stepup as stepup_module
 from watchword.web.me_body import encode_me
@@ -99,38 +100,13 @@ async def test_each_cookie_request_shows_its_own_last_seen_time(
     assert second["id"] == first["id"]
 
 
-async def test_a_token_request_shows_its_session_without_a_csrf_token(client: Client) -> None:
-    await client.register()
-    signed_in = await client.post(
-        "/v1/auth/login",
-        json={
-            "email": "alice@example.com",
-            "password": PASSWORD,
-            "mode": "token",
-            "device_name": "phone",
-        },
-    )
-    tokens = signed_in.json()
-    bearer = {"Authorization": f"Bearer {tokens['access_token']}"}
-    for _ in range(2):  # made, then kept
-        me = (await client.get("/v1/me", headers=bearer)).json()
-        assert me["session"]["device"]["name"] == "phone"
-        assert me["session"]["current"] is True
-        assert me["authentication"]["method"] == "bearer_jwt"
-        assert "csrf_token" not in me
-
-
 async def test_a_token_request_shows_its_session_signed_in_again_while_the_token_is_cached(
     client: Client, clock: ManualClock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The same token (so the same cached principal) shows a new sign-in record of its
     session once the record is read again."""
     await client.register()
-    signed_in = await client.post(
-        "/v1/auth/login",
-        json={"email": "alice@example.com", "password": PASSWORD, "mode": "token"},
-    )
-    bearer = {"Authorization": f"Bearer {signed_in.json()['access_token']}"}
+    bearer = {"Authorization": f"Bearer {(await token_login(client))['access_token']}"}
     before = (await client.get("/v1/me", headers=bearer)).json()
     assert before["authentication"]["amr"] == ["pwd"]
     step_up = client.container.step_up

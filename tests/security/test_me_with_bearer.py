@@ -27,3 +27,5 @@ async def test_a_bearer_token_sees_its_session_like_a_cookie_does(
         assert body["session"] is not None
         assert body["session"]["id"] == body["authentication"]["session_id"]
         assert body["session"]["device"]["name"] == "phone"
+        assert body["session"]["current"] is True
+        assert "csrf_token" not in body  # a bearer request cannot be forged cross-site
