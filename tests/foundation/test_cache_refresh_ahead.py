@@ -6,6 +6,7 @@ the change removed."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from typing import Any
 
 import pytest
@@ -14,10 +15,10 @@ from tests.conftest import Client
 from tests.helpers import ManualClock
 from tests.tokens.helpers import me, token_login
 from watchword.domain import events
+from watchword.services import bounded_cache
 from watchword.services import session_cache as session_cache_module
 from watchword.services import sessions as sessions_module
 from watchword.services import stepup as stepup_module
-from watchword.services import tokens as tokens_module
 from watchword.services.single_flight import SingleFlight
 
 
@@ -133,17 +134,16 @@ async def test_a_hot_bearer_is_answered_while_its_account_is_reread_in_the_backg
 ) -> None:
     tokens = client.container.tokens
     user, token, reads = await bearer_in_use(client, monkeypatch)
-    state = tokens._users[user["id"]]
+    state = tokens._users.get(user["id"])
 
-    age_by(monkeypatch, tokens_module, seconds=ttl(client) * 0.6)
+    age_by(monkeypatch, bounded_cache, seconds=ttl(client) * 0.6)
     # The read is held: these are answered from the cache, without waiting for it.
     answers = await asyncio.gather(*(me(client, token) for _ in range(5)))
     assert [a.status_code for a in answers] == [200] * 5
     assert reads.calls == 1
     await reads.release()
     # Unchanged account: the same state, renewed, so its principals (and their views) stay.
-    assert tokens._users[user["id"]] is state
-    assert state.loaded_at == tokens_module.monotonic()
+    assert tokens._users.lookup(user["id"]) == (state, False)  # the same state, renewed
     assert (await me(client, token)).status_code == 200
     assert reads.calls == 1  # renewed: not due again yet
 
@@ -153,7 +153,7 @@ async def test_once_past_its_age_limit_the_account_is_read_once_for_every_waitin
 ) -> None:
     _, token, reads = await bearer_in_use(client, monkeypatch)
 
-    age_by(monkeypatch, tokens_module, seconds=ttl(client) + 1)
+    age_by(monkeypatch, bounded_cache, seconds=ttl(client) + 1)
     waiting = [asyncio.ensure_future(me(client, token)) for _ in range(5)]
     for _ in range(20):
         await asyncio.sleep(0)
@@ -169,12 +169,31 @@ async def test_an_account_change_during_a_background_read_is_not_undone(
     tokens = client.container.tokens
     user, token, reads = await bearer_in_use(client, monkeypatch)
 
-    age_by(monkeypatch, tokens_module, seconds=ttl(client) * 0.6)
+    age_by(monkeypatch, bounded_cache, seconds=ttl(client) * 0.6)
     assert (await me(client, token)).status_code == 200  # starts the background read
     await reads.started()
     await tokens._on_control({"type": events.USER_CHANGED, "user_id": user["id"]})
     await reads.release()
-    assert user["id"] not in tokens._users  # the read began before the change: not kept
+    assert tokens._users.get(user["id"]) is None  # the read began before the change: not kept
+
+
+async def test_an_account_changed_without_an_event_is_seen_once_it_is_reread(
+    client: Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A missed event cannot keep a changed account for longer than the age limit: the
+    background read replaces what it finds changed (and keeps what it finds the same)."""
+    _, token, reads = await bearer_in_use(client, monkeypatch)
+    read = reads.read
+
+    async def renamed(user_id: str) -> Any:
+        return dataclasses.replace(await read(user_id), first_name="Renamed")
+
+    reads.read = renamed
+    age_by(monkeypatch, bounded_cache, seconds=ttl(client) * 0.6)
+    before = await me(client, token)  # answered from the cache; starts the read
+    assert before.json()["user"]["first_name"] is None
+    await reads.release()
+    assert (await me(client, token)).json()["user"]["first_name"] == "Renamed"
 
 
 # -- a cookie's session ----------------------------------------------------------------------
@@ -267,7 +286,6 @@ async def test_a_hot_api_key_is_answered_while_it_is_reread_and_a_revocation_sti
     client: Client, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from tests.machines.conftest import make_api_key
-    from watchword.services import credential_guard
 
     await client.register()
     await client.login()
@@ -278,7 +296,7 @@ async def test_a_hot_api_key_is_answered_while_it_is_reread_and_a_revocation_sti
     reads = GatedReads(api_keys._store.get_by_public_id, after=True)
     monkeypatch.setattr(api_keys._store, "get_by_public_id", reads)
 
-    age_by(monkeypatch, credential_guard, seconds=client.container.settings.machine_cache_ttl * 0.6)
+    age_by(monkeypatch, bounded_cache, seconds=client.container.settings.machine_cache_ttl * 0.6)
     answers = await asyncio.gather(*(client.get("/v1/me", headers=headers) for _ in range(5)))
     assert [a.status_code for a in answers] == [200] * 5
     await reads.started()
@@ -298,7 +316,6 @@ async def test_a_hot_signing_key_is_answered_while_it_is_reread_and_a_revocation
     client: Client, clock: ManualClock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from tests.machines.test_signatures import _status, hmac_key, signed, signer
-    from watchword.services import credential_guard
 
     await client.register()
     await client.login()
@@ -309,7 +326,7 @@ async def test_a_hot_signing_key_is_answered_while_it_is_reread_and_a_revocation
     reads = GatedReads(signing._store.get, after=True)
     monkeypatch.setattr(signing._store, "get", reads)
 
-    age_by(monkeypatch, credential_guard, seconds=client.container.settings.machine_cache_ttl * 0.6)
+    age_by(monkeypatch, bounded_cache, seconds=client.container.settings.machine_cache_ttl * 0.6)
     answers = [await _status(client, signed(auth, "GET", "/v1/me")) for _ in range(3)]
     assert [a.status_code for a in answers] == [200] * 3
     await reads.started()
@@ -340,7 +357,6 @@ async def test_a_cached_api_key_past_its_age_limit_is_read_again_before_it_is_tr
     client: Client, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from tests.machines.conftest import make_api_key
-    from watchword.services import credential_guard
 
     await client.register()
     await client.login()
@@ -352,6 +368,6 @@ async def test_a_cached_api_key_past_its_age_limit_is_read_again_before_it_is_tr
     monkeypatch.setattr(api_keys._store, "get_by_public_id", reads)
     assert (await client.get("/v1/me", headers=headers)).status_code == 200
     assert reads.calls == 0
-    age_by(monkeypatch, credential_guard, seconds=client.container.settings.machine_cache_ttl + 1)
+    age_by(monkeypatch, bounded_cache, seconds=client.container.settings.machine_cache_ttl + 1)
     assert (await client.get("/v1/me", headers=headers)).status_code == 200
     assert reads.calls == 1

@@ -253,7 +253,7 @@ async def test_a_store_outage_fails_bearers_closed_once_the_user_cache_is_stale(
     client: Client, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from watchword.domain.errors import StoreUnavailable
-    from watchword.services import tokens as tokens_module
+    from watchword.services import bounded_cache as bounded_cache_module
 
     await client.register()
     pair = await token_login(client)
@@ -265,8 +265,8 @@ async def test_a_store_outage_fails_bearers_closed_once_the_user_cache_is_stale(
     monkeypatch.setattr(client.container.db.users, "get", down)
     # Fresh cache: served from memory while the store is down.
     assert (await me(client, pair["access_token"])).status_code == 200
-    later = tokens_module.monotonic() + client.container.settings.session_cache_ttl + 1
-    monkeypatch.setattr(tokens_module, "monotonic", lambda: later)
+    later = bounded_cache_module.monotonic() + client.container.settings.session_cache_ttl + 1
+    monkeypatch.setattr(bounded_cache_module, "monotonic", lambda: later)
     response = await me(client, pair["access_token"])
     assert response.status_code == 503
     assert response.json()["error"] == "service_unavailable"

@@ -43,10 +43,10 @@ from watchword.domain.principal import AuthMethod, Principal
 from watchword.domain.redirect_uris import check_uri, check_uris
 from watchword.domain.scopes import IDENTITY_SCOPES, parse_scope, require_subset
 from watchword.services.audit import Auditor
+from watchword.services.bounded_cache import BoundedCache
 from watchword.services.context import RequestContext
 from watchword.services.control import ControlPlane
 from watchword.services.credential_guard import (
-    BoundedCache,
     ContextSource,
     CredentialThrottle,
     UsageLog,

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime
 from typing import Any, ClassVar, Generic, Protocol, TypeVar
@@ -16,77 +15,22 @@ from limits import RateLimitItem, parse
 from watchword.domain import events
 from watchword.domain.apikeys import CREDENTIAL_REVOKED
 from watchword.domain.audit import AuditType
-from watchword.domain.clock import monotonic
 from watchword.domain.errors import RateLimited, StoreUnavailable
 from watchword.domain.users import User
 from watchword.services.audit import Auditor
+from watchword.services.bounded_cache import BoundedCache
 from watchword.services.context import RequestContext
 from watchword.services.control import ControlPlane
 from watchword.services.ratelimit import RateLimiter
-from watchword.services.single_flight import SingleFlight, due_for_refresh
+from watchword.services.single_flight import SingleFlight
 
 _log = logging.getLogger("watchword.credentials")
 USAGE_FLUSH_INTERVAL = 5.0
 
-V = TypeVar("V")
 
 # The request context, built only when needed (a failure to audit, a store lookup): the hot
 # path of a cached, valid credential never pays for it.
 ContextSource = Callable[[], RequestContext]
-
-
-class BoundedCache(Generic[V]):
-    """LRU with a time-to-live: a stale entry is re-read from the store, so a missed
-    invalidation event cannot keep a revoked credential alive for longer than ``ttl``.
-
-    ``generation`` counts invalidations: a read that began before one (a revocation that
-    arrived while the row was on its way) must not be cached, or it would bring the revoked
-    credential back for a whole ``ttl``; ``put(..., read_at=generation)`` then skips it."""
-
-    def __init__(self, *, max_size: int, ttl: float) -> None:
-        self._max = max_size
-        self._ttl = ttl
-        self._entries: OrderedDict[str, tuple[float, V]] = OrderedDict()
-        self.generation = 0
-
-    def __len__(self) -> int:
-        return len(self._entries)
-
-    def get(self, key: str) -> V | None:
-        return self.lookup(key)[0]
-
-    def lookup(self, key: str) -> tuple[V | None, bool]:
-        """The live value (None: absent or expired) and whether it is old enough to be
-        re-read in the background (``SingleFlight.refresh``): one lookup, one clock read."""
-        item = self._entries.get(key)
-        if item is None:
-            return None, False
-        age = monotonic() - item[0]
-        if age >= self._ttl:
-            del self._entries[key]
-            return None, False
-        return item[1], due_for_refresh(age, self._ttl)
-
-    def put(self, key: str, value: V, *, read_at: int | None = None) -> None:
-        if read_at is not None and read_at != self.generation:
-            return
-        self._entries[key] = (monotonic(), value)
-        self._entries.move_to_end(key)
-        while len(self._entries) > self._max:
-            self._entries.popitem(last=False)
-
-    def pop(self, key: str) -> None:
-        self.generation += 1
-        self._entries.pop(key, None)
-
-    def drop_where(self, predicate: Callable[[V], bool]) -> None:
-        self.generation += 1
-        for key in [k for k, (_, v) in self._entries.items() if predicate(v)]:
-            del self._entries[key]
-
-    def clear(self) -> None:
-        self.generation += 1
-        self._entries.clear()
 
 
 class UsageLog:

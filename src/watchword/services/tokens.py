@@ -34,7 +34,7 @@ import jwt
 
 from watchword.domain import events
 from watchword.domain.audit import AuditType
-from watchword.domain.clock import Clock, Randomness, monotonic, sha256_hex
+from watchword.domain.clock import Clock, Randomness, sha256_hex
 from watchword.domain.errors import InvalidCredential, InvalidInput, NotFound, StoreUnavailable
 from watchword.domain.keys import ALGORITHMS
 from watchword.domain.masterkey import MasterKey
@@ -60,12 +60,13 @@ from watchword.domain.tokens import (
 )
 from watchword.domain.users import User
 from watchword.services.audit import Auditor
+from watchword.services.bounded_cache import BoundedCache
 from watchword.services.context import RequestContext
 from watchword.services.control import ControlPlane
 from watchword.services.keys import KeyService
 from watchword.services.revocations import RevocationFeed, RevokedTokens
 from watchword.services.sessions import SessionService
-from watchword.services.single_flight import SingleFlight, due_for_refresh
+from watchword.services.single_flight import SingleFlight
 from watchword.stores.base import Database
 from watchword.stores.tokens import TokenStores
 
@@ -110,7 +111,6 @@ class _UserState:
     user: User
     roles: frozenset[str]
     scopes: frozenset[str]
-    loaded_at: float
 
 
 @dataclass(slots=True)
@@ -168,7 +168,6 @@ class TokenService:
         self.max_token_bytes = max_token_bytes
         self.reuse_grace = reuse_grace
         self._cache_size = cache_size
-        self._user_ttl = user_cache_ttl
         self._touch_interval = touch_interval
         self.jtis = RevokedTokens()
         self.revocations = RevocationFeed(
@@ -187,11 +186,13 @@ class TokenService:
         self.client_enabled: Callable[[str], bool] | None = None
         # How the session's user signed in (amr, auth_time, acr), in every access token.
         self.session_claims: Callable[[Session], Awaitable[dict[str, Any]]] | None = None
-        self._users: dict[str, _UserState] = {}
+        # A bearer token's account, by user id; its generation moves when an account changes
+        # (or the cache is flushed): a read begun before that must not put back what the
+        # change removed.
+        self._users: BoundedCache[_UserState] = BoundedCache(
+            max_size=USER_CACHE_SIZE, ttl=user_cache_ttl
+        )
         self._user_loads: SingleFlight[_UserState] = SingleFlight()
-        # Moves when an account changes (or the cache is flushed): a read begun before that
-        # must not put back what the change removed.
-        self._users_epoch = 0
         self._task: asyncio.Task[None] | None = None
         self.ready = False
         control.on_event(self._on_control)
@@ -261,10 +262,8 @@ class TokenService:
         if kind == events.TOKEN_REVOKED:
             self.jtis.add(str(message.get("jti")), float(message.get("expires_at") or 0))
         elif kind == events.USER_CHANGED:
-            self._users_epoch += 1
-            self._users.pop(str(message.get("user_id")), None)
+            self._users.pop(str(message.get("user_id")))
         elif kind == events.CACHE_FLUSH:
-            self._users_epoch += 1
             self._users.clear()
             self._verified.clear()
 
@@ -567,16 +566,12 @@ class TokenService:
         """The account as a bearer token sees it, when read less than ``user_cache_ttl`` ago
         (renewed in the background while it is in use); None: ``_user_state`` reads it.
         Not a coroutine: on the hot path, a cache hit costs no coroutine."""
-        state = self._users.get(user_id)
-        if state is not None:
-            age = monotonic() - state.loaded_at
-            if age <= self._user_ttl:
-                if due_for_refresh(age, self._user_ttl):
-                    self._user_loads.refresh(
-                        self._user_flight(user_id), lambda: self._load_user_state(user_id)
-                    )
-                return state
-        return None
+        state, due = self._users.lookup(user_id)
+        if due:
+            self._user_loads.refresh(
+                self._user_flight(user_id), lambda: self._load_user_state(user_id)
+            )
+        return state
 
     async def _user_state(self, user_id: str) -> _UserState:
         """The account as a bearer token sees it: read at most once per ``user_cache_ttl``,
@@ -590,31 +585,27 @@ class TokenService:
 
     def _user_flight(self, user_id: str) -> str:
         # A read begun before an account changed is not joined by one after it.
-        return f"{self._users_epoch}:{user_id}"
+        return f"{self._users.generation}:{user_id}"
 
     async def _load_user_state(self, user_id: str) -> _UserState:
-        epoch = self._users_epoch
+        read_at = self._users.generation
         user = await self._db.users.get(user_id)
         if user is None:
-            self._users.pop(user_id, None)
+            self._users.pop(user_id)
             raise invalid_token("The account of this access token no longer exists.")
         kept = self._users.get(user_id)
-        if kept is not None and kept.user == user and epoch == self._users_epoch:
+        if kept is not None and kept.user == user:
             # Unchanged: the same state, renewed, so the principals built on it (and what
             # /v1/me made of them) stay, instead of every cached token rebuilding its own.
-            kept.loaded_at = monotonic()
+            self._users.put(user_id, kept, read_at=read_at)
             return kept
         state = _UserState(
             user=user,
             roles=frozenset(user.roles) | {IMPLICIT_ROLE},
             scopes=self._scopes.scopes_for_roles(user.roles),
-            loaded_at=monotonic(),
         )
-        if epoch != self._users_epoch:
-            return state  # an account changed while this read ran: answer, do not keep
-        if len(self._users) >= USER_CACHE_SIZE and user_id not in self._users:
-            del self._users[next(iter(self._users))]
-        self._users[user_id] = state
+        # Not kept when an account changed while this read ran: answered, not cached.
+        self._users.put(user_id, state, read_at=read_at)
         return state
 
     async def _verify(self, token: str, now: float) -> AccessClaims:
