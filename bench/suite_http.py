@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import json
 import os
 import statistics
@@ -31,6 +32,7 @@ from pathlib import Path
 from typing import Protocol
 
 import httpx
+from prometheus_client.parser import text_string_to_metric_families
 
 from bench import machines
 from bench.common import (
@@ -90,6 +92,26 @@ SCENARIOS: list[Scenario] = [
 class Measured:
     load: LoadResult
     cpu_us: float  # server CPU time per request, microseconds
+    loop_stalls: int = 0  # the server's lag timer woke more than STALL_S late
+
+
+STALL_S = "0.025"  # a bucket bound of watchword_event_loop_lag_seconds
+
+
+def loop_stalls(server: Server) -> int:
+    """How often the server's event loop has been held more than STALL_S since it started
+    (web/loop_lag.py): a slow p99 with none of these was not the server's loop."""
+    text = httpx.get(server.url + "/metrics", timeout=10).text
+    values = {
+        sample.name + sample.labels.get("le", ""): sample.value
+        for family in text_string_to_metric_families(text)
+        if family.name == "watchword_event_loop_lag_seconds"
+        for sample in family.samples
+    }
+    return int(
+        values["watchword_event_loop_lag_seconds_count"]
+        - values["watchword_event_loop_lag_seconds_bucket" + STALL_S]
+    )
 
 
 class Measurable(Protocol):
@@ -140,11 +162,17 @@ def run_backend(
         results: list[list[Measured]] = [[] for _ in prepared]
         for _ in range(rounds):
             for i, (_, path, headers) in enumerate(prepared):
-                results[i].append(measured_wrk(server, path, headers, duration))
+                before = loop_stalls(server)
+                measured = measured_wrk(server, path, headers, duration)
+                stalls = loop_stalls(server) - before
+                results[i].append(dataclasses.replace(measured, loop_stalls=stalls))
         medians = [_median([m.load for m in r]) for r in results]
         cpus = [statistics.median(m.cpu_us for m in r) for r in results]
+        stalls = [sum(m.loop_stalls for m in r) for r in results]
         healthz, healthz_cpu = medians[0], cpus[0]
-        for (scenario, _, _), result, cpu in zip(prepared, medians, cpus, strict=True):
+        for (scenario, _, _), result, cpu, held in zip(
+            prepared, medians, cpus, stalls, strict=True
+        ):
             ratio = result.rps / healthz.rps
             cost_us = 1e6 / result.rps - 1e6 / healthz.rps
             tail = result.p99_ms / result.p50_ms if result.p50_ms else float("inf")
@@ -153,6 +181,7 @@ def run_backend(
             record(f"{prefix}_rps", result.rps)
             record(f"{prefix}_p99_over_p50", tail)
             record(f"{prefix}_cpu_us_per_request", cpu)
+            record(f"{prefix}_loop_stalls_over_25ms", held)
             if scenario.key != "healthz":
                 record(f"{prefix}_vs_healthz", ratio)
                 record(f"{prefix}_auth_cost_us", cost_us)
@@ -173,6 +202,7 @@ def run_backend(
                     f"{cpu:.0f}",
                     "-" if scenario.key == "healthz" else f"{healthz_cpu / cpu:.2f}",
                     "-" if scenario.key == "healthz" else f"{cpu - healthz_cpu:.0f}",
+                    held,
                     result.errors,
                 ]
             )
@@ -180,7 +210,7 @@ def run_backend(
             # A signed request needs a fresh nonce each time, which wrk cannot sign.
             for row in machines.python_loop_rows(label, server, duration):
                 count_errors(f"http.{label}.python_loop.errors", int(row[-1]))  # type: ignore[call-overload]
-                rows.append([*row[:5], "-", row[5], "-", "-", "-", "-", row[-1]])
+                rows.append([*row[:5], "-", row[5], "-", "-", "-", "-", "-", row[-1]])
     return rows
 
 
@@ -330,7 +360,8 @@ def methods_table(args: argparse.Namespace) -> None:
         f"GET /v1/me by authentication method (server pinned to one core, wrk -c{CONNECTIONS}"
         " on another, loopback; medians of interleaved rounds; auth us = 1e6/rps - 1e6/healthz;"
         " cpu us/req = the server's CPU time per request, auth cpu us = its excess over"
-        " /healthz)",
+        " /healthz; loop stalls = times the server's event loop was held over 25 ms, all"
+        " rounds)",
         [
             "backend",
             "scenario",
@@ -343,6 +374,7 @@ def methods_table(args: argparse.Namespace) -> None:
             "cpu us/req",
             "cpu vs /healthz",
             "auth cpu us",
+            "loop stalls",
             "errors",
         ],
         rows,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import gc
 import logging
 from collections.abc import AsyncIterator
@@ -19,6 +21,7 @@ from watchword.web.authn_bearer import BearerTokenAuthenticator, UnclaimedBearer
 from watchword.web.bodylimit import BodyLimitMiddleware
 from watchword.web.cookies import SessionCookie
 from watchword.web.hotpath import HotRoutes
+from watchword.web.loop_lag import watch_loop_lag
 from watchword.web.oauth2 import install as _install_oidc
 from watchword.web.realtime import routes as realtime
 from watchword.web.realtime.entry import RealtimeApp, RealtimeEntry
@@ -92,9 +95,13 @@ def create_app(settings: Settings | None = None, *, container: Container | None 
         await container.start()
         # tokens: a stop signal ends the revocation streams before uvicorn waits
         restore_signals = token_routes.end_streams_on_exit_signal(container.tokens.revocations)
+        lag_watch = asyncio.create_task(watch_loop_lag(), name="watchword-loop-lag")
         try:
             yield
         finally:
+            lag_watch.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await lag_watch
             restore_signals()
             await container.stop()
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Gauge
+from prometheus_client import Counter, Gauge, Histogram
 
 LOGINS = Counter("watchword_logins_total", "Sign-in attempts by result", ["result"])
 AUTH_REJECTED = Counter(
@@ -13,3 +13,11 @@ SESSION_CACHE_MISSES = Gauge("watchword_session_cache_misses", "Session cache mi
 SESSION_CACHE_SIZE = Gauge("watchword_session_cache_entries", "Sessions held in the cache")
 REVOKED_SESSIONS = Gauge("watchword_revoked_sessions", "Session ids in the revocation set")
 CONTROL_FEED_UP = Gauge("watchword_control_feed_up", "1 when the control feed is readable")
+# Stalls seen from inside the server (web/loop_lag.py): a slow p99 measured outside with no
+# lag here was not the event loop's.
+LOOP_LAG = Histogram(
+    "watchword_event_loop_lag_seconds",
+    "How late a timer ran on the event loop",
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
+)
+LOOP_LAG_MAX = Gauge("watchword_event_loop_lag_max_seconds", "The longest lag seen since start")
