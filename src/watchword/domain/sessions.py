@@ -7,6 +7,7 @@ Idle and absolute expiry each have their own getter; the server compares with ``
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import hmac
 from dataclasses import dataclass, replace
@@ -40,6 +41,13 @@ class SessionPolicy:
     touch_interval: timedelta
 
 
+@functools.cache
+def _seconds(count: int) -> timedelta:
+    # A session's idle timeout is read on every cookie request (its check) and every /v1/me
+    # (its times); a deployment has one or two values, each made once.
+    return timedelta(seconds=count)
+
+
 @dataclass(frozen=True, slots=True)
 class Session:
     id: str
@@ -57,7 +65,7 @@ class Session:
     revoked_reason: str | None = None
 
     def idle_expires_at(self, last_seen: datetime | None = None) -> datetime:
-        return (last_seen or self.last_seen_at) + timedelta(seconds=self.idle_timeout_seconds)
+        return (last_seen or self.last_seen_at) + _seconds(self.idle_timeout_seconds)
 
     def effective_expires_at(self, last_seen: datetime | None = None) -> datetime:
         return min(self.expires_at, self.idle_expires_at(last_seen))

@@ -9,7 +9,7 @@ flushed when the bus reports a gap. A hot entry is reloaded in the background be
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from enum import IntEnum
 
 from watchword.domain.clock import monotonic
@@ -36,7 +36,6 @@ class CachedSession:
     loaded_at: float
     last_seen: datetime
     persisted_seen: datetime
-    idle_timeout: timedelta  # the session's, made once (the hot path compares against it)
 
 
 class SessionCache:

@@ -195,7 +195,6 @@ class SessionService:
             loaded_at=monotonic(),
             last_seen=last_seen,
             persisted_seen=session.last_seen_at,
-            idle_timeout=timedelta(seconds=session.idle_timeout_seconds),
         )
         self.cache.put(secret_hash, entry, since=epoch)
         return entry
@@ -209,7 +208,7 @@ class SessionService:
         now = self._clock.now()
         if now >= session.expires_at:
             raise InvalidCredential("The session has expired.", code="session_expired")
-        if now - entry.last_seen >= entry.idle_timeout:
+        if now >= session.idle_expires_at(entry.last_seen):
             raise InvalidCredential("The session timed out.", code="session_expired")
         entry.last_seen = now
         if now - entry.persisted_seen >= self.policy.touch_interval:

@@ -10,13 +10,13 @@ one core, building it cost about as much as authenticating the request.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 import orjson
 
 from watchword.domain.sessions import Session
-from watchword.web.views import session_static_view
+from watchword.web.views import session_static_view, session_times
 
 
 @dataclass(slots=True, eq=False)
@@ -29,23 +29,14 @@ class EncodedMe:
     tail: bytes
     seen: datetime | None = None
     body: bytes = b""
-    idle_timeout: timedelta = timedelta(0)
 
     def body_at(self, last_seen: datetime | None) -> bytes:
-        """The body with the session's times as of ``last_seen``: ``session_times``, written
-        out here (a cookie request writes them on every call; the tests hold the two equal)."""
+        """The body with the session's times as of ``last_seen`` (a cookie request moves
+        them on every call)."""
         if self.session is None or last_seen is None:
             return self.head
         if last_seen != self.seen:
-            idle_expires_at = last_seen + self.idle_timeout
-            expires_at = min(self.session.expires_at, idle_expires_at)
-            times = orjson.dumps(
-                {
-                    "last_seen_at": last_seen,
-                    "expires_at": expires_at,
-                    "idle_expires_at": idle_expires_at,
-                }
-            )
+            times = orjson.dumps(session_times(self.session, last_seen))
             self.body = self.head + times[1:-1] + self.tail
             self.seen = last_seen
         return self.body
@@ -70,10 +61,4 @@ def encode_me(
     if csrf_token is not None:
         tail += [b',"csrf_token":', orjson.dumps(csrf_token)]
     tail.append(b"}")
-    return EncodedMe(
-        shown=shown,
-        session=session,
-        head=head,
-        tail=b"".join(tail),
-        idle_timeout=timedelta(seconds=session.idle_timeout_seconds),
-    )
+    return EncodedMe(shown=shown, session=session, head=head, tail=b"".join(tail))
