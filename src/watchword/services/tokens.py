@@ -520,7 +520,9 @@ class TokenService:
         ):
             # An app's token for a person (OpenID Connect) stops with its app, too.
             raise invalid_token("The client of this access token is disabled.")
-        state = self._cached_user_state(claims.subject) or await self._user_state(claims.subject)
+        state = self._cached_user_state(claims.subject) or await self._read_user_state(
+            claims.subject
+        )
         if state is not entry.state:
             self._check_user(claims, state)
             entry.state = state
@@ -564,7 +566,7 @@ class TokenService:
 
     def _cached_user_state(self, user_id: str) -> _UserState | None:
         """The account as a bearer token sees it, when read less than ``user_cache_ttl`` ago
-        (renewed in the background while it is in use); None: ``_user_state`` reads it.
+        (renewed in the background while it is in use); None: ``_read_user_state`` reads it.
         Not a coroutine: on the hot path, a cache hit costs no coroutine."""
         state, due = self._users.lookup(user_id)
         if due:
@@ -573,12 +575,8 @@ class TokenService:
             )
         return state
 
-    async def _user_state(self, user_id: str) -> _UserState:
-        """The account as a bearer token sees it: read at most once per ``user_cache_ttl``,
-        by one request at a time."""
-        state = self._cached_user_state(user_id)
-        if state is not None:
-            return state
+    async def _read_user_state(self, user_id: str) -> _UserState:
+        """The account read from the store, by one request at a time (the others join it)."""
         return await self._user_loads.run(
             self._user_flight(user_id), lambda: self._load_user_state(user_id)
         )

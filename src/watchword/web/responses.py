@@ -16,7 +16,8 @@ class FastJSONResponse(Response):
 
 
 class HotJSONResponse(Response):
-    """A 200 JSON answer for the hot reads: orjson, and header lines encoded once.
+    """A 200 answer for the hot reads: a body already encoded as JSON, header lines encoded
+    once.
 
     Starlette's ``Response.__init__`` lower-cases and encodes every header on every answer;
     this one takes them already encoded (``encode_headers``) and sets what ``__call__``
@@ -25,17 +26,7 @@ class HotJSONResponse(Response):
 
     media_type = "application/json"
 
-    def __init__(self, content: Any, raw_headers: list[tuple[bytes, bytes]]) -> None:
-        self._set(orjson.dumps(content), raw_headers)
-
-    @classmethod
-    def encoded(cls, body: bytes, raw_headers: list[tuple[bytes, bytes]]) -> HotJSONResponse:
-        """The answer for a body already encoded as JSON."""
-        response = cls.__new__(cls)
-        response._set(body, raw_headers)
-        return response
-
-    def _set(self, body: bytes, raw_headers: list[tuple[bytes, bytes]]) -> None:
+    def __init__(self, body: bytes, raw_headers: list[tuple[bytes, bytes]]) -> None:
         self.status_code = 200
         self.background = None
         self.body = body

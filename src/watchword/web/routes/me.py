@@ -74,7 +74,7 @@ async def who_is_calling(request: Request, principal: Principal) -> Response:
         if principal.user is not None or principal.user_id is None:
             memo["me"] = encoded  # an account read here is read again next time
     seen = container.sessions.last_seen(session) if session is not None else None
-    return HotJSONResponse.encoded(encoded.body_at(seen), NO_STORE_RAW)
+    return HotJSONResponse(encoded.body_at(seen), NO_STORE_RAW)
 
 
 @router.post(
