@@ -132,6 +132,21 @@ def test_lines_queued_behind_a_write_go_out_together_in_order(
     assert stream.calls <= 3  # the held line, the hundred queued behind it, the warning
 
 
+def test_a_filter_on_the_writers_own_handler_still_applies_to_joined_lines(
+    configure_logs: Callable[..., ThreadNotingStream],
+) -> None:
+    stream = held_logs(configure_logs)
+    (handler,) = logs._writer.handlers  # type: ignore[union-attr]
+    handler.addFilter(lambda record: "/hidden" not in record.getMessage())
+    for path in ("/shown", "/hidden", "/also-shown"):
+        logs.log_access("GET", path, "", 200, 0.0, "anonymous")
+    stream.release.set()
+    logging.getLogger("watchword.test").warning("after")  # returns once written
+    text = stream.getvalue()
+    assert "/shown" in text and "/also-shown" in text
+    assert "/hidden" not in text
+
+
 def test_lines_the_writer_holds_when_it_stops_are_written(
     configure_logs: Callable[..., ThreadNotingStream],
 ) -> None:

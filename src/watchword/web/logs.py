@@ -138,7 +138,7 @@ class LineWriter(logging.handlers.QueueListener):
 
     def __init__(self, queue: SimpleQueue[Any], handler: logging.Handler) -> None:
         super().__init__(queue, handler)
-        self.lines = queue
+        self.lines = queue  # ``self.queue``, typed as the SimpleQueue it is (``empty()``)
         self.running = False
         self._pending: list[logging.LogRecord] = []
 
@@ -177,6 +177,8 @@ class LineWriter(logging.handlers.QueueListener):
             return
         lines = []
         for record in pending:
+            if not handler.filter(record):  # as ``handler.handle`` would
+                continue
             try:
                 lines.append(handler.format(record) + handler.terminator)
             except Exception:
