@@ -16,7 +16,6 @@ from __future__ import annotations
 import atexit
 import contextlib
 import copy
-import json
 import logging
 import logging.handlers
 import re
@@ -29,6 +28,14 @@ from urllib.parse import unquote_plus
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from watchword.web.authn import PRINCIPAL
+from watchword.web.log_format import (
+    ACCESS_NAME,
+    AccessLine,
+    JsonFormatter,
+    LineFormatter,
+    TextFormatter,
+    access_record,
+)
 
 SECRET_NAMES = frozenset(
     {
@@ -45,7 +52,7 @@ SECRET_NAMES = frozenset(
     }
 )
 REDACTED = "[redacted]"
-ACCESS = logging.getLogger("watchword.access")
+ACCESS = logging.getLogger(ACCESS_NAME)
 
 _QUERY = re.compile(r"\?[^\s\"'<>]*")
 
@@ -85,26 +92,6 @@ class RedactSecrets(logging.Filter):
         return True
 
 
-class JsonFormatter(logging.Formatter):
-    """One JSON object per line: time, level, logger, message, and the access fields."""
-
-    def format(self, record: logging.LogRecord) -> str:
-        entry: dict[str, Any] = {
-            "time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S"),
-            "level": record.levelname.lower(),
-            "logger": record.name,
-            "message": record.getMessage(),
-        }
-        fields = getattr(record, "access", None)
-        if isinstance(fields, dict):
-            entry.update(fields)
-        if record.exc_info:
-            entry["exception"] = self.formatException(record.exc_info)
-        elif record.exc_text:  # formatted before it crossed the queue (``LineQueue``)
-            entry["exception"] = record.exc_text
-        return json.dumps(entry, separators=(",", ":"))
-
-
 class NoSocketHandshakeLines(logging.Filter):
     """uvicorn logs a socket as "accepted" at the handshake, before the gateway has
     authenticated it: the gateway logs it itself once it has."""
@@ -140,7 +127,41 @@ class LineWriter(logging.handlers.QueueListener):
         super().__init__(queue, handler)
         self.lines = queue  # ``self.queue``, typed as the SimpleQueue it is (``empty()``)
         self.running = False
-        self._pending: list[logging.LogRecord] = []
+        self.front: logging.Handler | None = None  # the ``LineQueue`` feeding this writer
+        self._front_filters: list[Any] = []
+        self._pending: list[logging.LogRecord | AccessLine] = []
+
+    def feed_from(self, front: logging.Handler) -> None:
+        self.front = front
+        self._front_filters = list(front.filters)
+
+    def takes_access_lines(self) -> bool:
+        """Whether an access line may come as an ``AccessLine``: the record would reach no
+        handler but ``front``, through no filter but the redaction ``log_access`` already
+        did, to this writer's stream and formatter. Anything added since ``configure`` (a
+        handler by an app, caplog by a test, a filter) gets the record again."""
+        front = self.front
+        if not self.running or front is None or ACCESS.filters or ACCESS.disabled:
+            return False
+        (handler,) = self.handlers
+        if (
+            front.filters != self._front_filters
+            or handler.filters
+            or front.level > logging.INFO
+            or handler.level > logging.INFO
+            or not isinstance(handler.formatter, LineFormatter)
+            or not isinstance(handler, logging.StreamHandler)
+        ):
+            return False
+        logger: logging.Logger | None = ACCESS
+        reached = 0
+        while logger is not None:  # as ``Logger.callHandlers`` walks
+            for listening in logger.handlers:
+                if listening is not front:
+                    return False
+                reached += 1
+            logger = logger.parent if logger.propagate else None
+        return reached == 1
 
     def start(self) -> None:
         super().start()
@@ -156,7 +177,7 @@ class LineWriter(logging.handlers.QueueListener):
             self.write_pending()
             record.done.set()
             return
-        self._pending.append(record)
+        self._pending.append(record)  # a LogRecord, or an AccessLine
         if len(self._pending) >= self.BATCH or self.lines.empty():
             self.write_pending()
 
@@ -171,12 +192,17 @@ class LineWriter(logging.handlers.QueueListener):
             return
         (handler,) = self.handlers
         stream = getattr(handler, "stream", None)
+        formatter = handler.formatter
         if not isinstance(handler, logging.StreamHandler) or stream is None:
-            for record in pending:
-                handler.handle(record)
+            for item in pending:
+                handler.handle(self._record(item))
             return
         lines = []
-        for record in pending:
+        for item in pending:
+            if isinstance(item, tuple) and isinstance(formatter, LineFormatter):
+                lines.append(formatter.access_line(item) + handler.terminator)
+                continue
+            record = self._record(item)
             if not handler.filter(record):  # as ``handler.handle`` would
                 continue
             try:
@@ -188,7 +214,11 @@ class LineWriter(logging.handlers.QueueListener):
                 stream.write("".join(lines))
                 stream.flush()
             except Exception:
-                handler.handleError(pending[-1])
+                handler.handleError(self._record(pending[-1]))
+
+    @staticmethod
+    def _record(item: logging.LogRecord | AccessLine) -> logging.LogRecord:
+        return access_record(ACCESS, item) if isinstance(item, tuple) else item
 
 
 class LineQueue(logging.handlers.QueueHandler):
@@ -250,12 +280,7 @@ def configure(*, level: str = "info", json_format: bool = False, access: bool = 
     ``access=False`` silences the access lines."""
     global _writer
     stream = logging.StreamHandler()
-    if json_format:
-        stream.setFormatter(JsonFormatter())
-    else:
-        stream.setFormatter(
-            logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s", "%H:%M:%S")
-        )
+    stream.setFormatter(JsonFormatter() if json_format else TextFormatter())
     queue: SimpleQueue[Any] = SimpleQueue()
     _stop_writer()  # configured again in this process: one writer, the newest
     _writer = LineWriter(queue, stream)
@@ -263,6 +288,7 @@ def configure(*, level: str = "info", json_format: bool = False, access: bool = 
     # Filtered before the queue: they read the message's template and arguments.
     handler.addFilter(_REDACTOR)
     handler.addFilter(NoSocketHandshakeLines())
+    _writer.feed_from(handler)
     _writer.start()
     root = logging.getLogger()
     root.handlers = [handler]
@@ -297,29 +323,20 @@ def log_access(
     if not ACCESS.isEnabledFor(logging.INFO):
         return
     shown = f"{path}?{redact_query(query)}" if query else path
-    duration = (time.perf_counter() - started) * 1000
-    # Made and handled directly, as ``ACCESS.info`` would, minus its walk up the stack for
-    # the caller's file and line (always this function): one line per request adds up.
-    record = ACCESS.makeRecord(
-        ACCESS.name,
-        logging.INFO,
-        __file__,
-        0,
-        "%s %s %d %.1fms %s",
-        (method, shown, status, duration, principal),
-        None,
-        func="log_access",
-        extra={
-            "access": {
-                "method": method,
-                "path": shown,
-                "status": status,
-                "duration_ms": round(duration, 2),
-                "principal": principal,
-            }
-        },
+    # As ``RedactSecrets`` would redact the record's arguments: a decoded path may hold a "?".
+    line = (
+        time.time(),
+        method,
+        redact_text(shown),
+        status,
+        (time.perf_counter() - started) * 1000,
+        principal,
     )
-    ACCESS.handle(record)
+    writer = _writer
+    if writer is not None and writer.takes_access_lines():
+        writer.lines.put_nowait(line)  # no LogRecord, no handler: the writer formats it
+        return
+    ACCESS.handle(access_record(ACCESS, line))
 
 
 class AccessLogMiddleware:
