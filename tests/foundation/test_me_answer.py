@@ -100,6 +100,21 @@ async def test_each_cookie_request_shows_its_own_last_seen_time(
     assert second["id"] == first["id"]
 
 
+async def test_last_seen_moves_in_whole_seconds_and_only_forward(
+    client: Client, clock: ManualClock
+) -> None:
+    await client.register()
+    await client.login()
+    first = (await client.get("/v1/me")).json()["session"]["last_seen_at"]
+    clock.advance(0.4)
+    assert (await client.get("/v1/me")).json()["session"]["last_seen_at"] == first
+    clock.advance(0.4)
+    assert (await client.get("/v1/sessions")).json()["sessions"][0]["last_seen_at"] == first
+    clock.advance(0.3)  # a second and a tenth since the first request
+    moved = datetime.fromisoformat((await client.get("/v1/me")).json()["session"]["last_seen_at"])
+    assert moved - datetime.fromisoformat(first) == timedelta(seconds=1.1)
+
+
 async def test_a_token_request_shows_its_session_signed_in_again_while_the_token_is_cached(
     client: Client, clock: ManualClock, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -34,6 +34,10 @@ from watchword.stores.base import Database
 log = logging.getLogger("watchword.sessions")
 
 KEEP_REVOKED_SECONDS = 86_400
+# How far a session's last-seen time moves at least: in whole seconds, a burst of requests
+# leaves it (and what shows it, such as /v1/me's body, kept encoded) alone within a second;
+# an idle timeout is then counted from at most a second early.
+LAST_SEEN_STEP = timedelta(seconds=1)
 FLUSH_INTERVAL = 5.0
 
 
@@ -210,10 +214,11 @@ class SessionService:
             raise InvalidCredential("The session has expired.", code="session_expired")
         if now >= session.idle_expires_at(entry.last_seen):
             raise InvalidCredential("The session timed out.", code="session_expired")
-        entry.last_seen = now
-        if now - entry.persisted_seen >= self.policy.touch_interval:
-            entry.persisted_seen = now
-            self._pending_touches[session.id] = now
+        if now - entry.last_seen >= LAST_SEEN_STEP:
+            entry.last_seen = now
+            if now - entry.persisted_seen >= self.policy.touch_interval:
+                entry.persisted_seen = now
+                self._pending_touches[session.id] = now
         return entry.principal
 
     def last_seen(self, session: Session) -> datetime:
