@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+import time
 from collections.abc import Callable
 
 import pytest
@@ -16,6 +17,7 @@ from tests.foundation.test_event_loop_never_waits import (
     configure_logs,  # noqa: F401 (a fixture)
 )
 from watchword.web import logs
+from watchword.web.log_format import TextFormatter
 
 
 def written(stream: ThreadNotingStream) -> list[str]:
@@ -163,3 +165,10 @@ def test_no_handler_left_means_no_access_line(
     logs.log_access("GET", "/unheard", "", 200, 0.0, "anonymous")
     monkeypatch.undo()
     assert not any("/unheard" in line for line in written(stream))
+
+
+def test_the_text_formatters_clock_keeps_other_date_formats() -> None:
+    record = logging.makeLogRecord({"msg": "x", "created": 1767268800.5})  # 2026-01-01 12:00 UTC
+    formatter = TextFormatter()
+    assert formatter.formatTime(record, "%Y") == time.strftime("%Y", time.localtime(1767268800))
+    assert formatter.formatTime(record) == time.strftime("%H:%M:%S", time.localtime(1767268800))

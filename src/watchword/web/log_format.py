@@ -82,6 +82,8 @@ class TextFormatter(logging.Formatter):
         self._clock = SecondClock("%H:%M:%S")
 
     def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
+        if datefmt not in (None, self._clock.datefmt):
+            return super().formatTime(record, datefmt)
         return self._clock(record.created)
 
     def access_line(self, line: AccessLine) -> str:
