@@ -15,6 +15,7 @@ import pytest
 from tests.foundation.test_event_loop_never_waits import (
     ThreadNotingStream,
     configure_logs,  # noqa: F401 (a fixture)
+    held_logs,
 )
 from watchword.web import logs
 from watchword.web.log_format import TextFormatter
@@ -172,3 +173,16 @@ def test_the_text_formatters_clock_keeps_other_date_formats() -> None:
     formatter = TextFormatter()
     assert formatter.formatTime(record, "%Y") == time.strftime("%Y", time.localtime(1767268800))
     assert formatter.formatTime(record) == time.strftime("%H:%M:%S", time.localtime(1767268800))
+
+
+def test_a_filter_added_while_lines_wait_still_reads_them(
+    configure_logs: Callable[..., ThreadNotingStream],  # noqa: F811
+) -> None:
+    stream = held_logs(configure_logs)  # the writer is held in its first write
+    for path in ("/shown", "/hidden"):
+        logs.log_access("GET", path, "", 200, 0.0, "anonymous")  # queued as lines
+    (handler,) = logs._writer.handlers  # type: ignore[union-attr]
+    handler.addFilter(lambda record: "/hidden" not in record.getMessage())
+    stream.release.set()
+    text = "\n".join(written(stream))
+    assert "/shown" in text and "/hidden" not in text

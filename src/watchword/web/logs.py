@@ -199,7 +199,12 @@ class LineWriter(logging.handlers.QueueListener):
             return
         lines = []
         for item in pending:
-            if isinstance(item, tuple) and isinstance(formatter, LineFormatter):
+            # A filter added since the line was queued reads it as a record.
+            if (
+                isinstance(item, tuple)
+                and isinstance(formatter, LineFormatter)
+                and not handler.filters
+            ):
                 lines.append(formatter.access_line(item) + handler.terminator)
                 continue
             record = self._record(item)
