@@ -33,6 +33,31 @@ def no_clock(line: str) -> str:
     return re.sub(r' [\d.]+ms |"duration_ms":[\d.]+', " ", line)
 
 
+@pytest.fixture
+def records_made(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The paths of the access lines made as a ``LogRecord`` from now on."""
+    made: list[str] = []
+    real = logs.access_record
+
+    def noting(logger: logging.Logger, line: logs.AccessLine) -> logging.LogRecord:
+        made.append(line[2])
+        return real(logger, line)
+
+    monkeypatch.setattr(logs, "access_record", noting)
+    return made
+
+
+class Listening(logging.Handler):
+    """A handler an app adds: keeps every record it is given."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.heard: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.heard.append(record)
+
+
 REQUESTS = [
     ("GET", "/v1/me", "", 200, "bearer_jwt"),
     ("GET", "/v1/realtime", "ticket=wwt_secret&x=1", 101, "user"),
@@ -52,26 +77,19 @@ def log_requests(stream: ThreadNotingStream) -> list[str]:
 def test_serves_access_lines_skip_the_record_and_read_as_the_record_would(
     configure_logs: Callable[..., ThreadNotingStream],  # noqa: F811
     monkeypatch: pytest.MonkeyPatch,
+    records_made: list[str],
     json_format: bool,
 ) -> None:
     stream = configure_logs(json_format=json_format)
-    seen: list[str] = []
-    real = logs.access_record
-
-    def noting(logger: logging.Logger, line: logs.AccessLine) -> logging.LogRecord:
-        seen.append(line[2])
-        return real(logger, line)
-
-    monkeypatch.setattr(logs, "access_record", noting)
     logs.log_access("GET", "/v1/me", "", 200, 0.0, "bearer_jwt")
-    assert written(stream) and seen == []  # written, and no record was made for it
+    assert written(stream) and records_made == []  # written, and no record was made for it
     direct = log_requests(stream)
     # A filter on the access logger that keeps everything: the lines go as records.
     monkeypatch.setattr(logs.ACCESS, "filters", [lambda record: True])
     as_records = log_requests(stream)
     assert len(direct) == len(as_records) == 3
     assert [no_clock(line) for line in direct] == [no_clock(line) for line in as_records]
-    assert len(seen) == 3  # records only the second time
+    assert len(records_made) == 3  # records only the second time
     text = "\n".join(direct)
     assert "wwt_secret" not in text and "from-a-decoded-path" not in text
     if json_format:
@@ -104,39 +122,28 @@ def test_a_handler_an_app_adds_gets_every_access_record(
     configure_logs: Callable[..., ThreadNotingStream],  # noqa: F811
 ) -> None:
     stream = configure_logs()
-    heard: list[logging.LogRecord] = []
-
-    class Listening(logging.Handler):
-        def emit(self, record: logging.LogRecord) -> None:
-            heard.append(record)
-
     listening = Listening()
     logging.getLogger("watchword").addHandler(listening)
     try:
         logs.log_access("GET", "/v1/realtime", "ticket=wwt_secret", 101, 0.0, "user")
     finally:
         logging.getLogger("watchword").removeHandler(listening)
-    assert [r.getMessage().split()[:3] for r in heard] == [
+    assert [r.getMessage().split()[:3] for r in listening.heard] == [
         ["GET", "/v1/realtime?ticket=[redacted]", "101"]
     ]
-    assert heard[0].access["principal"] == "user"  # type: ignore[attr-defined]
+    assert listening.heard[0].access["principal"] == "user"  # type: ignore[attr-defined]
     assert "GET /v1/realtime?ticket=[redacted] 101" in "\n".join(written(stream))
 
 
 def test_a_stopped_writer_takes_records_again(
     configure_logs: Callable[..., ThreadNotingStream],  # noqa: F811
-    monkeypatch: pytest.MonkeyPatch,
+    records_made: list[str],
 ) -> None:
     configure_logs()
     assert logs._writer is not None and logs._writer.takes_access_lines()
     logs._stop_writer()
-    made: list[str] = []
-    real = logs.access_record
-    monkeypatch.setattr(
-        logs, "access_record", lambda lg, line: made.append(line[2]) or real(lg, line)
-    )
     logs.log_access("GET", "/after-stop", "", 200, 0.0, "anonymous")
-    assert made == ["/after-stop"]
+    assert records_made == ["/after-stop"]
 
 
 def test_logging_configured_again_by_an_app_gets_the_access_records(
@@ -144,16 +151,11 @@ def test_logging_configured_again_by_an_app_gets_the_access_records(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     configure_logs()
-    heard: list[logging.LogRecord] = []
-
-    class Listening(logging.Handler):
-        def emit(self, record: logging.LogRecord) -> None:
-            heard.append(record)
-
+    listening = Listening()
     # The writer still runs, but the root logger's handler is now the app's own.
-    monkeypatch.setattr(logging.getLogger(), "handlers", [Listening()])
+    monkeypatch.setattr(logging.getLogger(), "handlers", [listening])
     logs.log_access("GET", "/v1/me", "", 200, 0.0, "bearer_jwt")
-    assert [r.getMessage().split()[:3] for r in heard] == [["GET", "/v1/me", "200"]]
+    assert [r.getMessage().split()[:3] for r in listening.heard] == [["GET", "/v1/me", "200"]]
 
 
 def test_no_handler_left_means_no_access_line(

@@ -79,7 +79,7 @@ class TextFormatter(logging.Formatter):
 
     def __init__(self) -> None:
         super().__init__(TEXT_FORMAT, "%H:%M:%S")
-        self._clock = SecondClock("%H:%M:%S")
+        self._clock = SecondClock(self.datefmt or "")
 
     def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
         if datefmt not in (None, self._clock.datefmt):

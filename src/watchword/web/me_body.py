@@ -2,9 +2,9 @@
 
 Everything in it stays the same for a cached principal (the account, how the session signed
 in, the session's fixed parts, its CSRF token) except the session's three times, which move
-with every cookie request. The rest is kept as two encoded halves around those times, so a
-call encodes three datetimes instead of building and encoding the whole document: profiled on
-one core, building it cost about as much as authenticating the request.
+with its last-seen time (at most once a second). The rest is kept as two encoded halves around
+those times, so a call encodes three datetimes instead of building and encoding the whole
+document: profiled on one core, building it cost about as much as authenticating the request.
 """
 
 from __future__ import annotations
@@ -31,8 +31,8 @@ class EncodedMe:
     body: bytes = b""
 
     def body_at(self, last_seen: datetime | None) -> bytes:
-        """The body with the session's times as of ``last_seen`` (a cookie request moves
-        them on every call)."""
+        """The body with the session's times as of ``last_seen`` (made again only when it
+        moved)."""
         if self.session is None or last_seen is None:
             return self.head
         if last_seen != self.seen:
