@@ -165,18 +165,29 @@ class SessionService:
             session=session,
         )
 
-    async def authenticate_secret(self, secret: str) -> Principal:
-        """Turn a cookie secret into a principal; raise ``InvalidCredential`` otherwise."""
+    def authenticate_secret_cached(self, secret: str) -> Principal | None:
+        """``authenticate_secret`` from memory alone: the principal of a cached session, or
+        the same refusal; None when the session must be read (then ``authenticate_secret``).
+        Not a coroutine: the hot path."""
         if not plausible_secret(secret):
             raise InvalidCredential("The session cookie is malformed.", code="invalid_session")
         secret_hash = sha256_hex(secret)
         entry, freshness = self.cache.get(secret_hash)
         if entry is None or freshness is STALE:
-            stale = entry
-            entry = await self._loads.run(secret_hash, lambda: self._load(secret_hash, stale))
-        elif freshness is DUE:
+            return None
+        if freshness is DUE:
             current = entry
             self._loads.refresh(secret_hash, lambda: self._load(secret_hash, current))
+        return self._check(entry)
+
+    async def authenticate_secret(self, secret: str) -> Principal:
+        """Turn a cookie secret into a principal; raise ``InvalidCredential`` otherwise."""
+        principal = self.authenticate_secret_cached(secret)
+        if principal is not None:
+            return principal
+        secret_hash = sha256_hex(secret)
+        stale = self.cache.peek(secret_hash)  # absent, or too old to serve
+        entry = await self._loads.run(secret_hash, lambda: self._load(secret_hash, stale))
         return self._check(entry)
 
     async def _load(self, secret_hash: str, stale: CachedSession | None) -> CachedSession:

@@ -478,21 +478,42 @@ class TokenService:
 
     # -- verifying ------------------------------------------------------------------------
 
-    async def authenticate_bearer(self, token: str) -> Principal:
+    def authenticate_bearer_cached(self, token: str) -> Principal | None:
+        """``authenticate_bearer`` from memory alone: the principal of a token verified before
+        whose account is cached, or the same refusal; None when the token must be verified or
+        its account read (then ``authenticate_bearer``). Not a coroutine: the hot path."""
         if not self.ready:
             raise StoreUnavailable("Revocations are not loaded yet; try again shortly.")
-        now = self._clock.timestamp()
         # Keyed by digest: the cache never holds a usable bearer token.
+        digest = hashlib.sha256(token.encode("utf-8", "surrogatepass")).digest()
+        entry = self._verified.get(digest)
+        if entry is None:
+            return None
+        return self._admit(digest, entry, self._clock.timestamp())
+
+    async def authenticate_bearer(self, token: str) -> Principal:
+        principal = self.authenticate_bearer_cached(token)
+        if principal is not None:
+            return principal
+        now = self._clock.timestamp()
         digest = hashlib.sha256(token.encode("utf-8", "surrogatepass")).digest()
         entry = self._verified.get(digest)
         if entry is None:
             claims = await self._verify(token, now)
             entry = _Verified(claims, datetime.fromtimestamp(claims.expires_at, UTC))
             self._remember(digest, entry)
-        elif now >= entry.claims.expires_at + self.leeway:
-            del self._verified[digest]
-            raise invalid_token("The access token has expired.")
+        principal = self._admit(digest, entry, now)
+        if principal is None:  # the account is not in memory
+            state = await self._read_user_state(entry.claims.subject)
+            principal = self._admit_user(entry, state, now)
+        return principal
+
+    def _admit(self, digest: bytes, entry: _Verified, now: float) -> Principal | None:
+        """Every check of a verified token, from memory; None: its account must be read."""
         claims = entry.claims
+        if now >= claims.expires_at + self.leeway:
+            self._verified.pop(digest, None)
+            raise invalid_token("The access token has expired.")
         if claims.session_id is not None and claims.session_id in self._control.revoked:
             raise invalid_token("The session of this access token has been revoked.")
         if claims.jti in self.jtis:
@@ -520,9 +541,13 @@ class TokenService:
         ):
             # An app's token for a person (OpenID Connect) stops with its app, too.
             raise invalid_token("The client of this access token is disabled.")
-        state = self._cached_user_state(claims.subject) or await self._read_user_state(
-            claims.subject
-        )
+        state = self._cached_user_state(claims.subject)
+        if state is None:
+            return None
+        return self._admit_user(entry, state, now)
+
+    def _admit_user(self, entry: _Verified, state: _UserState, now: float) -> Principal:
+        claims = entry.claims
         if state is not entry.state:
             self._check_user(claims, state)
             entry.state = state

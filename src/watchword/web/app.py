@@ -149,9 +149,8 @@ def create_app(settings: Settings | None = None, *, container: Container | None 
     if compat_mounted:
         chains.append((compat_v1.PREFIX, None))
     # Innermost, after the chain: the hottest reads skip FastAPI's router (web/hotpath.py).
-    app.add_middleware(
-        HotRoutes, routes={"/healthz": system.healthz_endpoint, "/v1/me": me.me_endpoint}
-    )
+    hot_routes = {"/healthz": system.healthz_endpoint, "/v1/me": me.me_endpoint(container)}
+    app.add_middleware(HotRoutes, routes=hot_routes)
     app.add_middleware(AuthenticationMiddleware, chains=chains)
     app.add_middleware(authn_machines.SignedBodyMiddleware)  # signed bodies, replayed
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)

@@ -14,7 +14,7 @@ from starlette.requests import HTTPConnection
 from watchword.domain.principal import Principal
 from watchword.domain.tokens import REFRESH_PREFIX, invalid_token, looks_like_jws
 from watchword.services.tokens import TokenService
-from watchword.web.authn import request_header
+from watchword.web.authn import DEFER, Deferred, request_header
 
 SCHEME = "bearer"
 
@@ -34,17 +34,27 @@ class BearerTokenAuthenticator:
     def __init__(self, tokens: TokenService) -> None:
         self._tokens = tokens
 
-    async def authenticate(self, conn: HTTPConnection) -> Principal | None:
-        value = bearer_value(conn)
+    def authenticate_cached(self, conn: HTTPConnection) -> Principal | Deferred | None:
+        value = _claimed(conn)
         if value is None:
             return None
-        if value.startswith(REFRESH_PREFIX):
-            raise invalid_token(
-                "A refresh token is not an access token: use it at /v1/auth/refresh."
-            )
-        if not looks_like_jws(value):
+        return self._tokens.authenticate_bearer_cached(value) or DEFER
+
+    async def authenticate(self, conn: HTTPConnection) -> Principal | None:
+        value = _claimed(conn)
+        if value is None:
             return None
         return await self._tokens.authenticate_bearer(value)
+
+
+def _claimed(conn: HTTPConnection) -> str | None:
+    """The request's bearer JWS, if it has one; a refresh token presented as one is refused."""
+    value = bearer_value(conn)
+    if value is None:
+        return None
+    if value.startswith(REFRESH_PREFIX):
+        raise invalid_token("A refresh token is not an access token: use it at /v1/auth/refresh.")
+    return value if looks_like_jws(value) else None
 
 
 class UnclaimedBearerAuthenticator:
@@ -53,12 +63,15 @@ class UnclaimedBearerAuthenticator:
 
     headers = frozenset({b"authorization"})
 
-    async def authenticate(self, conn: HTTPConnection) -> Principal | None:
+    def authenticate_cached(self, conn: HTTPConnection) -> Principal | None:
         if request_header(conn, b"authorization") is None:
             return None
         if bearer_value(conn) is None and not _is_bearer_scheme(conn):
             return None
         raise invalid_token("The bearer token is not one this server issued.")
+
+    async def authenticate(self, conn: HTTPConnection) -> Principal | None:
+        return self.authenticate_cached(conn)
 
 
 def _is_bearer_scheme(conn: HTTPConnection) -> bool:

@@ -24,7 +24,7 @@ from watchword.services.clients import ClientService, InvalidClient
 from watchword.services.context import RequestContext
 from watchword.services.credential_guard import ContextSource
 from watchword.services.signing import SigningService
-from watchword.web.authn import request_header
+from watchword.web.authn import DEFER, Deferred, request_header
 from watchword.web.authn_bearer import bearer_value
 from watchword.web.deps import client_ip
 from watchword.web.errors import PayloadTooLarge, watchword_error_response
@@ -55,14 +55,27 @@ class ApiKeyAuthenticator:
     def __init__(self, api_keys: ApiKeyService) -> None:
         self._api_keys = api_keys
 
-    async def authenticate(self, conn: HTTPConnection) -> Principal | None:
-        key = request_header(conn, b"x-api-key")
+    def authenticate_cached(self, conn: HTTPConnection) -> Principal | Deferred | None:
+        key = _presented_key(conn)
         if key is None:
-            token = bearer_value(conn)
-            if token is None or not looks_like_api_key(token):
-                return None
-            key = token
-        return await self._api_keys.authenticate(key.strip(), _context_source(conn))
+            return None
+        return self._api_keys.authenticate_cached(key) or DEFER
+
+    async def authenticate(self, conn: HTTPConnection) -> Principal | None:
+        key = _presented_key(conn)
+        if key is None:
+            return None
+        return await self._api_keys.authenticate(key, _context_source(conn))
+
+
+def _presented_key(conn: HTTPConnection) -> str | None:
+    key = request_header(conn, b"x-api-key")
+    if key is None:
+        token = bearer_value(conn)
+        if token is None or not looks_like_api_key(token):
+            return None
+        key = token
+    return key.strip()
 
 
 class OpaqueTokenAuthenticator:
@@ -72,6 +85,10 @@ class OpaqueTokenAuthenticator:
 
     def __init__(self, clients: ClientService) -> None:
         self._clients = clients
+
+    def authenticate_cached(self, conn: HTTPConnection) -> Deferred | None:
+        token = bearer_value(conn)
+        return DEFER if token is not None and looks_like_opaque_token(token) else None
 
     async def authenticate(self, conn: HTTPConnection) -> Principal | None:
         token = bearer_value(conn)

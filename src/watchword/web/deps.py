@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, cast
 
 from fastapi import Request
@@ -132,34 +131,65 @@ async def _check_enrolled(request: Request, principal: Principal) -> None:
     """WATCHWORD_MFA_REQUIRED_ROLES: a user holding such a role with no second factor yet
     (neither TOTP nor a passkey) may only enrol one. Read from the store on each request of
     such a user (few, and a removed factor must count at once), never for anyone else."""
-    roles = container_of(request).settings.mfa_required_roles
-    if not roles or principal.user_id is None or not principal.roles.intersection(roles):
+    if not _enrolment_applies(request, principal):
         return
+    assert principal.user_id is not None
     if not await container_of(request).mfa.is_on(principal.user_id):
         raise MfaEnrolmentRequired()
 
 
-def require(
-    *scopes: str, session: bool = False, enrolling: bool = False
-) -> Callable[[Request], Awaitable[Principal]]:
+def _enrolment_applies(request: Request, principal: Principal) -> bool:
+    """WATCHWORD_MFA_REQUIRED_ROLES: the principal is a user holding such a role, so whether
+    a second factor is enrolled must be read."""
+    roles = container_of(request).settings.mfa_required_roles
+    return (
+        bool(roles) and principal.user_id is not None and bool(principal.roles.intersection(roles))
+    )
+
+
+def require(*scopes: str, session: bool = False, enrolling: bool = False) -> Requirement:
     """A dependency: an authenticated principal holding ``scopes``, with the CSRF check
     applied to unsafe requests authenticated by the cookie. ``session=True``: only a person's
     live session will do (operations that change how the account signs in).
     ``enrolling=True``: the route stays open to a user whose role needs a second factor and
     who has none yet (enrolling one, and what that takes: who am I, step-up, sign out)."""
-    needed = frozenset(scopes)
+    return Requirement(frozenset(scopes), session=session, enrolling=enrolling)
 
-    async def dependency(request: Request) -> Principal:
+
+class Requirement:
+    """What ``require`` returns: awaited as a FastAPI dependency, or decided at once by
+    ``settled`` when no second-factor rule needs the store (the hot routes)."""
+
+    def __init__(self, needed: frozenset[str], *, session: bool, enrolling: bool) -> None:
+        self.needed = needed
+        self.session = session
+        self.enrolling = enrolling
+
+    def settled(self, request: Request) -> Principal | None:
+        """The principal, or the refusal raised, as awaiting the dependency decides them;
+        None when a second-factor rule needs the store (then await it)."""
+        principal = self._admitted(request)
+        if not self.enrolling and _enrolment_applies(request, principal):
+            return None
+        if self.needed and _needs_second_factor(request, self.needed):
+            if principal.session_id is not None:
+                return None
+        check_scopes(principal, self.needed)
+        return principal
+
+    async def __call__(self, request: Request) -> Principal:
+        principal = self._admitted(request)
+        if not self.enrolling:
+            await _check_enrolled(request, principal)
+        if self.needed and _needs_second_factor(request, self.needed):
+            await _check_second_factor(request, principal)
+        check_scopes(principal, self.needed)
+        return principal
+
+    def _admitted(self, request: Request) -> Principal:
         principal = authenticated(request)
         if principal.needs_csrf and request.method not in SAFE_METHODS:
             check_csrf(request, principal)
-        if session and not is_person_session(principal):
+        if self.session and not is_person_session(principal):
             raise SessionRequired()
-        if not enrolling:
-            await _check_enrolled(request, principal)
-        if needed and _needs_second_factor(request, needed):
-            await _check_second_factor(request, principal)
-        check_scopes(principal, needed)
         return principal
-
-    return dependency

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse, Response
@@ -12,11 +12,15 @@ from watchword.domain.principal import AuthMethod, Principal
 from watchword.domain.sessions import csrf_token_for
 from watchword.services.context import RequestContext
 from watchword.web.deps import container_of, context, require
+from watchword.web.hotpath import Endpoint
 from watchword.web.me_body import EncodedMe, encode_me
 from watchword.web.responses import HotJSONResponse, encode_headers
 from watchword.web.routes.schemas import PasswordChange
 from watchword.web.stepup import require_recent_auth
 from watchword.web.views import authentication_view, user_view
+
+if TYPE_CHECKING:
+    from watchword.services.container import Container
 
 NO_STORE = {"Cache-Control": "no-store"}
 NO_STORE_RAW = encode_headers(NO_STORE)
@@ -34,14 +38,39 @@ async def me(request: Request, principal: Principal = Depends(ANY_PRINCIPAL)) ->
     return await who_is_calling(request, principal)
 
 
-async def me_endpoint(request: Request) -> Response:
+def me_endpoint(container: Container) -> Endpoint:
     """``GET /v1/me`` as a plain Starlette endpoint (web/hotpath.py serves it): the same
-    permission rule, the same answer, without FastAPI's per-route work."""
-    return await who_is_calling(request, await ANY_PRINCIPAL(request))
+    permission rule, the same answer, without FastAPI's per-route work, and without a
+    coroutine of its own when the principal's answer is already kept (the hot path)."""
+
+    async def endpoint(request: Request) -> Response:
+        principal = ANY_PRINCIPAL.settled(request) or await ANY_PRINCIPAL(request)
+        return kept_answer(container, principal) or await answer(container, principal)
+
+    return endpoint
 
 
 async def who_is_calling(request: Request, principal: Principal) -> Response:
     container = container_of(request)
+    return kept_answer(container, principal) or await answer(container, principal)
+
+
+def kept_answer(container: Container, principal: Principal) -> Response | None:
+    """The answer from what this principal already made of itself (None: ``answer``)."""
+    encoded: EncodedMe | None = principal.memo.get("me")
+    if encoded is None:
+        return None
+    shown = None
+    if principal.session_id is not None:
+        shown = container.step_up.shown_cached(principal)
+        if shown is None:
+            return None
+    if encoded.shown is not shown:
+        return None
+    return _response(container, encoded)
+
+
+async def answer(container: Container, principal: Principal) -> Response:
     memo = principal.memo  # what this (cached, immutable) principal shows, made once
     shown = None
     if principal.session_id is not None:  # how the session signed in: amr, auth_time, acr
@@ -73,6 +102,11 @@ async def who_is_calling(request: Request, principal: Principal) -> Response:
         )
         if principal.user is not None or principal.user_id is None:
             memo["me"] = encoded  # an account read here is read again next time
+    return _response(container, encoded)
+
+
+def _response(container: Container, encoded: EncodedMe) -> Response:
+    session = encoded.session
     seen = container.sessions.last_seen(session) if session is not None else None
     return HotJSONResponse(encoded.body_at(seen), NO_STORE_RAW)
 

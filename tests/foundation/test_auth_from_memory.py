@@ -1,0 +1,211 @@
+"""A credential whose answer is in memory (a verified token, a cached session or API key) is
+decided without a coroutine: the authenticator chain and the permission rule answer at once,
+exactly as their coroutines would, and leave to those coroutines whatever needs the store or
+a refusal to record."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from starlette.requests import HTTPConnection, Request
+
+from tests.conftest import Client, ClientFactory
+from tests.helpers import PASSWORD
+from watchword.domain.audit import AuditType
+from watchword.domain.errors import (
+    CsrfRejected,
+    InsufficientScope,
+    InvalidCredential,
+    WatchwordError,
+)
+from watchword.domain.principal import Principal
+from watchword.domain.sessions import RevokeReason
+from watchword.services.context import RequestContext
+from watchword.web.authn import PRINCIPAL, AuthChain
+from watchword.web.deps import require
+
+
+def chain_of(client: Client) -> AuthChain:
+    app: Any = client._transport.app  # type: ignore[attr-defined]
+    chain: AuthChain = app.state.auth_chain
+    return chain
+
+
+def connection(client: Client, headers: dict[str, str], method: str = "GET") -> HTTPConnection:
+    raw = [(name.lower().encode(), value.encode()) for name, value in headers.items()]
+    app: Any = client._transport.app  # type: ignore[attr-defined]
+    scope = {"type": "http", "method": method, "path": "/v1/me", "headers": raw, "app": app}
+    return Request(scope)
+
+
+async def credentials(client: Client) -> dict[str, dict[str, str]]:
+    """A cookie session, an access token and an API key of alice, each used once."""
+    await client.register()
+    signed_in = await client.login()
+    cookie = {"Cookie": "; ".join(f"{k}={v}" for k, v in signed_in.cookies.items())}
+    created = await client.post("/v1/api-keys", json={"name": "k", "scopes": ["profile"]})
+    assert created.status_code == 201, created.text
+    token = await access_token(client)
+    found = {
+        "cookie": cookie,
+        "bearer_jwt": {"Authorization": f"Bearer {token}"},
+        "api_key": {"X-API-Key": created.json()["key"]},
+    }
+    client.cookies.clear()
+    for headers in found.values():
+        assert (await client.get("/v1/me", headers=headers)).status_code == 200
+    return found
+
+
+async def access_token(client: Client) -> str:
+    response = await client.post(
+        "/v1/auth/login",
+        json={"email": "alice@example.com", "password": PASSWORD, "mode": "token"},
+    )
+    assert response.status_code == 200, response.text
+    token: str = response.json()["access_token"]
+    return token
+
+
+async def test_a_credential_in_memory_is_answered_without_the_chain_coroutine(
+    client: Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    found = await credentials(client)
+
+    async def no_coroutine(conn: HTTPConnection) -> Principal:
+        raise AssertionError("the chain's coroutine ran for a credential in memory")
+
+    monkeypatch.setattr(chain_of(client), "authenticate", no_coroutine)
+    for method, headers in found.items():
+        response = await client.get("/v1/me", headers=headers)
+        assert response.status_code == 200, (method, response.text)
+        assert response.json()["authentication"]["method"] == method
+
+
+async def test_memory_and_coroutine_give_the_same_principal(client: Client) -> None:
+    found = await credentials(client)
+    chain = chain_of(client)
+    for method, headers in found.items():
+        conn = connection(client, headers)
+        remembered = chain.authenticate_cached(conn)
+        assert remembered is not None, method
+        assert remembered is await chain.authenticate(conn), method
+        assert remembered.method.value == method
+
+
+async def test_a_credential_not_in_memory_is_left_to_the_coroutine(client: Client) -> None:
+    await client.register()
+    await client.login()
+    client.cookies.clear()
+    chain = chain_of(client)
+    headers = {"Authorization": f"Bearer {await access_token(client)}"}
+    # Issued, never presented: its signature is not verified yet.
+    assert chain.authenticate_cached(connection(client, headers)) is None
+    principal = await chain.authenticate(connection(client, headers))
+    assert principal.user_id is not None
+    assert chain.authenticate_cached(connection(client, headers)) is principal
+
+
+async def test_a_revoked_session_is_never_accepted_from_memory(client: Client) -> None:
+    found = await credentials(client)
+    chain = chain_of(client)
+    for method in ("cookie", "bearer_jwt"):
+        me = await client.get("/v1/me", headers=found[method])
+        session_id = me.json()["session"]["id"]
+        await client.container.sessions.revoke(session_id, RevokeReason.LOGOUT, RequestContext())
+        conn = connection(client, found[method])
+        remembered: Principal | InvalidCredential | None
+        try:
+            remembered = chain.authenticate_cached(conn)
+        except InvalidCredential as exc:
+            remembered = exc
+        with pytest.raises(InvalidCredential) as refused:
+            await chain.authenticate(conn)
+        if method == "bearer_jwt":
+            # The verified token stays in memory; the revocation is known there too.
+            assert isinstance(remembered, InvalidCredential)
+        if remembered is not None:  # a cookie's session left memory when it was revoked
+            assert isinstance(remembered, InvalidCredential), method
+            assert remembered.code == refused.value.code, method
+            assert remembered.message == refused.value.message, method
+        assert (await client.get("/v1/me", headers=found[method])).status_code == 401
+
+
+async def test_a_wrong_api_key_secret_is_left_to_the_coroutine_that_records_it(
+    client: Client,
+) -> None:
+    key = (await credentials(client))["api_key"]["X-API-Key"]
+    wrong = key[:-1] + ("A" if key[-1] != "A" else "B")  # same key id, another secret
+    assert chain_of(client).authenticate_cached(connection(client, {"X-API-Key": wrong})) is None
+    refused = await client.get("/v1/me", headers={"X-API-Key": wrong})
+    assert refused.status_code == 401
+    events = await client.container.db.audit.tail(limit=20)
+    reasons = [e.details["reason"] for e in events if e.type == AuditType.CREDENTIAL_REJECTED]
+    assert reasons == ["wrong_secret"]
+
+
+def request_as(client: Client, principal: Principal, method: str, **headers: str) -> Request:
+    request = connection(client, headers, method)
+    request.scope[PRINCIPAL] = principal
+    return request  # type: ignore[return-value]
+
+
+async def decided_both_ways(requirement: Any, request: Request) -> Principal | WatchwordError:
+    """``settled`` and the awaited dependency, which must agree; their common answer."""
+    try:
+        settled: Principal | WatchwordError | None = requirement.settled(request)
+    except WatchwordError as exc:
+        settled = exc
+    try:
+        awaited: Principal | WatchwordError = await requirement(request)
+    except WatchwordError as exc:
+        awaited = exc
+    assert settled is not None
+    assert type(settled) is type(awaited)
+    if isinstance(awaited, Principal):
+        assert settled is awaited
+    return awaited
+
+
+async def test_the_permission_rule_decides_at_once_as_the_dependency_does(
+    client: Client,
+) -> None:
+    await client.register()
+    await client.login()
+    cookie_principal = await chain_of(client).authenticate(
+        connection(client, {"Cookie": "; ".join(f"{k}={v}" for k, v in client.cookies.items())})
+    )
+    assert cookie_principal.needs_csrf
+    assert await decided_both_ways(require(), request_as(client, cookie_principal, "GET")) is (
+        cookie_principal
+    )
+    # An unsafe request on the cookie needs the CSRF header; a scope alice lacks is refused.
+    forged = await decided_both_ways(require(), request_as(client, cookie_principal, "POST"))
+    assert isinstance(forged, CsrfRejected)
+    lacking = await decided_both_ways(require("admin"), request_as(client, cookie_principal, "GET"))
+    assert isinstance(lacking, InsufficientScope)
+
+
+async def test_a_second_factor_rule_is_left_to_the_dependency(
+    client_factory: ClientFactory,
+) -> None:
+    client = await client_factory(mfa_required_roles="admin")
+    await client.container.accounts.register(
+        email="root@example.com",
+        password=PASSWORD,
+        roles=["admin"],
+        ctx=RequestContext(),
+        self_service=False,
+    )
+    await client.login("root@example.com")
+    cookie = {"Cookie": "; ".join(f"{k}={v}" for k, v in client.cookies.items())}
+    principal = await chain_of(client).authenticate(connection(client, cookie))
+    request = request_as(client, principal, "GET")
+    # Whether a second factor is enrolled is read from the store: not decided at once.
+    assert require("profile").settled(request) is None
+    with pytest.raises(WatchwordError) as refused:
+        await require("profile")(request)
+    assert refused.value.code == "mfa_enrolment_required"
+    # The routes open to enrolment (who am I) are decided at once.
+    assert require(enrolling=True).settled(request) is principal
