@@ -19,7 +19,7 @@ from watchword.domain.errors import (
     InvalidCredential,
     WatchwordError,
 )
-from watchword.domain.principal import Principal
+from watchword.domain.principal import ANONYMOUS, Principal
 from watchword.domain.sessions import RevokeReason
 from watchword.services.context import RequestContext
 from watchword.web.authn import PRINCIPAL, AuthChain
@@ -81,6 +81,26 @@ async def test_a_credential_in_memory_is_answered_without_the_chain_coroutine(
         response = await client.get("/v1/me", headers=headers)
         assert response.status_code == 200, (method, response.text)
         assert response.json()["authentication"]["method"] == method
+
+
+async def test_a_token_is_found_in_memory_however_its_header_is_written(
+    client: Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    found = await credentials(client)
+    token = found["bearer_jwt"]["Authorization"].removeprefix("Bearer ")
+    key = found["api_key"]["X-API-Key"]
+    chain = chain_of(client)
+    expected = chain.authenticate_cached(connection(client, found["bearer_jwt"]))
+    assert expected is not None
+    for header in (f"bearer {token}", f"BEARER {token}", f"Bearer  {token} "):
+        remembered = chain.authenticate_cached(connection(client, {"Authorization": header}))
+        assert remembered is expected, header
+    by_key = chain.authenticate_cached(connection(client, {"Authorization": f"Bearer {key}"}))
+    assert by_key is not None and by_key.method.value == "api_key"
+    # Another scheme of the same length is no bearer credential, from memory or not.
+    other = {"Authorization": f"Digest {token}"}
+    assert chain.authenticate_cached(connection(client, other)) is ANONYMOUS
+    assert (await client.get("/v1/me", headers=other)).status_code == 401
 
 
 async def test_memory_and_coroutine_give_the_same_principal(client: Client) -> None:

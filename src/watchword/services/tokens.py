@@ -478,20 +478,26 @@ class TokenService:
 
     # -- verifying ------------------------------------------------------------------------
 
-    def authenticate_bearer_cached(self, token: str) -> Principal | None:
+    def authenticate_bearer_cached(self, token: str | bytes) -> Principal | None:
         """``authenticate_bearer`` from memory alone: the principal of a token verified before
         whose account is cached, or the same refusal; None when the token must be verified or
         its account read (then ``authenticate_bearer``). Not a coroutine: the hot path."""
-        if not self.ready:
-            raise StoreUnavailable("Revocations are not loaded yet; try again shortly.")
+        if isinstance(token, str):
+            token = token.encode("utf-8", "surrogatepass")
         # Keyed by digest: the cache never holds a usable bearer token.
-        digest = hashlib.sha256(token.encode("utf-8", "surrogatepass")).digest()
+        digest = hashlib.sha256(token).digest()
         entry = self._verified.get(digest)
         if entry is None:
             return None
+        self._check_ready()
         return self._admit(digest, entry, self._clock.timestamp())
 
+    def _check_ready(self) -> None:
+        if not self.ready:
+            raise StoreUnavailable("Revocations are not loaded yet; try again shortly.")
+
     async def authenticate_bearer(self, token: str) -> Principal:
+        self._check_ready()
         principal = self.authenticate_bearer_cached(token)
         if principal is not None:
             return principal

@@ -56,9 +56,15 @@ def request_header(conn: HTTPConnection, name: bytes) -> str | None:
     """The first value of header ``name`` (lower-case, as ASGI gives names), as Starlette's
     ``conn.headers.get`` reads it, without building a ``Headers`` for the request: the
     authenticators read one or two headers each, on every request."""
+    value = raw_request_header(conn, name)
+    return None if value is None else value.decode("latin-1")
+
+
+def raw_request_header(conn: HTTPConnection, name: bytes) -> bytes | None:
+    """``request_header`` as the bytes the request carried."""
     for key, value in conn.scope["headers"]:
         if key == name:
-            return value.decode("latin-1")  # type: ignore[no-any-return]
+            return value  # type: ignore[no-any-return]
     return None
 
 
