@@ -278,6 +278,27 @@ async def test_absolute_lifetime(client_factory: ClientFactory, clock: ManualClo
     assert response.json() == {"error": "session_expired", "message": "The session has expired."}
 
 
+async def test_a_session_ends_at_its_expiry_to_the_second_while_in_use(
+    client_factory: ClientFactory, clock: ManualClock
+) -> None:
+    """Between two moves of last-seen (a second apart), a request compares one precomputed
+    instant: an expiry that falls inside that second still counts at once."""
+    client = await client_factory(session_idle_timeout=600, session_lifetime=1800)
+    await client.register()
+    await client.login()
+    for _ in range(5):  # in use all along, so never idle
+        clock.advance(350)
+        assert (await client.get("/v1/me")).status_code == 200
+    clock.advance(49.4)  # 1799.4 s after sign-in
+    assert (await client.get("/v1/me")).status_code == 200  # last-seen moves here
+    clock.advance(0.5)  # 1799.9 s: still live, and last-seen stays where it was
+    assert (await client.get("/v1/me")).status_code == 200
+    clock.advance(0.2)  # 1800.1 s: past the lifetime, within a second of the last move
+    response = await client.get("/v1/me")
+    assert response.status_code == 401
+    assert response.json()["error"] == "session_expired"
+
+
 def test_the_expiry_defaults_follow_asvs_level_2() -> None:
     from watchword.config import Settings
 

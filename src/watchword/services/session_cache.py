@@ -36,6 +36,8 @@ class CachedSession:
     loaded_at: float
     last_seen: datetime
     persisted_seen: datetime
+    # POSIX time from which the next check must compare datetimes again (a new entry: now).
+    recheck_at: float = float("-inf")
 
 
 class SessionCache:

@@ -38,6 +38,7 @@ KEEP_REVOKED_SECONDS = 86_400
 # leaves it (and what shows it, such as /v1/me's body, kept encoded) alone within a second;
 # an idle timeout is then counted from at most a second early.
 LAST_SEEN_STEP = timedelta(seconds=1)
+RECHECK_MARGIN = 0.001  # seconds
 FLUSH_INTERVAL = 5.0
 
 
@@ -220,17 +221,32 @@ class SessionService:
             raise InvalidCredential("The session has been revoked.", code="session_revoked")
         if entry.user.disabled:
             raise InvalidCredential("The account is disabled.", code="account_disabled")
-        now = self._clock.now()
+        if self._clock.timestamp() >= entry.recheck_at:
+            self._check_times(entry, self._clock.now())
+        return entry.principal
+
+    def _check_times(self, entry: CachedSession, now: datetime) -> None:
+        """The session's expiry and idle timeout, and its last-seen time moved. Between two
+        moves (a second) and before either deadline nothing here can change, so ``_check``
+        compares one float until ``recheck_at`` instead of doing this datetime arithmetic on
+        every request."""
+        session = entry.session
         if now >= session.expires_at:
             raise InvalidCredential("The session has expired.", code="session_expired")
-        if now >= session.idle_expires_at(entry.last_seen):
+        idle_expires_at = session.idle_expires_at(entry.last_seen)
+        if now >= idle_expires_at:
             raise InvalidCredential("The session timed out.", code="session_expired")
         if now - entry.last_seen >= LAST_SEEN_STEP:
             entry.last_seen = now
+            idle_expires_at = session.idle_expires_at(now)
             if now - entry.persisted_seen >= self.policy.touch_interval:
                 entry.persisted_seen = now
                 self._pending_touches[session.id] = now
-        return entry.principal
+        next_move = entry.last_seen + LAST_SEEN_STEP
+        # Early by a margin, so a float's rounding never lets a deadline pass unchecked.
+        entry.recheck_at = (
+            min(next_move, session.expires_at, idle_expires_at).timestamp() - RECHECK_MARGIN
+        )
 
     def last_seen(self, session: Session) -> datetime:
         """The freshest last-seen time this node knows."""

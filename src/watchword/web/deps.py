@@ -174,7 +174,8 @@ class Requirement:
         if self.needed and _needs_second_factor(request, self.needed):
             if principal.session_id is not None:
                 return None
-        check_scopes(principal, self.needed)
+        if self.needed:  # nothing is missing from an empty set
+            check_scopes(principal, self.needed)
         return principal
 
     async def __call__(self, request: Request) -> Principal:
@@ -183,7 +184,8 @@ class Requirement:
             await _check_enrolled(request, principal)
         if self.needed and _needs_second_factor(request, self.needed):
             await _check_second_factor(request, principal)
-        check_scopes(principal, self.needed)
+        if self.needed:  # nothing is missing from an empty set
+            check_scopes(principal, self.needed)
         return principal
 
     def _admitted(self, request: Request) -> Principal:
