@@ -78,6 +78,29 @@ def test_the_times_are_written_again_when_the_session_is_seen_later() -> None:
     assert encoded.body_at(SIGNED_IN) == first
 
 
+def test_the_header_lines_describe_the_body_they_go_with() -> None:
+    """Kept with the body and made again with it: a time without microseconds makes a
+    shorter body, and its Content-Length must follow."""
+    no_store = ((b"cache-control", b"no-store"),)
+    encoded = encode_me(
+        user=USER,
+        authentication=AUTHENTICATION,
+        session=a_session(),
+        shown=None,
+        csrf_token=None,
+        headers=no_store,
+    )
+    for seen in (SIGNED_IN, SIGNED_IN.replace(microsecond=0) + timedelta(seconds=3), SIGNED_IN):
+        body, headers = encoded.answer_at(seen)
+        assert body == encoded.body_at(seen)
+        assert headers == (
+            (b"content-length", str(len(body)).encode()),
+            (b"content-type", b"application/json"),
+            *no_store,
+        )
+    assert len(encoded.answer_at(SIGNED_IN.replace(microsecond=0))[0]) < len(body)
+
+
 def test_without_a_session_the_body_has_none() -> None:
     encoded = encode_me(
         user=USER, authentication=AUTHENTICATION, session=None, shown=None, csrf_token=None

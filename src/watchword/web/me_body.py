@@ -16,6 +16,7 @@ from typing import Any
 import orjson
 
 from watchword.domain.sessions import Session
+from watchword.web.responses import json_headers
 from watchword.web.views import session_static_view, session_times
 
 
@@ -29,6 +30,10 @@ class EncodedMe:
     tail: bytes
     seen: datetime | None = None
     body: bytes = b""
+    # The answer's header lines after the JSON ones, and all of them for ``described``.
+    extra_headers: tuple[tuple[bytes, bytes], ...] = ()
+    described: bytes | None = None
+    headers: tuple[tuple[bytes, bytes], ...] = ()
 
     def body_at(self, last_seen: datetime | None) -> bytes:
         """The body with the session's times as of ``last_seen`` (made again only when it
@@ -41,6 +46,16 @@ class EncodedMe:
             self.seen = last_seen
         return self.body
 
+    def answer_at(
+        self, last_seen: datetime | None
+    ) -> tuple[bytes, tuple[tuple[bytes, bytes], ...]]:
+        """``body_at`` and its header lines (encoded again only when the body changed)."""
+        body = self.body_at(last_seen)
+        if body is not self.described:
+            self.headers = json_headers(body, self.extra_headers)
+            self.described = body
+        return body, self.headers
+
 
 def encode_me(
     *,
@@ -49,16 +64,19 @@ def encode_me(
     session: Session | None,
     shown: dict[str, Any] | None,
     csrf_token: str | None,
+    headers: tuple[tuple[bytes, bytes], ...] = (),
 ) -> EncodedMe:
     """The same document as ``{"user", "session", "authentication", "csrf_token"?}`` written
     whole by orjson, in the same key order, split where the session's times go."""
     if session is None:
         whole = orjson.dumps({"user": user, "session": None, "authentication": authentication})
-        return EncodedMe(shown=shown, session=None, head=whole, tail=b"")
+        return EncodedMe(shown=shown, session=None, head=whole, tail=b"", extra_headers=headers)
     fixed = orjson.dumps({**session_static_view(session), "current": True})
     head = b"".join((b'{"user":', orjson.dumps(user), b',"session":', fixed[:-1], b","))
     tail = [b'},"authentication":', orjson.dumps(authentication)]
     if csrf_token is not None:
         tail += [b',"csrf_token":', orjson.dumps(csrf_token)]
     tail.append(b"}")
-    return EncodedMe(shown=shown, session=session, head=head, tail=b"".join(tail))
+    return EncodedMe(
+        shown=shown, session=session, head=head, tail=b"".join(tail), extra_headers=headers
+    )

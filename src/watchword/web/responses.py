@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import orjson
@@ -16,25 +17,31 @@ class FastJSONResponse(Response):
 
 
 class HotJSONResponse(Response):
-    """A 200 answer for the hot reads: a body already encoded as JSON, header lines encoded
-    once.
+    """A 200 answer for the hot reads: a body already encoded as JSON, with its header lines
+    already encoded (``json_headers``, kept with the body it describes).
 
     Starlette's ``Response.__init__`` lower-cases and encodes every header on every answer;
-    this one takes them already encoded (``encode_headers``) and sets what ``__call__``
-    sends: status, raw headers, body, no background task.
+    this one sets what ``__call__`` sends: status, raw headers, body, no background task.
     """
 
     media_type = "application/json"
 
-    def __init__(self, body: bytes, raw_headers: list[tuple[bytes, bytes]]) -> None:
+    def __init__(self, body: bytes, raw_headers: Sequence[tuple[bytes, bytes]]) -> None:
         self.status_code = 200
         self.background = None
         self.body = body
-        self.raw_headers = [
-            (b"content-length", str(len(self.body)).encode("latin-1")),
-            (b"content-type", b"application/json"),
-            *raw_headers,
-        ]
+        self.raw_headers = list(raw_headers)  # its own list: a layer may add to it
+
+
+def json_headers(
+    body: bytes, extra: Sequence[tuple[bytes, bytes]]
+) -> tuple[tuple[bytes, bytes], ...]:
+    """A JSON body's header lines, encoded, then ``extra``."""
+    return (
+        (b"content-length", str(len(body)).encode("latin-1")),
+        (b"content-type", b"application/json"),
+        *extra,
+    )
 
 
 def encode_headers(headers: dict[str, str]) -> list[tuple[bytes, bytes]]:

@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from watchword.services.container import Container
 
 NO_STORE = {"Cache-Control": "no-store"}
-NO_STORE_RAW = encode_headers(NO_STORE)
+NO_STORE_RAW = tuple(encode_headers(NO_STORE))
 
 router = APIRouter(prefix="/v1/me", tags=["me"])
 
@@ -99,6 +99,7 @@ async def answer(container: Container, principal: Principal) -> Response:
                 if session is not None and principal.needs_csrf
                 else None
             ),
+            headers=NO_STORE_RAW,
         )
         if principal.user is not None or principal.user_id is None:
             memo["me"] = encoded  # an account read here is read again next time
@@ -108,7 +109,7 @@ async def answer(container: Container, principal: Principal) -> Response:
 def _response(container: Container, encoded: EncodedMe) -> Response:
     session = encoded.session
     seen = container.sessions.last_seen(session) if session is not None else None
-    return HotJSONResponse(encoded.body_at(seen), NO_STORE_RAW)
+    return HotJSONResponse(*encoded.answer_at(seen))
 
 
 @router.post(
