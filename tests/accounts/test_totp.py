@@ -10,8 +10,8 @@ import pytest
 
 from tests.conftest import Client, ClientFactory
 from tests.helpers import PASSWORD, ManualClock
+from tests.pages.conftest import make_admin
 from watchword.domain.audit import AuditType
-from watchword.services.context import RequestContext
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
@@ -403,13 +403,7 @@ async def test_roles_that_need_a_second_factor_refuse_a_password_only_session(
 ) -> None:
     client = await client_factory(mfa_required_roles="admin,auditor")
     assert client.container.settings.mfa_required_roles == ["admin", "auditor"]
-    await client.container.accounts.register(
-        email="root@example.com",
-        password=PASSWORD,
-        roles=["admin"],
-        ctx=RequestContext(),
-        self_service=False,
-    )
+    await make_admin(client)
     await client.login("root@example.com")
     # No second factor yet: enrolling one is all this user may do.
     for path in ("/v1/admin/users", "/v1/sessions"):

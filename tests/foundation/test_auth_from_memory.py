@@ -12,6 +12,7 @@ from starlette.requests import HTTPConnection, Request
 
 from tests.conftest import Client, ClientFactory
 from tests.helpers import PASSWORD
+from tests.pages.conftest import make_admin
 from watchword.domain.audit import AuditType
 from watchword.domain.errors import (
     CsrfRejected,
@@ -211,13 +212,7 @@ async def test_a_second_factor_rule_is_left_to_the_dependency(
     client_factory: ClientFactory,
 ) -> None:
     client = await client_factory(mfa_required_roles="admin")
-    await client.container.accounts.register(
-        email="root@example.com",
-        password=PASSWORD,
-        roles=["admin"],
-        ctx=RequestContext(),
-        self_service=False,
-    )
+    await make_admin(client)
     await client.login("root@example.com")
     cookie = {"Cookie": "; ".join(f"{k}={v}" for k, v in client.cookies.items())}
     principal = await chain_of(client).authenticate(connection(client, cookie))
