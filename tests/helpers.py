@@ -32,6 +32,11 @@ class ManualClock:
         self._now += timedelta(seconds=seconds)
 
 
+def cookie_header(client: httpx.AsyncClient) -> dict[str, str]:
+    """The client's session cookie as a header, for a request made without its jar."""
+    return {"Cookie": f"watchword_session={client.cookies['watchword_session']}"}
+
+
 def fast_hasher() -> PasswordHasher:
     """argon2id with tiny parameters: the same code path, a thousandth of the cost."""
     return PasswordHasher(time_cost=1, memory_kib=8, parallelism=1)

@@ -11,8 +11,10 @@ import pytest
 from starlette.requests import HTTPConnection, Request
 
 from tests.conftest import Client, ClientFactory
-from tests.helpers import PASSWORD
+from tests.helpers import cookie_header
+from tests.machines.conftest import make_api_key
 from tests.pages.conftest import make_admin
+from tests.tokens.helpers import bearer, token_login
 from watchword.domain.audit import AuditType
 from watchword.domain.errors import (
     CsrfRejected,
@@ -43,15 +45,13 @@ def connection(client: Client, headers: dict[str, str], method: str = "GET") -> 
 async def credentials(client: Client) -> dict[str, dict[str, str]]:
     """A cookie session, an access token and an API key of alice, each used once."""
     await client.register()
-    signed_in = await client.login()
-    cookie = {"Cookie": "; ".join(f"{k}={v}" for k, v in signed_in.cookies.items())}
-    created = await client.post("/v1/api-keys", json={"name": "k", "scopes": ["profile"]})
-    assert created.status_code == 201, created.text
-    token = await access_token(client)
+    await client.login()
+    cookie = cookie_header(client)
+    key = (await make_api_key(client))["key"]
     found = {
         "cookie": cookie,
-        "bearer_jwt": {"Authorization": f"Bearer {token}"},
-        "api_key": {"X-API-Key": created.json()["key"]},
+        "bearer_jwt": bearer(await access_token(client)),
+        "api_key": {"X-API-Key": key},
     }
     client.cookies.clear()
     for headers in found.values():
@@ -60,12 +60,7 @@ async def credentials(client: Client) -> dict[str, dict[str, str]]:
 
 
 async def access_token(client: Client) -> str:
-    response = await client.post(
-        "/v1/auth/login",
-        json={"email": "alice@example.com", "password": PASSWORD, "mode": "token"},
-    )
-    assert response.status_code == 200, response.text
-    token: str = response.json()["access_token"]
+    token: str = (await token_login(client))["access_token"]
     return token
 
 
@@ -120,7 +115,7 @@ async def test_a_credential_not_in_memory_is_left_to_the_coroutine(client: Clien
     await client.login()
     client.cookies.clear()
     chain = chain_of(client)
-    headers = {"Authorization": f"Bearer {await access_token(client)}"}
+    headers = bearer(await access_token(client))
     # Issued, never presented: its signature is not verified yet.
     assert chain.authenticate_cached(connection(client, headers)) is None
     principal = await chain.authenticate(connection(client, headers))
@@ -195,7 +190,7 @@ async def test_the_permission_rule_decides_at_once_as_the_dependency_does(
     await client.register()
     await client.login()
     cookie_principal = await chain_of(client).authenticate(
-        connection(client, {"Cookie": "; ".join(f"{k}={v}" for k, v in client.cookies.items())})
+        connection(client, cookie_header(client))
     )
     assert cookie_principal.needs_csrf
     assert await decided_both_ways(require(), request_as(client, cookie_principal, "GET")) is (
@@ -214,8 +209,7 @@ async def test_a_second_factor_rule_is_left_to_the_dependency(
     client = await client_factory(mfa_required_roles="admin")
     await make_admin(client)
     await client.login("root@example.com")
-    cookie = {"Cookie": "; ".join(f"{k}={v}" for k, v in client.cookies.items())}
-    principal = await chain_of(client).authenticate(connection(client, cookie))
+    principal = await chain_of(client).authenticate(connection(client, cookie_header(client)))
     request = request_as(client, principal, "GET")
     # Whether a second factor is enrolled is read from the store: not decided at once.
     assert require("profile").settled(request) is None

@@ -13,7 +13,7 @@ import pytest
 
 from tests.conftest import Client, ClientFactory
 from tests.foundation.conftest import set_cookie
-from tests.helpers import PASSWORD, LateReads, ManualClock
+from tests.helpers import PASSWORD, LateReads, ManualClock, cookie_header
 from watchword.domain.audit import AuditType
 from watchword.domain.sessions import RevokeReason
 
@@ -31,10 +31,6 @@ async def second_device(client: Client, user_agent: str = IPHONE, **extra: Any) 
     other.headers["User-Agent"] = user_agent
     await other.login(**extra)
     return other
-
-
-def cookie_header(client: Client) -> dict[str, str]:
-    return {"Cookie": f"watchword_session={client.cookies['watchword_session']}"}
 
 
 # -- /v1/me and sign-out ---------------------------------------------------------------------

@@ -49,6 +49,13 @@ class NewSession:
     evicted: list[Session]
 
 
+def _secret_hash(secret: str) -> str:
+    """A cookie secret's key in the cache and the store; a malformed one is refused."""
+    if not plausible_secret(secret):
+        raise InvalidCredential("The session cookie is malformed.", code="invalid_session")
+    return sha256_hex(secret)
+
+
 class SessionService:
     def __init__(
         self,
@@ -170,25 +177,24 @@ class SessionService:
         """``authenticate_secret`` from memory alone: the principal of a cached session, or
         the same refusal; None when the session must be read (then ``authenticate_secret``).
         Not a coroutine: the hot path."""
-        if not plausible_secret(secret):
-            raise InvalidCredential("The session cookie is malformed.", code="invalid_session")
-        secret_hash = sha256_hex(secret)
+        return self._from_cache(_secret_hash(secret))
+
+    async def authenticate_secret(self, secret: str) -> Principal:
+        """Turn a cookie secret into a principal; raise ``InvalidCredential`` otherwise."""
+        secret_hash = _secret_hash(secret)
+        principal = self._from_cache(secret_hash)
+        if principal is not None:
+            return principal
+        stale = self.cache.peek(secret_hash)  # absent, or too old to serve
+        entry = await self._loads.run(secret_hash, lambda: self._load(secret_hash, stale))
+        return self._check(entry)
+
+    def _from_cache(self, secret_hash: str) -> Principal | None:
         entry, freshness = self.cache.get(secret_hash)
         if entry is None or freshness is STALE:
             return None
         if freshness is DUE:
-            current = entry
-            self._loads.refresh(secret_hash, lambda: self._load(secret_hash, current))
-        return self._check(entry)
-
-    async def authenticate_secret(self, secret: str) -> Principal:
-        """Turn a cookie secret into a principal; raise ``InvalidCredential`` otherwise."""
-        principal = self.authenticate_secret_cached(secret)
-        if principal is not None:
-            return principal
-        secret_hash = sha256_hex(secret)
-        stale = self.cache.peek(secret_hash)  # absent, or too old to serve
-        entry = await self._loads.run(secret_hash, lambda: self._load(secret_hash, stale))
+            self._loads.refresh(secret_hash, lambda: self._load(secret_hash, entry))
         return self._check(entry)
 
     async def _load(self, secret_hash: str, stale: CachedSession | None) -> CachedSession:

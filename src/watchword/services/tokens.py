@@ -122,6 +122,13 @@ class _Verified:
     touched_at: float = float("-inf")
 
 
+def _digest(token: str | bytes) -> bytes:
+    """What the verified-token cache is keyed by: it never holds a usable bearer token."""
+    if isinstance(token, str):
+        token = token.encode("utf-8", "surrogatepass")
+    return hashlib.sha256(token).digest()
+
+
 class TokenService:
     def __init__(
         self,
@@ -482,10 +489,7 @@ class TokenService:
         """``authenticate_bearer`` from memory alone: the principal of a token verified before
         whose account is cached, or the same refusal; None when the token must be verified or
         its account read (then ``authenticate_bearer``). Not a coroutine: the hot path."""
-        if isinstance(token, str):
-            token = token.encode("utf-8", "surrogatepass")
-        # Keyed by digest: the cache never holds a usable bearer token.
-        digest = hashlib.sha256(token).digest()
+        digest = _digest(token)
         entry = self._verified.get(digest)
         if entry is None:
             return None
@@ -498,11 +502,8 @@ class TokenService:
 
     async def authenticate_bearer(self, token: str) -> Principal:
         self._check_ready()
-        principal = self.authenticate_bearer_cached(token)
-        if principal is not None:
-            return principal
         now = self._clock.timestamp()
-        digest = hashlib.sha256(token.encode("utf-8", "surrogatepass")).digest()
+        digest = _digest(token)
         entry = self._verified.get(digest)
         if entry is None:
             claims = await self._verify(token, now)

@@ -174,9 +174,7 @@ class Requirement:
         if self.needed and _needs_second_factor(request, self.needed):
             if principal.session_id is not None:
                 return None
-        if self.needed:  # nothing is missing from an empty set
-            check_scopes(principal, self.needed)
-        return principal
+        return self._within_scopes(principal)
 
     async def __call__(self, request: Request) -> Principal:
         principal = self._admitted(request)
@@ -184,9 +182,7 @@ class Requirement:
             await _check_enrolled(request, principal)
         if self.needed and _needs_second_factor(request, self.needed):
             await _check_second_factor(request, principal)
-        if self.needed:  # nothing is missing from an empty set
-            check_scopes(principal, self.needed)
-        return principal
+        return self._within_scopes(principal)
 
     def _admitted(self, request: Request) -> Principal:
         principal = authenticated(request)
@@ -194,4 +190,9 @@ class Requirement:
             check_csrf(request, principal)
         if self.session and not is_person_session(principal):
             raise SessionRequired()
+        return principal
+
+    def _within_scopes(self, principal: Principal) -> Principal:
+        if self.needed:  # nothing is missing from an empty set
+            check_scopes(principal, self.needed)
         return principal
