@@ -4,6 +4,7 @@ refuse, and still pass through the authenticator chain, the security headers and
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from typing import Any
 
@@ -109,6 +110,27 @@ async def test_me_refuses_a_revoked_session_at_once(client: Client) -> None:
     response = await client.get("/v1/me")
     assert response.status_code == 401
     assert response.json()["error"] in ("session_revoked", "invalid_session")
+
+
+async def test_a_kept_answer_is_sent_without_the_endpoints_coroutine(client: Client) -> None:
+    await client.register()
+    await client.login()
+    first = await client.get("/v1/me")  # makes and keeps the answer
+    layer = hot_layer(client)
+    kept = layer.routes["/v1/me"]
+
+    async def unreachable(request: Any) -> Any:
+        raise AssertionError("the kept answer should have been sent from memory")
+
+    layer.routes["/v1/me"] = dataclasses.replace(kept, endpoint=unreachable)
+    try:
+        again = await client.get("/v1/me")
+    finally:
+        layer.routes["/v1/me"] = kept
+    assert again.status_code == 200, again.text
+    assert again.json() == first.json()
+    assert again.headers["content-length"] == str(len(again.content))
+    assert again.headers["cache-control"] == "no-store"
 
 
 async def test_other_methods_on_the_hot_paths_still_reach_the_app(client: Client) -> None:

@@ -20,7 +20,7 @@ from watchword.web.authn import AuthChain, AuthenticationMiddleware, CookieAuthe
 from watchword.web.authn_bearer import BearerTokenAuthenticator, UnclaimedBearerAuthenticator
 from watchword.web.bodylimit import BodyLimitMiddleware
 from watchword.web.cookies import SessionCookie
-from watchword.web.hotpath import HotRoutes
+from watchword.web.hotpath import HotRoute, HotRoutes
 from watchword.web.loop_lag import watch_loop_lag
 from watchword.web.oauth2 import install as _install_oidc
 from watchword.web.realtime import routes as realtime
@@ -149,7 +149,7 @@ def create_app(settings: Settings | None = None, *, container: Container | None 
     if compat_mounted:
         chains.append((compat_v1.PREFIX, None))
     # Innermost, after the chain: the hottest reads skip FastAPI's router (web/hotpath.py).
-    hot_routes = {"/healthz": system.healthz_endpoint, "/v1/me": me.me_endpoint(container)}
+    hot_routes = {"/healthz": HotRoute(system.healthz_endpoint), "/v1/me": me.me_route(container)}
     app.add_middleware(HotRoutes, routes=hot_routes)
     app.add_middleware(AuthenticationMiddleware, chains=chains)
     app.add_middleware(authn_machines.SignedBodyMiddleware)  # signed bodies, replayed

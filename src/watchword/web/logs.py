@@ -27,6 +27,7 @@ from urllib.parse import unquote_plus
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from watchword.domain.principal import Principal
 from watchword.web.authn import PRINCIPAL
 from watchword.web.log_format import (
     ACCESS_NAME,
@@ -377,8 +378,7 @@ class AccessLogMiddleware:
 
 
 def principal_kind(scope: Scope) -> str:
-    principal = scope.get(PRINCIPAL)
-    method = getattr(principal, "method", None)
-    if principal is None or not getattr(principal, "is_authenticated", False):
+    principal: Principal | None = scope.get(PRINCIPAL)
+    if principal is None or not principal.is_authenticated:
         return "anonymous"
-    return str(getattr(method, "value", method))
+    return str(principal.method)  # a StrEnum: its value, without the enum's descriptor

@@ -12,7 +12,7 @@ from watchword.domain.principal import AuthMethod, Principal
 from watchword.domain.sessions import csrf_token_for
 from watchword.services.context import RequestContext
 from watchword.web.deps import container_of, context, require
-from watchword.web.hotpath import Endpoint
+from watchword.web.hotpath import HotRoute
 from watchword.web.me_body import EncodedMe, encode_me
 from watchword.web.responses import HotJSONResponse, encode_headers
 from watchword.web.routes.schemas import PasswordChange
@@ -38,16 +38,20 @@ async def me(request: Request, principal: Principal = Depends(ANY_PRINCIPAL)) ->
     return await who_is_calling(request, principal)
 
 
-def me_endpoint(container: Container) -> Endpoint:
+def me_route(container: Container) -> HotRoute:
     """``GET /v1/me`` as a plain Starlette endpoint (web/hotpath.py serves it): the same
     permission rule, the same answer, without FastAPI's per-route work, and without a
-    coroutine of its own when the principal's answer is already kept (the hot path)."""
+    coroutine when the principal's answer is already kept (the hot path)."""
+
+    def answer_now(request: Request) -> Response | None:
+        principal = ANY_PRINCIPAL.settled(request)
+        return None if principal is None else kept_answer(container, principal)
 
     async def endpoint(request: Request) -> Response:
         principal = ANY_PRINCIPAL.settled(request) or await ANY_PRINCIPAL(request)
         return kept_answer(container, principal) or await answer(container, principal)
 
-    return endpoint
+    return HotRoute(endpoint, answer_now)
 
 
 async def who_is_calling(request: Request, principal: Principal) -> Response:
