@@ -7,6 +7,8 @@ import asyncio
 import io
 import json
 import logging
+import subprocess
+import sys
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -222,3 +224,17 @@ async def test_a_sqlite_file_keeps_its_connections_between_bursts(tmp_path: Path
         assert engine.sync_engine.pool.checkedin() == 8  # type: ignore[attr-defined]
     finally:
         await engine.dispose()
+
+
+def test_the_user_agent_parser_is_built_before_the_first_request(tmp_path: Path) -> None:
+    # Built by the first parse, it held the event loop for a tenth of a second or more.
+    probe = (
+        "import sys; from watchword.web.app import app_from_env; app_from_env(); "
+        "print('ua_parser_builtins.matchers' in sys.modules)"
+    )
+    env = cli_env(f"sqlite+aiosqlite:///{tmp_path / 'ua.db'}")
+    ran = subprocess.run(
+        [sys.executable, "-c", probe], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert ran.returncode == 0, ran.stderr[-2000:]
+    assert ran.stdout.strip().splitlines()[-1] == "True"

@@ -9,6 +9,12 @@ from ua_parser import parse
 MAX_USER_AGENT = 512
 
 
+def build_parser() -> None:
+    """Build the parser's patterns now. The first parse builds all of them (0.1 to 0.2 s on
+    these machines): on the event loop, every request behind the first sign-in waited."""
+    parse("Mozilla/5.0")
+
+
 @lru_cache(maxsize=4096)
 def describe_user_agent(user_agent: str | None) -> dict[str, str | None]:
     if not user_agent:

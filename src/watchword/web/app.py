@@ -13,6 +13,7 @@ from fastapi import FastAPI
 
 from watchword import __version__
 from watchword.config import Settings
+from watchword.domain import device
 from watchword.domain.errors import StoreUnavailable
 from watchword.services.container import Container
 from watchword.web import authn_machines, compat_v1, errors, logs, openapi, pages
@@ -173,6 +174,7 @@ def app_from_env() -> FastAPI:
         access=settings.access_log,
     )
     app = create_app(settings)
+    device.build_parser()  # before the first request, and kept out of the collector's sight
     # Everything built so far (modules, routes, the container) lives as long as the process:
     # out of the collector's sight, a full collection no longer walks it on every request
     # burst (a stall that showed as a p99 many times the p50).
