@@ -1,5 +1,5 @@
 """What the event loop must never wait for: a log write, a worker thread per request, a
-database connection opened and closed again."""
+database connection opened and closed again, a parser built on first use."""
 
 from __future__ import annotations
 
