@@ -63,6 +63,8 @@ class Server:
         # e.g. "0": the server pinned to one core (taskset), the load generator on another.
         self.cpus = cpus
         self.process: subprocess.Popen[bytes] | None = None
+        # A program the server runs under (a profiler), its pid the server's.
+        self.wrapper: list[str] = []
 
     def cli(self, *args: str, stdin: str | None = None) -> str:
         result = subprocess.run(
@@ -82,6 +84,7 @@ class Server:
         if not self.env["WATCHWORD_DATABASE_URL"].startswith("sqlite"):
             self.cli("db", "upgrade")
         pin = ["taskset", "-c", self.cpus] if self.cpus else []
+        pin += self.wrapper
         self.log_path = os.path.join(self.workdir, "server.log")
         self.process = subprocess.Popen(
             [
@@ -185,8 +188,10 @@ def wrk(
     connections: int = 32,
     threads: int = 1,
     cpus: str | None = None,
+    timeout: float = 2.0,
 ) -> LoadResult:
-    """One bounded wrk run on loopback; latency percentiles from wrk's --latency table."""
+    """One bounded wrk run on loopback; latency percentiles from wrk's --latency table.
+    ``timeout``: seconds before wrk counts a request as an error (a slowed server's)."""
     if not url.startswith(("http://127.", "http://localhost")):
         raise ValueError("benchmarks only target loopback")
     command = [
@@ -196,6 +201,7 @@ def wrk(
         f"-c{connections}",
         f"-d{max(1, round(duration))}s",
         "--latency",
+        f"--timeout={timeout:g}s",
     ]
     for name, value in (headers or {}).items():
         command += ["-H", f"{name}: {value}"]

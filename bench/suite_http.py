@@ -12,7 +12,7 @@ run. The peers run from their own pinned environment (bench/peers, made on first
 cannot be made, the peers table says why and counts an error.
 
 Run: `python -m bench.suite_http [--duration S] [--rounds N] [--no-postgres]
-[--only methods|workers|storm|peers]`.
+[--only methods|workers|storm|peers|instructions]`.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ from typing import Protocol
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
-from bench import machines
+from bench import instructions, machines
 from bench.common import (
     PASSWORD,
     POSTGRES_URL,
@@ -344,9 +344,49 @@ def main(argv: list[str] | None = None) -> None:
         )
     if "peers" in parts:
         peers_table(args)
+    if "instructions" in parts:
+        instructions_table(args)
 
 
-PARTS = ["methods", "workers", "storm", "peers"]
+PARTS = ["methods", "workers", "storm", "peers", "instructions"]
+
+
+def instructions_table(args: argparse.Namespace) -> None:
+    """The methods table's scenarios on SQLite, counted in instructions (bench/instructions.py)."""
+    title = (
+        "Instructions per request (callgrind, user space; the server under it, wrk -c64 for"
+        f" {2 * args.duration:.0f} s per row after a warm-up; steady however busy the host)"
+    )
+    columns = ["scenario", "requests", "instructions/req", "vs /healthz", "auth instr", "errors"]
+    reason = instructions.unavailable()
+    if reason is not None:
+        print(f"\n{title}\n(not counted: {reason})")
+        count_errors("http.instructions.unavailable", 1)
+        return
+    rows: list[list[object]] = []
+    with contextlib.closing(instructions.CountingServer().start()) as server:
+        server.create_user(EMAIL)
+        prepared = [(s, *s.prepare(server)) for s in SCENARIOS]
+        counted = [(s, server.count(path, h, 2 * args.duration)) for s, path, h in prepared]
+    healthz = counted[0][1].per_request
+    for scenario, result in counted:
+        prefix = f"http.sqlite.{scenario.key}"
+        count_errors(prefix + ".instructions_errors", result.load.errors)
+        record(f"{prefix}_instructions_per_request", result.per_request)
+        measured = scenario.key != "healthz"
+        if measured:
+            record(f"{prefix}_instructions_vs_healthz", healthz / result.per_request)
+        rows.append(
+            [
+                scenario.name,
+                result.load.requests,
+                f"{result.per_request:,.0f}",
+                f"{healthz / result.per_request:.3f}" if measured else "-",
+                f"{result.per_request - healthz:,.0f}" if measured else "-",
+                result.load.errors,
+            ]
+        )
+    print_table(title, columns, rows)
 
 
 def methods_table(args: argparse.Namespace) -> None:
