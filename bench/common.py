@@ -83,12 +83,12 @@ class Server:
     def start(self) -> Server:
         if not self.env["WATCHWORD_DATABASE_URL"].startswith("sqlite"):
             self.cli("db", "upgrade")
-        pin = ["taskset", "-c", self.cpus] if self.cpus else []
-        pin += self.wrapper
+        prefix = ["taskset", "-c", self.cpus] if self.cpus else []
+        prefix += self.wrapper
         self.log_path = os.path.join(self.workdir, "server.log")
         self.process = subprocess.Popen(
             [
-                *pin,
+                *prefix,
                 WATCHWORD,
                 "serve",
                 "--host",

@@ -64,8 +64,8 @@ class HotRoutes:
         if type(response) is HotJSONResponse:
             # Sent from here: it has neither a background task nor anything else to do, and
             # the response's own coroutine costs as much as sending (profiled on one core).
-            start = {"type": "http.response.start", "status": 200, "headers": response.raw_headers}
-            await send(start)
+            status, headers = response.status_code, response.raw_headers
+            await send({"type": "http.response.start", "status": status, "headers": headers})
             await send({"type": "http.response.body", "body": response.body})
             return
         await response(scope, receive, send)

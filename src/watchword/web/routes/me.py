@@ -47,9 +47,9 @@ def me_route(container: Container) -> HotRoute:
         principal = ANY_PRINCIPAL.settled(request)
         return None if principal is None else kept_answer(container, principal)
 
-    async def endpoint(request: Request) -> Response:
+    async def endpoint(request: Request) -> Response:  # awaited when answer_now gave None
         principal = ANY_PRINCIPAL.settled(request) or await ANY_PRINCIPAL(request)
-        return kept_answer(container, principal) or await answer(container, principal)
+        return await answer(container, principal)  # it uses a kept answer too
 
     return HotRoute(endpoint, answer_now)
 
