@@ -218,3 +218,17 @@ async def test_a_second_factor_rule_is_left_to_the_dependency(
     assert refused.value.code == "mfa_enrolment_required"
     # The routes open to enrolment (who am I) are decided at once.
     assert require(enrolling=True).settled(request) is principal
+
+
+async def test_two_credentials_at_once_are_decided_as_the_coroutine_decides(
+    client: Client,
+) -> None:
+    found = await credentials(client)
+    chain = chain_of(client)
+    for first, second in (("cookie", "api_key"), ("bearer_jwt", "cookie")):
+        conn = connection(client, {**found[first], **found[second]})
+        remembered = chain.authenticate_cached(conn)
+        assert remembered is not None and remembered is await chain.authenticate(conn)
+        # One credential alone is still decided by its own authenticator.
+        alone = chain.authenticate_cached(connection(client, found[second]))
+        assert alone is not None and alone.method.value == second

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import json
 import logging
 from collections.abc import Awaitable, Callable
@@ -34,7 +33,7 @@ import jwt
 
 from watchword.domain import events
 from watchword.domain.audit import AuditType
-from watchword.domain.clock import Clock, Randomness, sha256_hex
+from watchword.domain.clock import Clock, Randomness, sha256_digest, sha256_hex
 from watchword.domain.errors import InvalidCredential, InvalidInput, NotFound, StoreUnavailable
 from watchword.domain.keys import ALGORITHMS
 from watchword.domain.masterkey import MasterKey
@@ -126,7 +125,7 @@ def _digest(token: str | bytes) -> bytes:
     """What the verified-token cache is keyed by: it never holds a usable bearer token."""
     if isinstance(token, str):
         token = token.encode("utf-8", "surrogatepass")
-    return hashlib.sha256(token).digest()
+    return sha256_digest(token)
 
 
 class TokenService:
@@ -399,7 +398,7 @@ class TokenService:
         session = await self._db.sessions.get(session_id)
         if session is None:
             raise invalid_grant("The session of this refresh token no longer exists.")
-        if session.revoked_at is not None or session.id in self._control.revoked:
+        if session.revoked_at is not None or session.id in self._control.revoked.until:
             raise invalid_grant("The session of this refresh token has been revoked.")
         if not session.is_live(self._clock.now(), self._sessions.last_seen(session)):
             raise invalid_grant("The session has expired: sign in again.")
@@ -521,9 +520,9 @@ class TokenService:
         if now >= claims.expires_at + self.leeway:
             self._verified.pop(digest, None)
             raise invalid_token("The access token has expired.")
-        if claims.session_id is not None and claims.session_id in self._control.revoked:
+        if claims.session_id is not None and claims.session_id in self._control.revoked.until:
             raise invalid_token("The session of this access token has been revoked.")
-        if claims.jti in self.jtis:
+        if claims.jti in self.jtis.until:
             raise invalid_token("The access token has been revoked.")
         if claims.is_client:
             assert claims.client_id is not None

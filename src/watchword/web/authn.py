@@ -79,10 +79,23 @@ class AuthChain:
         self._watched: AuthHeaders = frozenset().union(*(h for _, h in self._steps if h))
         self._plans: dict[AuthHeaders, list[Authenticator]] = {}
         self._cached_plans: dict[AuthHeaders, list[CachedAnswer | None]] = {}
+        self._single_cached_plans: dict[bytes, list[CachedAnswer | None]] = {}
 
     def _present(self, conn: HTTPConnection) -> AuthHeaders:
         watched = self._watched
         return frozenset([name for name, _ in conn.scope["headers"] if name in watched])
+
+    def _cached_plan_of(self, conn: HTTPConnection) -> list[CachedAnswer | None]:
+        """``_cached_plan(_present(conn))``; a request carrying one watched header (one
+        credential, the usual case) finds its plan by that name, without a frozenset."""
+        watched = self._watched
+        names = [name for name, _ in conn.scope["headers"] if name in watched]
+        if len(names) == 1:
+            plan = self._single_cached_plans.get(names[0])
+            if plan is None:
+                plan = self._single_cached_plans[names[0]] = self._cached_plan(frozenset(names))
+            return plan
+        return self._cached_plan(frozenset(names))
 
     def _plan(self, present: AuthHeaders) -> list[Authenticator]:
         plan = self._plans.get(present)
@@ -103,7 +116,7 @@ class AuthChain:
     def authenticate_cached(self, conn: HTTPConnection) -> Principal | None:
         """``authenticate`` when every authenticator the request calls for answers from
         memory (the hot path, without a coroutine); None when one needs ``authenticate``."""
-        for cached in self._cached_plan(self._present(conn)):
+        for cached in self._cached_plan_of(conn):
             if cached is None:
                 return None
             principal = cached(conn)
@@ -127,17 +140,17 @@ class CookieAuthenticator:
 
     def __init__(self, sessions: SessionService, cookie_name: str) -> None:
         self._sessions = sessions
-        self._cookie_name = cookie_name
+        self._prefix = cookie_name.encode("latin-1") + b"="
 
     def authenticate_cached(self, conn: HTTPConnection) -> Principal | Deferred | None:
-        secret = cookie_value(conn.scope, self._cookie_name)
+        secret = cookie_value(conn.scope, self._prefix)
         if not secret:
             return None
         principal = self._sessions.authenticate_secret_cached(secret)
         return DEFER if principal is None else _watchword_session(principal)
 
     async def authenticate(self, conn: HTTPConnection) -> Principal | None:
-        secret = cookie_value(conn.scope, self._cookie_name)
+        secret = cookie_value(conn.scope, self._prefix)
         if not secret:
             return None
         return _watchword_session(await self._sessions.authenticate_secret(secret))
@@ -151,22 +164,44 @@ def _watchword_session(principal: Principal) -> Principal:
     return principal
 
 
-def cookie_value(scope: Scope, name: str) -> str | None:
-    """One cookie's value, without parsing every cookie of the header (hot path).
+def cookie_value(scope: Scope, prefix: bytes) -> str | None:
+    """One cookie's value, by its ``name=`` as bytes, without parsing every cookie of the
+    header (hot path).
 
     Same rules as Starlette's parser (pairs split on ';', surrounding quotes dropped); the
     last occurrence of a repeated name wins there too.
     """
     value: str | None = None
-    prefix = name + "="
     for header, raw in scope["headers"]:
         if header != b"cookie":
             continue
-        for pair in raw.decode("latin-1").split(";"):
-            pair = pair.strip()
-            if pair.startswith(prefix):
-                value = pair[len(prefix) :].strip().strip('"')
+        start = raw.rfind(prefix)
+        if start < 0:
+            continue
+        # Found where a pair begins ("name=...", "...;name=...", "...; name=..."), it is the
+        # last pair of that name: a later one would have been found instead. Found anywhere
+        # else (inside another pair, after other spacing), the header is parsed pair by pair.
+        if start == 0 or raw[start - 1] == SEMICOLON or raw[start - 2 : start] == b"; ":
+            end = raw.find(b";", start)
+            found = raw[start + len(prefix) : end] if end >= 0 else raw[start + len(prefix) :]
+            value = found.decode("latin-1").strip().strip('"')
+        else:
+            found_in_pairs = _cookie_by_pairs(raw, prefix.decode("latin-1"))
+            if found_in_pairs is not None:
+                value = found_in_pairs
     return value
+
+
+SEMICOLON = ord(";")
+
+
+def _cookie_by_pairs(raw: bytes, prefix: str) -> str | None:
+    last = None
+    for pair in raw.decode("latin-1").split(";"):
+        pair = pair.strip()
+        if pair.startswith(prefix):
+            last = pair[len(prefix) :].strip().strip('"')
+    return last
 
 
 class AuthenticationMiddleware:
