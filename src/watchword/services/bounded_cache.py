@@ -13,7 +13,7 @@ from collections.abc import Callable
 from typing import Generic, TypeVar
 
 from watchword.domain.clock import monotonic
-from watchword.services.single_flight import due_for_refresh
+from watchword.services.single_flight import refresh_age
 
 V = TypeVar("V")
 
@@ -29,6 +29,7 @@ class BoundedCache(Generic[V]):
     def __init__(self, *, max_size: int, ttl: float) -> None:
         self._max = max_size
         self._ttl = ttl
+        self._due_age = refresh_age(ttl)
         self._entries: OrderedDict[str, tuple[float, V]] = OrderedDict()
         self.generation = 0
 
@@ -48,7 +49,7 @@ class BoundedCache(Generic[V]):
         if age >= self._ttl:
             del self._entries[key]
             return None, False
-        return item[1], due_for_refresh(age, self._ttl)
+        return item[1], age >= self._due_age
 
     def put(self, key: str, value: V, *, read_at: int | None = None) -> None:
         if read_at is not None and read_at != self.generation:

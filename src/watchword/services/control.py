@@ -31,26 +31,28 @@ class RevokedSessions:
 
     def __init__(self, *, retention: float) -> None:
         self._retention = retention
-        self._until: dict[str, float] = {}
+        # Each id and until when it is kept. The hot checks read ``session_id in until``: a
+        # dict's own lookup, where ``in self`` would call ``__contains__`` in Python.
+        self.until: dict[str, float] = {}
 
     def add(self, session_id: str, now: float, session_expires_at: float | None = None) -> None:
         until = now + self._retention
         if session_expires_at is not None:
             until = min(until, session_expires_at + 1)
-        self._until[session_id] = max(until, self._until.get(session_id, 0.0))
+        self.until[session_id] = max(until, self.until.get(session_id, 0.0))
 
     def __contains__(self, session_id: object) -> bool:
-        return session_id in self._until
+        return session_id in self.until
 
     def __len__(self) -> int:
-        return len(self._until)
+        return len(self.until)
 
     def prune(self, now: float) -> None:
-        for sid in [sid for sid, until in self._until.items() if until < now]:
-            del self._until[sid]
+        for sid in [sid for sid, until in self.until.items() if until < now]:
+            del self.until[sid]
 
     def snapshot(self) -> dict[str, float]:
-        return dict(self._until)
+        return dict(self.until)
 
 
 class ControlPlane:

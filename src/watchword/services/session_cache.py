@@ -16,7 +16,7 @@ from watchword.domain.clock import monotonic
 from watchword.domain.principal import Principal
 from watchword.domain.sessions import Session
 from watchword.domain.users import User
-from watchword.services.single_flight import due_for_refresh
+from watchword.services.single_flight import refresh_age
 
 
 class Freshness(IntEnum):
@@ -44,6 +44,7 @@ class SessionCache:
     def __init__(self, *, max_size: int, ttl: float) -> None:
         self._max_size = max_size
         self._ttl = ttl
+        self._due_age = refresh_age(ttl)
         self._by_hash: dict[str, CachedSession] = {}
         self._hash_by_session: dict[str, str] = {}
         # Moves on every drop: a load that read the store before a drop must not put back
@@ -63,7 +64,7 @@ class SessionCache:
             age = monotonic() - entry.loaded_at
             if age <= self._ttl:
                 self.hits += 1
-                return entry, DUE if due_for_refresh(age, self._ttl) else FRESH
+                return entry, DUE if age >= self._due_age else FRESH
         self.misses += 1
         return entry, STALE
 

@@ -20,7 +20,7 @@ from watchword.services.accounts import AccountService
 from watchword.services.audit import Auditor
 from watchword.services.context import RequestContext
 from watchword.services.ratelimit import LoginThrottle
-from watchword.services.single_flight import SingleFlight, due_for_refresh
+from watchword.services.single_flight import SingleFlight, refresh_age
 from watchword.stores.accounts import SessionAuthStore
 from watchword.stores.base import Database
 
@@ -65,6 +65,7 @@ class StepUp:
         # per read, so /v1/me can reuse what it made of them until they change.
         self._shown: dict[str, tuple[float, tuple[datetime, list[str]], dict[str, Any]]] = {}
         self._shown_ttl = shown_ttl
+        self._shown_due_age = refresh_age(shown_ttl)
         self._shown_loads: SingleFlight[tuple[datetime, list[str]] | None] = SingleFlight()
         # Second factors: (user, code, ctx, session_id) -> the amr of a step-up whose password
         # was right; raises when a second factor is on and the code is missing or wrong.
@@ -112,7 +113,7 @@ class StepUp:
         if cached is not None:
             age = monotonic() - cached[0]
             if age < self._shown_ttl:
-                if due_for_refresh(age, self._shown_ttl):
+                if age >= self._shown_due_age:
                     self._shown_loads.refresh(session_id, lambda: self.auth_info(principal))
                 return cached[2]
         return None
