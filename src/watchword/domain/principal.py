@@ -39,14 +39,15 @@ class Principal:
     # Views derived from this (immutable) principal, computed once per cached principal.
     memo: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
-    @property
-    def is_authenticated(self) -> bool:
-        return self.kind != "anonymous"
+    # Derived from ``kind`` and ``method`` when made: read on every request, so plain
+    # attributes rather than properties (each property read is a Python call).
+    is_authenticated: bool = field(init=False, compare=False, repr=False)
+    # Only what the browser attaches by itself (the cookie) can be forged cross-site.
+    needs_csrf: bool = field(init=False, compare=False, repr=False)
 
-    @property
-    def needs_csrf(self) -> bool:
-        """Only what the browser attaches by itself (the cookie) can be forged cross-site."""
-        return self.method is AuthMethod.COOKIE
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "is_authenticated", self.kind != "anonymous")
+        object.__setattr__(self, "needs_csrf", self.method is AuthMethod.COOKIE)
 
     def missing_scopes(self, required: frozenset[str]) -> frozenset[str]:
         return required - self.scopes

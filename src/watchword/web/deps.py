@@ -63,7 +63,7 @@ def check_origin(conn: HTTPConnection) -> None:
         raise CsrfRejected("The request's Origin is not allowed.")
 
 
-def check_csrf(request: Request, principal: Principal) -> None:
+def check_csrf(request: HTTPConnection, principal: Principal) -> None:
     # Fetch metadata (the browser's own word): a cookie sent by another site's page is
     # refused whatever token it carries.
     if request.headers.get("sec-fetch-site") == "cross-site":
@@ -105,7 +105,7 @@ def check_scopes(principal: Principal, needed: frozenset[str]) -> None:
         raise InsufficientScope(missing, challenge=principal.method in _CHALLENGED)
 
 
-def _needs_second_factor(request: Request, needed: frozenset[str]) -> bool:
+def _needs_second_factor(request: HTTPConnection, needed: frozenset[str]) -> bool:
     """WATCHWORD_MFA_REQUIRED_ROLES: a route needing a scope that only such a role grants
     (``admin`` for the admin role) needs a session signed in with a second factor."""
     container = container_of(request)
@@ -138,7 +138,7 @@ async def _check_enrolled(request: Request, principal: Principal) -> None:
         raise MfaEnrolmentRequired()
 
 
-def _enrolment_applies(request: Request, principal: Principal) -> bool:
+def _enrolment_applies(request: HTTPConnection, principal: Principal) -> bool:
     """WATCHWORD_MFA_REQUIRED_ROLES: the principal is a user holding such a role, so whether
     a second factor is enrolled must be read."""
     roles = container_of(request).settings.mfa_required_roles
@@ -165,7 +165,7 @@ class Requirement:
         self.session = session
         self.enrolling = enrolling
 
-    def settled(self, request: Request) -> Principal | None:
+    def settled(self, request: HTTPConnection) -> Principal | None:
         """The principal, or the refusal raised, as awaiting the dependency decides them;
         None when a second-factor rule needs the store (then await it)."""
         principal = self._admitted(request)
@@ -186,7 +186,7 @@ class Requirement:
             await _check_second_factor(request, principal)
         return self._within_scopes(principal)
 
-    def _admitted(self, request: Request) -> Principal:
+    def _admitted(self, request: HTTPConnection) -> Principal:
         principal = authenticated(request)
         if principal.needs_csrf and request.scope["method"] not in SAFE_METHODS:
             check_csrf(request, principal)

@@ -21,7 +21,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 
 from starlette._utils import get_route_path
-from starlette.requests import Request
+from starlette.requests import HTTPConnection, Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -31,7 +31,8 @@ from watchword.web.responses import HotJSONResponse
 
 Endpoint = Callable[[Request], Awaitable[Response]]
 # The endpoint's answer when memory is enough, without a coroutine; None: await the endpoint.
-Answer = Callable[[Request], Response | None]
+# It reads the request's scope only: an ``HTTPConnection``, cheaper to make than a ``Request``.
+Answer = Callable[[HTTPConnection], Response | None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,11 +55,10 @@ class HotRoutes:
         if route is None:
             await self.app(scope, receive, send)
             return
-        request = Request(scope, receive, send)
         try:
-            response = route.answer_now(request) if route.answer_now is not None else None
+            response = route.answer_now(HTTPConnection(scope)) if route.answer_now else None
             if response is None:
-                response = await route.endpoint(request)
+                response = await route.endpoint(Request(scope, receive, send))
         except WatchwordError as exc:
             response = watchword_error_response(exc)
         if type(response) is HotJSONResponse:

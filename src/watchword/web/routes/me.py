@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING, Any
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse, Response
+from starlette.requests import HTTPConnection
 
 from watchword.domain.errors import NotFound
 from watchword.domain.principal import AuthMethod, Principal
@@ -43,8 +44,8 @@ def me_route(container: Container) -> HotRoute:
     permission rule, the same answer, without FastAPI's per-route work, and without a
     coroutine when the principal's answer is already kept (the hot path)."""
 
-    def answer_now(request: Request) -> Response | None:
-        principal = ANY_PRINCIPAL.settled(request)
+    def answer_now(conn: HTTPConnection) -> Response | None:
+        principal = ANY_PRINCIPAL.settled(conn)
         return None if principal is None else kept_answer(container, principal)
 
     async def endpoint(request: Request) -> Response:  # awaited when answer_now gave None
