@@ -7,7 +7,6 @@ import secrets
 import sys
 import time
 import uuid
-from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Protocol
 
@@ -54,28 +53,27 @@ class SystemRandomness:
 
 
 # SHA-256 pads a message of up to 119 bytes into two 64-byte blocks: every secret Watchword
-# makes (a cookie secret, an API key, a refresh token) fits.
+# makes (a cookie secret, an API key, a refresh token) fits. Up to that, CPython's own SHA-256
+# hashes it, beyond it OpenSSL's; both compute the same standard digest. In the server under
+# load, OpenSSL's per-call setup (the context, the digest's lookup) cost more than CPython's
+# whole hash of a short secret, more than a microbenchmark of either shows (A/B, CPU per
+# request: 1 us on a cookie, 1.5 to 3 us on an API key); for a bearer token (hundreds of
+# bytes) OpenSSL's use of the CPU's SHA instructions wins.
 SHORT_SECRET = 119
 
 
-def sha256_of(data: bytes) -> Callable[[bytes], hashlib._Hash]:
-    """The SHA-256 implementation for ``data``: CPython's own up to two blocks, OpenSSL's for
-    longer. Both compute the same standard digest. In the server under load, OpenSSL's
-    per-call setup (the context, the digest's lookup) cost more than CPython's whole hash of
-    a short secret, more than a microbenchmark of either shows (A/B, CPU per request: 1 us
-    on a cookie, 1.5 to 3 us on an API key); for a bearer token (hundreds of bytes) OpenSSL's
-    use of the CPU's SHA instructions wins."""
-    return _cpython_sha256 if len(data) <= SHORT_SECRET else hashlib.sha256
-
-
 def sha256_digest(data: bytes) -> bytes:
-    return sha256_of(data)(data).digest()
+    if len(data) <= SHORT_SECRET:
+        return _cpython_sha256(data).digest()  # type: ignore[no-any-return]
+    return hashlib.sha256(data).digest()
 
 
 def sha256_hex(secret: str) -> str:
     """How every opaque secret is stored: the SHA-256 of its text, in hex."""
     data = secret.encode("utf-8", "surrogatepass")
-    return sha256_of(data)(data).hexdigest()
+    if len(data) <= SHORT_SECRET:
+        return _cpython_sha256(data).hexdigest()  # type: ignore[no-any-return]
+    return hashlib.sha256(data).hexdigest()
 
 
 # The function itself, not a wrapper: the hot paths read it several times per request.
