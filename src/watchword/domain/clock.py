@@ -10,10 +10,13 @@ import uuid
 from datetime import UTC, datetime
 from typing import Protocol
 
-if sys.version_info >= (3, 12):
-    from _sha2 import sha256 as _cpython_sha256
-else:
-    from _sha256 import sha256 as _cpython_sha256  # type: ignore[import-not-found]
+try:  # CPython's own SHA-256 (for short secrets, see SHORT_SECRET below)
+    if sys.version_info >= (3, 12):
+        from _sha2 import sha256 as _cpython_sha256
+    else:
+        from _sha256 import sha256 as _cpython_sha256  # type: ignore[import-not-found]
+except ImportError:  # a Python built without it: OpenSSL's, the same digest
+    _cpython_sha256 = hashlib.sha256
 
 
 class Clock(Protocol):
