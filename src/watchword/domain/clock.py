@@ -65,18 +65,19 @@ class SystemRandomness:
 SHORT_SECRET = 119
 
 
-def sha256_digest(data: bytes) -> bytes:
+def _sha256(data: bytes) -> hashlib._Hash:
     if len(data) <= SHORT_SECRET:
-        return _cpython_sha256(data).digest()  # type: ignore[no-any-return]
-    return hashlib.sha256(data).digest()
+        return _cpython_sha256(data)  # type: ignore[no-any-return]
+    return hashlib.sha256(data)
+
+
+def sha256_digest(data: bytes) -> bytes:
+    return _sha256(data).digest()
 
 
 def sha256_hex(secret: str) -> str:
     """How every opaque secret is stored: the SHA-256 of its text, in hex."""
-    data = secret.encode("utf-8", "surrogatepass")
-    if len(data) <= SHORT_SECRET:
-        return _cpython_sha256(data).hexdigest()  # type: ignore[no-any-return]
-    return hashlib.sha256(data).hexdigest()
+    return _sha256(secret.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 # The function itself, not a wrapper: the hot paths read it several times per request.

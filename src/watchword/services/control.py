@@ -26,33 +26,27 @@ log = logging.getLogger("watchword.control")
 ControlHandler = Callable[[dict[str, Any]], Awaitable[None]]
 
 
-class RevokedSessions:
-    """Ids of recently revoked sessions, each kept until no token of it can still be valid."""
+class RevokedSessions(dict[str, float]):
+    """Ids of recently revoked sessions, each kept until no token of it can still be valid
+    (id -> until when). A dict itself: every request asks ``session_id in revoked``, and a
+    dict answers that without a Python-level ``__contains__``. Add with ``add``."""
 
     def __init__(self, *, retention: float) -> None:
+        super().__init__()
         self._retention = retention
-        # Each id and until when it is kept. The hot checks read ``session_id in until``: a
-        # dict's own lookup, where ``in self`` would call ``__contains__`` in Python.
-        self.until: dict[str, float] = {}
 
     def add(self, session_id: str, now: float, session_expires_at: float | None = None) -> None:
         until = now + self._retention
         if session_expires_at is not None:
             until = min(until, session_expires_at + 1)
-        self.until[session_id] = max(until, self.until.get(session_id, 0.0))
-
-    def __contains__(self, session_id: object) -> bool:
-        return session_id in self.until
-
-    def __len__(self) -> int:
-        return len(self.until)
+        self[session_id] = max(until, self.get(session_id, 0.0))
 
     def prune(self, now: float) -> None:
-        for sid in [sid for sid, until in self.until.items() if until < now]:
-            del self.until[sid]
+        for sid in [sid for sid, until in self.items() if until < now]:
+            del self[sid]
 
     def snapshot(self) -> dict[str, float]:
-        return dict(self.until)
+        return dict(self)
 
 
 class ControlPlane:

@@ -3,7 +3,7 @@
 Entries are dropped by the same control events that carry revocations, expire after a short
 TTL so a missed event cannot keep a revoked session alive for long, and the whole cache is
 flushed when the bus reports a gap. A hot entry is reloaded in the background before its TTL
-(``due_for_refresh``); ``epoch`` lets a load that began before a drop leave the cache alone.
+(``refresh_age``); ``epoch`` lets a load that began before a drop leave the cache alone.
 """
 
 from __future__ import annotations

@@ -223,7 +223,7 @@ class SessionService:
 
     def _check(self, entry: CachedSession) -> Principal:
         session = entry.session
-        if session.revoked_at is not None or session.id in self._control.revoked.until:
+        if session.revoked_at is not None or session.id in self._control.revoked:
             raise InvalidCredential("The session has been revoked.", code="session_revoked")
         if entry.user.disabled:
             raise InvalidCredential("The account is disabled.", code="account_disabled")

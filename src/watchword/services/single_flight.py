@@ -24,14 +24,9 @@ T = TypeVar("T")
 REFRESH_AHEAD = 0.5
 
 
-def due_for_refresh(age: float, ttl: float) -> bool:
-    """An entry this old (seconds) is still served, and renewed in the background."""
-    return age >= refresh_age(ttl)
-
-
 def refresh_age(ttl: float) -> float:
-    """The age (seconds) from which ``due_for_refresh`` holds: the hot caches keep it, and
-    compare one float instead of calling it on every hit."""
+    """From this age (seconds) an entry is still served, and renewed in the background. The
+    caches keep it, and compare one float on every hit."""
     return ttl * REFRESH_AHEAD
 
 
@@ -70,4 +65,4 @@ class SingleFlight(Generic[T]):
             flight.exception()  # retrieved here too, in case every caller was cancelled
 
 
-__all__ = ["REFRESH_AHEAD", "SingleFlight", "due_for_refresh", "refresh_age"]
+__all__ = ["REFRESH_AHEAD", "SingleFlight", "refresh_age"]

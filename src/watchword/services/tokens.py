@@ -398,7 +398,7 @@ class TokenService:
         session = await self._db.sessions.get(session_id)
         if session is None:
             raise invalid_grant("The session of this refresh token no longer exists.")
-        if session.revoked_at is not None or session.id in self._control.revoked.until:
+        if session.revoked_at is not None or session.id in self._control.revoked:
             raise invalid_grant("The session of this refresh token has been revoked.")
         if not session.is_live(self._clock.now(), self._sessions.last_seen(session)):
             raise invalid_grant("The session has expired: sign in again.")
@@ -520,9 +520,9 @@ class TokenService:
         if now >= claims.expires_at + self.leeway:
             self._verified.pop(digest, None)
             raise invalid_token("The access token has expired.")
-        if claims.session_id is not None and claims.session_id in self._control.revoked.until:
+        if claims.session_id is not None and claims.session_id in self._control.revoked:
             raise invalid_token("The session of this access token has been revoked.")
-        if claims.jti in self.jtis.until:
+        if claims.jti in self.jtis:
             raise invalid_token("The access token has been revoked.")
         if claims.is_client:
             assert claims.client_id is not None

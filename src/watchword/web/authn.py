@@ -50,6 +50,9 @@ CachedAnswer = Callable[[HTTPConnection], "Principal | Deferred | None"]
 # present, so a cookie request does not pay for the bearer, key and signature checks ahead
 # of it. One without the attribute (a query-string ticket) always runs.
 AuthHeaders = frozenset[bytes]
+# Which of those headers a request carries, as the plans are keyed: the one name (a single
+# credential, the usual case, without building a frozenset per request) or the set of them.
+PlanKey = bytes | AuthHeaders
 
 
 def request_header(conn: HTTPConnection, name: bytes) -> str | None:
@@ -77,35 +80,24 @@ class AuthChain:
         # Every header some authenticator names, and for each set of them a request can
         # carry, the authenticators to run (at most 2 ** len(watched) plans).
         self._watched: AuthHeaders = frozenset().union(*(h for _, h in self._steps if h))
-        self._plans: dict[AuthHeaders, list[Authenticator]] = {}
-        self._cached_plans: dict[AuthHeaders, list[CachedAnswer | None]] = {}
-        self._single_cached_plans: dict[bytes, list[CachedAnswer | None]] = {}
+        self._plans: dict[PlanKey, list[Authenticator]] = {}
+        self._cached_plans: dict[PlanKey, list[CachedAnswer | None]] = {}
 
-    def _present(self, conn: HTTPConnection) -> AuthHeaders:
-        watched = self._watched
-        return frozenset([name for name, _ in conn.scope["headers"] if name in watched])
-
-    def _cached_plan_of(self, conn: HTTPConnection) -> list[CachedAnswer | None]:
-        """``_cached_plan(_present(conn))``; a request carrying one watched header (one
-        credential, the usual case) finds its plan by that name, without a frozenset."""
+    def _present(self, conn: HTTPConnection) -> PlanKey:
         watched = self._watched
         names = [name for name, _ in conn.scope["headers"] if name in watched]
-        if len(names) == 1:
-            plan = self._single_cached_plans.get(names[0])
-            if plan is None:
-                plan = self._single_cached_plans[names[0]] = self._cached_plan(frozenset(names))
-            return plan
-        return self._cached_plan(frozenset(names))
+        return names[0] if len(names) == 1 else frozenset(names)
 
-    def _plan(self, present: AuthHeaders) -> list[Authenticator]:
+    def _plan(self, present: PlanKey) -> list[Authenticator]:
         plan = self._plans.get(present)
         if plan is None:
+            carried = frozenset((present,)) if isinstance(present, bytes) else present
             plan = self._plans[present] = [
-                a for a, headers in self._steps if headers is None or headers & present
+                a for a, headers in self._steps if headers is None or headers & carried
             ]
         return plan
 
-    def _cached_plan(self, present: AuthHeaders) -> list[CachedAnswer | None]:
+    def _cached_plan(self, present: PlanKey) -> list[CachedAnswer | None]:
         plan = self._cached_plans.get(present)
         if plan is None:
             plan = self._cached_plans[present] = [
@@ -116,7 +108,7 @@ class AuthChain:
     def authenticate_cached(self, conn: HTTPConnection) -> Principal | None:
         """``authenticate`` when every authenticator the request calls for answers from
         memory (the hot path, without a coroutine); None when one needs ``authenticate``."""
-        for cached in self._cached_plan_of(conn):
+        for cached in self._cached_plan(self._present(conn)):
             if cached is None:
                 return None
             principal = cached(conn)

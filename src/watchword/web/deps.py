@@ -15,10 +15,10 @@ from watchword.domain.errors import (
     NotAuthenticated,
     SessionRequired,
 )
-from watchword.domain.principal import ANONYMOUS, AuthMethod, Principal
+from watchword.domain.principal import AuthMethod, Principal
 from watchword.domain.sessions import csrf_token_matches
 from watchword.services.context import RequestContext
-from watchword.web.authn import PRINCIPAL, auth_error_of
+from watchword.web.authn import auth_error_of, principal_of
 from watchword.web.client_address import client_address
 
 if TYPE_CHECKING:
@@ -77,7 +77,7 @@ def check_csrf(request: HTTPConnection, principal: Principal) -> None:
 
 
 def authenticated(conn: HTTPConnection) -> Principal:
-    principal: Principal = conn.scope.get(PRINCIPAL, ANONYMOUS)  # principal_of, inlined
+    principal = principal_of(conn)
     if not principal.is_authenticated:
         raise auth_error_of(conn) or NotAuthenticated()
     return principal
@@ -171,12 +171,10 @@ class Requirement:
         principal = self._admitted(request)
         if not self.enrolling and _enrolment_applies(request, principal):
             return None
-        needed = self.needed
-        if needed:  # nothing is missing from an empty set
-            if _needs_second_factor(request, needed) and principal.session_id is not None:
+        if self.needed and _needs_second_factor(request, self.needed):
+            if principal.session_id is not None:
                 return None
-            check_scopes(principal, needed)
-        return principal
+        return self._within_scopes(principal)
 
     async def __call__(self, request: Request) -> Principal:
         principal = self._admitted(request)

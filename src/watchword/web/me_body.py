@@ -50,10 +50,7 @@ class EncodedMe:
         self, last_seen: datetime | None
     ) -> tuple[bytes, tuple[tuple[bytes, bytes], ...]]:
         """``body_at`` and its header lines (encoded again only when the body changed)."""
-        if last_seen is not None and last_seen == self.seen and self.session is not None:
-            body = self.body  # ``body_at``'s answer, without its call (the hot path)
-        else:
-            body = self.body_at(last_seen)
+        body = self.body_at(last_seen)
         if body is not self.described:
             self.headers = json_headers(body, self.extra_headers)
             self.described = body

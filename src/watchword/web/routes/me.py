@@ -72,9 +72,7 @@ def kept_answer(container: Container, principal: Principal) -> Response | None:
             return None
     if encoded.shown is not shown:
         return None
-    session = encoded.session  # ``_response``, inlined (the hot path)
-    seen = container.sessions.last_seen(session) if session is not None else None
-    return HotJSONResponse(*encoded.answer_at(seen))
+    return _response(container, encoded)
 
 
 async def answer(container: Container, principal: Principal) -> Response:
