@@ -63,6 +63,8 @@ class Server:
         # e.g. "0": the server pinned to one core (taskset), the load generator on another.
         self.cpus = cpus
         self.process: subprocess.Popen[bytes] | None = None
+        # Seconds start() waits for /healthz (a server under valgrind starts ~10x slower).
+        self.ready_within = 60.0
         # A program the server runs under (a profiler), its pid the server's.
         self.wrapper: list[str] = []
 
@@ -104,7 +106,7 @@ class Server:
             stdout=subprocess.DEVNULL,
             stderr=open(self.log_path, "wb"),
         )
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + self.ready_within
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 err = Path(self.log_path).read_text(errors="replace")
@@ -116,7 +118,9 @@ class Server:
             time.sleep(0.1)
         err = Path(self.log_path).read_text(errors="replace")
         self.stop()  # a server that never became healthy must not outlive the run
-        raise RuntimeError(f"server did not become healthy in 60 s: {err[-2000:]}")
+        raise RuntimeError(
+            f"server did not become healthy in {self.ready_within:.0f} s: {err[-2000:]}"
+        )
 
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:
@@ -135,6 +139,22 @@ class Server:
         assert self.process is not None and self.workers == 1
         fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
         return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    def waiting_seconds(self) -> float:
+        """How long the server's main thread (its event loop) has been ready to run while
+        something else held its core, so far (the kernel's run-queue wait, schedstat)."""
+        assert self.process is not None
+        return int(Path(f"/proc/{self.process.pid}/schedstat").read_text().split()[1]) / 1e9
+
+    def stolen_seconds(self) -> float:
+        """Steal time of the core the server is pinned to, so far: time the hypervisor gave
+        that virtual core to another machine (/proc/stat)."""
+        assert self.cpus is not None and self.cpus.isdigit(), "pinned to one core"
+        for line in Path("/proc/stat").read_text().splitlines():
+            fields = line.split()
+            if fields[0] == f"cpu{self.cpus}":
+                return int(fields[8]) / os.sysconf("SC_CLK_TCK")
+        raise RuntimeError(f"no cpu{self.cpus} in /proc/stat")
 
     def close(self) -> None:  # for contextlib.closing
         self.stop()

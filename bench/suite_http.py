@@ -93,6 +93,10 @@ class Measured:
     load: LoadResult
     cpu_us: float  # server CPU time per request, microseconds
     loop_stalls: int = 0  # the server's lag timer woke more than STALL_S late
+    # ms per second of the run the server's loop was ready to run but its core ran another
+    # thread (its own log writer, another program), and ms per second the hypervisor took it
+    waiting_ms_per_s: float = 0.0
+    stolen_ms_per_s: float = 0.0
 
 
 STALL_S = "0.025"  # a bucket bound of watchword_event_loop_lag_seconds
@@ -163,15 +167,29 @@ def run_backend(
         for _ in range(rounds):
             for i, (_, path, headers) in enumerate(prepared):
                 before = loop_stalls(server)
+                waited, stolen = server.waiting_seconds(), server.stolen_seconds()
+                started = time.monotonic()
                 measured = measured_wrk(server, path, headers, duration)
-                stalls = loop_stalls(server) - before
-                results[i].append(dataclasses.replace(measured, loop_stalls=stalls))
+                seconds = time.monotonic() - started
+                waited = server.waiting_seconds() - waited
+                stolen = server.stolen_seconds() - stolen
+                held = loop_stalls(server) - before
+                results[i].append(
+                    dataclasses.replace(
+                        measured,
+                        loop_stalls=held,
+                        waiting_ms_per_s=waited * 1e3 / seconds,
+                        stolen_ms_per_s=stolen * 1e3 / seconds,
+                    )
+                )
         medians = [_median([m.load for m in r]) for r in results]
         cpus = [statistics.median(m.cpu_us for m in r) for r in results]
         stalls = [sum(m.loop_stalls for m in r) for r in results]
+        waits = [statistics.median(m.waiting_ms_per_s for m in r) for r in results]
+        steals = [statistics.median(m.stolen_ms_per_s for m in r) for r in results]
         healthz, healthz_cpu = medians[0], cpus[0]
-        for (scenario, _, _), result, cpu, held in zip(
-            prepared, medians, cpus, stalls, strict=True
+        for (scenario, _, _), result, cpu, held, waited, stolen in zip(
+            prepared, medians, cpus, stalls, waits, steals, strict=True
         ):
             ratio = result.rps / healthz.rps
             cost_us = 1e6 / result.rps - 1e6 / healthz.rps
@@ -182,6 +200,8 @@ def run_backend(
             record(f"{prefix}_p99_over_p50", tail)
             record(f"{prefix}_cpu_us_per_request", cpu)
             record(f"{prefix}_loop_stalls_over_25ms", held)
+            record(f"{prefix}_waiting_ms_per_s", waited)
+            record(f"{prefix}_stolen_ms_per_s", stolen)
             if scenario.key != "healthz":
                 record(f"{prefix}_vs_healthz", ratio)
                 record(f"{prefix}_auth_cost_us", cost_us)
@@ -203,6 +223,8 @@ def run_backend(
                     "-" if scenario.key == "healthz" else f"{healthz_cpu / cpu:.2f}",
                     "-" if scenario.key == "healthz" else f"{cpu - healthz_cpu:.0f}",
                     held,
+                    f"{waited:.0f}",
+                    f"{stolen:.0f}",
                     result.errors,
                 ]
             )
@@ -210,7 +232,7 @@ def run_backend(
             # A signed request needs a fresh nonce each time, which wrk cannot sign.
             for row in machines.python_loop_rows(label, server, duration):
                 count_errors(f"http.{label}.python_loop.errors", int(row[-1]))  # type: ignore[call-overload]
-                rows.append([*row[:5], "-", row[5], "-", "-", "-", "-", "-", row[-1]])
+                rows.append([*row[:5], "-", row[5], *["-"] * 7, row[-1]])
     return rows
 
 
@@ -316,7 +338,9 @@ def sign_in_storm(base_url: str, *, seconds: float) -> Iterator[dict[str, int]]:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--duration", type=float, default=5.0, help="seconds per wrk run")
-    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds (median)")
+    # Five: on a noisy host one disturbed round of three moved a ratio by 0.05; a median of
+    # five rounds is not moved by two.
+    parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds (median)")
     parser.add_argument("--no-postgres", action="store_true")
     parser.add_argument(
         "--only",
@@ -355,7 +379,9 @@ def instructions_table(args: argparse.Namespace) -> None:
     """The methods table's scenarios on SQLite, counted in instructions (bench/instructions.py)."""
     title = (
         "Instructions per request (callgrind, user space; the server under it, wrk -c64 for"
-        f" {2 * args.duration:.0f} s per row after a warm-up; steady however busy the host)"
+        f" {2 * args.duration:.0f} s per row after a warm-up; steady however busy the host;"
+        " valgrind runs OpenSSL's SHA-256 without the CPU's SHA instructions: a bearer token's"
+        " ten blocks past the first count about 18,000 instructions, 0.6 us natively)"
     )
     columns = ["scenario", "requests", "instructions/req", "vs /healthz", "auth instr", "errors"]
     reason = instructions.unavailable()
@@ -401,7 +427,9 @@ def methods_table(args: argparse.Namespace) -> None:
         " on another, loopback; medians of interleaved rounds; auth us = 1e6/rps - 1e6/healthz;"
         " cpu us/req = the server's CPU time per request, auth cpu us = its excess over"
         " /healthz; loop stalls = times the server's event loop was held over 25 ms, all"
-        " rounds)",
+        " rounds; waiting = ms per second its loop was ready to run while its core ran another"
+        " thread, its own log writer's included; stolen = ms per second the hypervisor gave"
+        " its core to another machine; both medians of the rounds)",
         [
             "backend",
             "scenario",
@@ -415,6 +443,8 @@ def methods_table(args: argparse.Namespace) -> None:
             "cpu vs /healthz",
             "auth cpu us",
             "loop stalls",
+            "waiting ms/s",
+            "stolen ms/s",
             "errors",
         ],
         rows,
