@@ -136,6 +136,23 @@ def measured_wrk(
     return Measured(load, cpu * 1e6 / load.requests if load.requests else float("inf"))
 
 
+def measured_pinned(
+    server: Server, path: str, headers: dict[str, str], duration: float
+) -> Measured:
+    """``measured_wrk`` on Watchword's pinned server, with what else held its core meanwhile:
+    loop stalls, the loop thread's run-queue wait and the hypervisor's steal."""
+    stalls, waiting, stolen = loop_stalls(server), server.waiting_seconds(), server.stolen_seconds()
+    started = time.monotonic()
+    measured = measured_wrk(server, path, headers, duration)
+    per_s = 1e3 / (time.monotonic() - started)
+    return dataclasses.replace(
+        measured,
+        loop_stalls=loop_stalls(server) - stalls,
+        waiting_ms_per_s=(server.waiting_seconds() - waiting) * per_s,
+        stolen_ms_per_s=(server.stolen_seconds() - stolen) * per_s,
+    )
+
+
 def _median(runs: list[LoadResult]) -> LoadResult:
     ordered = sorted(runs, key=lambda r: r.rps)
     mid = ordered[len(ordered) // 2]
@@ -166,22 +183,7 @@ def run_backend(
         results: list[list[Measured]] = [[] for _ in prepared]
         for _ in range(rounds):
             for i, (_, path, headers) in enumerate(prepared):
-                before = loop_stalls(server)
-                waited, stolen = server.waiting_seconds(), server.stolen_seconds()
-                started = time.monotonic()
-                measured = measured_wrk(server, path, headers, duration)
-                seconds = time.monotonic() - started
-                waited = server.waiting_seconds() - waited
-                stolen = server.stolen_seconds() - stolen
-                held = loop_stalls(server) - before
-                results[i].append(
-                    dataclasses.replace(
-                        measured,
-                        loop_stalls=held,
-                        waiting_ms_per_s=waited * 1e3 / seconds,
-                        stolen_ms_per_s=stolen * 1e3 / seconds,
-                    )
-                )
+                results[i].append(measured_pinned(server, path, headers, duration))
         medians = [_median([m.load for m in r]) for r in results]
         cpus = [statistics.median(m.cpu_us for m in r) for r in results]
         stalls = [sum(m.loop_stalls for m in r) for r in results]
