@@ -34,6 +34,39 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def tree_cpu_seconds(pid: int) -> float:
+    """CPU time (user + system) used so far by ``pid`` and every process below it: gunicorn
+    serves from a worker that its master forked."""
+    stats: dict[int, list[str]] = {}
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:  # gone meanwhile
+            continue
+        stats[int(entry.name)] = fields
+        children.setdefault(int(fields[1]), []).append(int(entry.name))
+    ticks, stack = 0, [pid]
+    while stack:
+        current = stack.pop()
+        if current in stats:
+            ticks += int(stats[current][11]) + int(stats[current][12])
+        stack += children.get(current, [])
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def machine_cpu_seconds() -> tuple[float, float]:
+    """CPU time all cores have spent so far, busy and idle (/proc/stat's ``cpu`` line):
+    beside a server's own CPU time, what the rest of the machine (the load generator, the
+    kernel's network work) took, and whether any core was left idle."""
+    fields = [int(f) for f in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    user, nice, system, idle, iowait, irq, softirq = fields[:7]  # steal: not this machine's
+    tick = os.sysconf("SC_CLK_TCK")
+    return (user + nice + system + irq + softirq) / tick, (idle + iowait) / tick
+
+
 class Server:
     """`watchword serve` in a temporary directory, stopped on exit."""
 

@@ -40,8 +40,10 @@ from bench.common import (
     POSTGRES_URL,
     LoadResult,
     Server,
+    machine_cpu_seconds,
     postgres_database,
     print_table,
+    tree_cpu_seconds,
     wrk,
 )
 from bench.peers import runner as peers
@@ -238,34 +240,75 @@ def run_backend(
     return rows
 
 
-def workers_scaling(duration: float) -> list[list[object]]:
-    """Bearer GET /v1/me with one worker, then two, on both cores (wrk beside them)."""
-    rows: list[list[object]] = []
-    rps: dict[int, float] = {}
-    for workers in (1, 2):
-        try:
-            server = Server(workers=workers).start()
-        except RuntimeError as exc:
-            # Counted and shown, so the run fails loudly, and the tables after this one
-            # are still measured.
-            count_errors(f"http.workers{workers}.start_failures", 1)
-            print(f"(workers={workers}: the server did not start: {str(exc)[-300:]})")
-            return [[workers, "-", "-", "-", "did not start"]]
-        with contextlib.closing(server):  # started above: only stopped on the way out
+WORKERS_COLUMNS = ["workers", "req/s", "p50 ms", "p99 ms", "server us/req", "rest us/req"]
+WORKERS_COLUMNS += ["idle", "errors"]
+
+
+def workers_scaling(duration: float, rounds: int) -> list[list[object]]:
+    """Bearer GET /v1/me with one worker and with two, on both cores (wrk beside them).
+
+    Both servers run side by side and their rounds alternate, as in the other tables: a
+    neighbour's burst then weighs on both sides of the ratio, not on one of them."""
+    servers: dict[int, Server] = {}
+    with contextlib.ExitStack() as stack:
+        for workers in (1, 2):
+            try:
+                servers[workers] = Server(workers=workers).start()
+            except RuntimeError as exc:
+                # Counted and shown, so the run fails loudly, and the tables after this one
+                # are still measured.
+                count_errors(f"http.workers{workers}.start_failures", 1)
+                print(f"(workers={workers}: the server did not start: {str(exc)[-300:]})")
+                return [[workers, "-", "-", "-", "-", "-", "-", "did not start"]]
+            stack.enter_context(contextlib.closing(servers[workers]))
+        targets: dict[int, tuple[str, dict[str, str]]] = {}
+        for workers, server in servers.items():
             server.create_user(EMAIL)
             path, headers = bearer(server)
-            wrk(server.url + path, headers=headers, duration=1, connections=CONNECTIONS)
-            runs = [
-                wrk(server.url + path, headers=headers, duration=duration, connections=CONNECTIONS)
-                for _ in range(3)
-            ]
-            result = _median(runs)
-            count_errors(f"http.workers{workers}.errors", result.errors)
-            rps[workers] = result.rps
-            rows.append([workers, result.rps, result.p50_ms, result.p99_ms, result.errors])
+            targets[workers] = (server.url + path, headers)
+            wrk(targets[workers][0], headers=headers, duration=1, connections=CONNECTIONS)
+        runs: dict[int, list[SharedRun]] = {1: [], 2: []}
+        for _ in range(rounds):
+            for workers, (url, headers) in targets.items():
+                runs[workers].append(shared_wrk(servers[workers], url, headers, duration))
+    rows: list[list[object]] = []
+    rps: dict[int, float] = {}
+    for workers, results in runs.items():
+        result = _median([r.load for r in results])
+        server_us = statistics.median(r.server_us for r in results)
+        rest_us = statistics.median(r.rest_us for r in results)
+        idle = statistics.median(r.idle_share for r in results)
+        count_errors(f"http.workers{workers}.errors", result.errors)
+        record(f"http.workers{workers}.server_cpu_us_per_req", server_us)
+        record(f"http.workers{workers}.rest_cpu_us_per_req", rest_us)
+        record(f"http.workers{workers}.idle_share", idle)
+        rps[workers] = result.rps
+        cpu = [f"{server_us:.0f}", f"{rest_us:.0f}", f"{idle:.0%}"]
+        rows.append([workers, result.rps, result.p50_ms, result.p99_ms, *cpu, result.errors])
     record("http.workers2_vs_workers1", rps[2] / rps[1])
-    rows.append(["2 / 1", f"{rps[2] / rps[1]:.2f}", "", "", ""])
+    rows.append(["2 / 1", f"{rps[2] / rps[1]:.2f}", *[""] * 6])
     return rows
+
+
+@dataclass(frozen=True)
+class SharedRun:
+    """A wrk run on cores the server shares with it, and where the machine's CPU went."""
+
+    load: LoadResult
+    server_us: float  # the server's process tree, per request
+    rest_us: float  # everything else busy (wrk, the kernel's loopback work), per request
+    idle_share: float  # of all cores' time, left idle
+
+
+def shared_wrk(server: Server, url: str, headers: dict[str, str], duration: float) -> SharedRun:
+    assert server.process is not None
+    own, (busy, idle) = tree_cpu_seconds(server.process.pid), machine_cpu_seconds()
+    load = wrk(url, headers=headers, duration=duration, connections=CONNECTIONS)
+    own = tree_cpu_seconds(server.process.pid) - own
+    after_busy, after_idle = machine_cpu_seconds()
+    busy, idle = after_busy - busy, after_idle - idle
+    per_request = 1e6 / load.requests if load.requests else float("inf")
+    return SharedRun(load, own * per_request, (busy - own) * per_request, idle / (busy + idle))
 
 
 def login_storm(duration: float, rounds: int) -> list[list[object]]:
@@ -356,9 +399,13 @@ def main(argv: list[str] | None = None) -> None:
         methods_table(args)
     if "workers" in parts:
         print_table(
-            "Workers: bearer GET /v1/me, 2 cores, wrk on the same machine (medians of 3)",
-            ["workers", "req/s", "p50 ms", "p99 ms", "errors"],
-            workers_scaling(args.duration),
+            "Workers: bearer GET /v1/me, 2 cores, wrk on the same machine (medians of"
+            f" {args.rounds} interleaved rounds; server us/req = the server's processes' CPU"
+            " time per request, rest us/req = every other busy CPU time of the machine per"
+            " request: wrk, the kernel's loopback work, neighbours; idle = share of both cores"
+            " left idle)",
+            WORKERS_COLUMNS,
+            workers_scaling(args.duration, args.rounds),
         )
     if "storm" in parts:
         print_table(

@@ -24,7 +24,7 @@ from pathlib import Path
 import httpx
 import redis
 
-from bench.common import BENCH_SECRET_KEY, PASSWORD, free_port
+from bench.common import BENCH_SECRET_KEY, PASSWORD, free_port, tree_cpu_seconds
 
 PEERS_DIR = Path(__file__).resolve().parent
 LOCK = PEERS_DIR / "requirements.lock"
@@ -72,29 +72,6 @@ def ensure_environment() -> Path:
             raise PeersUnavailable(f"{' '.join(command[:3])} failed: {reason}")
     STAMP.touch()
     return VENV / "bin"
-
-
-def tree_cpu_seconds(pid: int) -> float:
-    """CPU time (user + system) used so far by ``pid`` and every process below it: gunicorn
-    serves from a worker that its master forked."""
-    stats: dict[int, list[str]] = {}
-    children: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:  # gone meanwhile
-            continue
-        stats[int(entry.name)] = fields
-        children.setdefault(int(fields[1]), []).append(int(entry.name))
-    ticks, stack = 0, [pid]
-    while stack:
-        current = stack.pop()
-        if current in stats:
-            ticks += int(stats[current][11]) + int(stats[current][12])
-        stack += children.get(current, [])
-    return ticks / os.sysconf("SC_CLK_TCK")
 
 
 class PeerServer:
