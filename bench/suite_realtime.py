@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import gc
 import json
 import multiprocessing
 import os
@@ -193,7 +194,13 @@ class Worker:
         while True:
             command, arg = await loop.run_in_executor(None, self.pipe.recv)
             if command == "open":
-                self.pipe.send(await self.open_many(arg))
+                opened = await self.open_many(arg)
+                # The held sockets live until "close": out of the collector's sight, so a
+                # full collection of this client (0.4 s at 5,000 sockets, measured) never
+                # lands inside a timed publish and passes for the server's latency.
+                gc.collect()
+                gc.freeze()
+                self.pipe.send(opened)
             elif command == "expect":
                 self.marker, self.expected = arg[0].encode(), arg[1]
                 self.count, self.last = 0, 0.0
