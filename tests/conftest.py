@@ -8,6 +8,7 @@ CI=true they fail instead.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import shutil
 import uuid
@@ -42,9 +43,9 @@ def _asyncpg_dsn(url: str) -> str:
     return url.replace("postgresql+asyncpg://", "postgresql://", 1)
 
 
-@pytest.fixture(scope="session")
-def postgres_url() -> Iterator[str]:
-    """A fresh PostgreSQL database for this test run, dropped afterwards."""
+@contextlib.contextmanager
+def fresh_postgres_database() -> Iterator[str]:
+    """A new, empty PostgreSQL database, dropped on exit."""
     import asyncpg
 
     name = f"watchword_test_{uuid.uuid4().hex[:10]}"
@@ -62,8 +63,26 @@ def postgres_url() -> Iterator[str]:
     except Exception as exc:
         service_unavailable("PostgreSQL", exc)
     base, _, _ = admin_dsn.rpartition("/")
-    yield f"{base.replace('postgresql://', 'postgresql+asyncpg://', 1)}/{name}"
-    asyncio.run(run(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    try:
+        yield f"{base.replace('postgresql://', 'postgresql+asyncpg://', 1)}/{name}"
+    finally:
+        asyncio.run(run(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """A fresh PostgreSQL database for this test run (each worker's, under xdist), shared
+    by its tests: what one test writes, the next may see."""
+    with fresh_postgres_database() as url:
+        yield url
+
+
+@pytest.fixture
+def own_postgres_url() -> Iterator[str]:
+    """A PostgreSQL database for one test alone, for a test that reasons about every row of a
+    table (which tests ran before it on the shared one depends on the worker's schedule)."""
+    with fresh_postgres_database() as url:
+        yield url
 
 
 @pytest.fixture(scope="session")

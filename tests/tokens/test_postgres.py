@@ -45,10 +45,12 @@ async def test_strict_reuse_revokes_the_family_on_postgres(
 
 
 async def test_key_store_first_start_and_rotation_on_postgres(
-    client_factory: ClientFactory, postgres_url: str, settings_factory: Any, clock: ManualClock
+    client_factory: ClientFactory, own_postgres_url: str, settings_factory: Any, clock: ManualClock
 ) -> None:
-    client = await client_factory(database_url=postgres_url)
-    settings = settings_factory(database_url=postgres_url)
+    # Its own database: keys another test left in the shared one, made at a later moment of
+    # that test's clock, would not be due for rotation at this one's.
+    client = await client_factory(database_url=own_postgres_url)
+    settings = settings_factory(database_url=own_postgres_url)
     nodes = [Container(settings, clock=clock, hasher=fast_hasher()) for _ in range(4)]
     try:
         # The app already holds a key; concurrent starts add none, concurrent rotations add
