@@ -6,6 +6,7 @@ import asyncio
 import logging
 import time
 
+from starlette.requests import HTTPConnection
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from watchword.domain.clock import Clock, Randomness
@@ -75,6 +76,10 @@ class Gateway:
 
     async def _open(self, websocket: WebSocket) -> Connection | None:
         """Authenticate, accept and admit: the connection, or ``None`` once refused."""
+        # The handshake's reads (headers, query string) go through a view of the scope that
+        # ends with the handshake: the socket's ``WebSocket`` lives for hours, and would keep
+        # the parsed headers and query parameters all that time (memory per idle socket).
+        handshake = HTTPConnection(websocket.scope)
         offered: list[str] = websocket.scope.get("subprotocols") or []
         subprotocol = protocol.PROTOCOL if protocol.PROTOCOL in offered else None
         if self.node.stopping:
@@ -84,7 +89,7 @@ class Gateway:
         principal: Principal | None = None
         refusal: tuple[CloseCode, str | None] | None = None
         try:
-            principal = await self._handshake_principal(websocket)
+            principal = await self._handshake_principal(handshake)
         except WatchwordError as exc:
             refusal = (close_code_for(exc), exc.message)
         except _Refused as refused:
@@ -100,22 +105,22 @@ class Gateway:
             await websocket.close(code.code, code.reason(detail))
             return None
         assert principal is not None and principal.user_id is not None
-        return await self._admit(websocket, principal)
+        return await self._admit(websocket, principal, handshake)
 
-    async def _handshake_principal(self, websocket: WebSocket) -> Principal | None:
-        principal = await self._handshake.authenticate(websocket)
+    async def _handshake_principal(self, handshake: HTTPConnection) -> Principal | None:
+        principal = await self._handshake.authenticate(handshake)
         if principal.is_authenticated:
             return principal
-        principal = principal_of(websocket)
+        principal = principal_of(handshake)
         if principal.is_authenticated:
             if principal.method is AuthMethod.COOKIE:
                 # Cross-Site WebSocket Hijacking: the browser attaches the cookie to a socket
                 # opened by any page, so only pages from allowed origins may use it.
-                origin = websocket.headers.get("origin")
-                if origin is None or not origin_allowed(websocket, origin):
+                origin = handshake.headers.get("origin")
+                if origin is None or not origin_allowed(handshake, origin):
                     raise _Refused(closecodes.ORIGIN_NOT_ALLOWED, None)
             return principal
-        error = auth_error_of(websocket)
+        error = auth_error_of(handshake)
         if error is not None:
             raise error
         return None
@@ -144,7 +149,9 @@ class Gateway:
             return None, (close_code_for(exc), exc.message)
         return principal, None
 
-    async def _admit(self, websocket: WebSocket, principal: Principal) -> Connection | None:
+    async def _admit(
+        self, websocket: WebSocket, principal: Principal, handshake: HTTPConnection
+    ) -> Connection | None:
         started = time.perf_counter()
         node = self.node
         limits = node.limits
@@ -157,8 +164,8 @@ class Gateway:
             scopes=principal.scopes,
             method=principal.method.value,
             expires_at=node.expiry_for(principal),
-            device=str(describe_user_agent(websocket.headers.get("user-agent"))["label"]),
-            ip=client_ip(websocket),
+            device=str(describe_user_agent(handshake.headers.get("user-agent"))["label"]),
+            ip=client_ip(handshake),
             connected_at=self._clock.now(),
             queue_limit=limits.send_queue,
             rate=limits.rate,
