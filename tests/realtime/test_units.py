@@ -486,6 +486,44 @@ async def test_sweep_pings_then_closes_a_silent_connection(clock: ManualClock) -
     assert socket.closes == [(4102, "no_pong")]
 
 
+async def test_sockets_due_together_are_pinged_a_bounded_batch_per_sweep(
+    clock: ManualClock,
+) -> None:
+    node, _, _ = make_node(clock)  # one ping per 10 s, one sweep per second
+    sockets = [FakeSocket() for _ in range(250)]
+    conns = [
+        make_connection(socket, clock, id=f"c{n}", user_id=f"u{n}", session_id=None)
+        for n, socket in enumerate(sockets)
+    ]
+    for conn in conns:
+        assert await node.admit(conn, "w") is None
+    start = max(conn.last_received for conn in conns)
+    assert node.ping_budget() == 100  # the floor: twice 250 / 10 is 50
+    pinged = []
+    for sweep in range(3):
+        node.sweep(start + 10 + sweep)
+        await settle()
+        pinged.append(sum(protocol.PING in socket.sent for socket in sockets))
+    assert pinged == [100, 200, 250]
+    # A socket pinged at a later sweep is judged by its own ping (pong timeout 5 s): the
+    # batches pinged at 10, 11 and 12 s close at 15, 16 and 17 s.
+    closed = []
+    for sweep in range(3):
+        node.sweep(start + 15 + sweep)
+        closed.append(sum(conn.closing for conn in conns))
+    assert closed == [100, 200, 250]
+
+
+def test_the_ping_budget_grows_with_the_sockets(clock: ManualClock) -> None:
+    node, _, _ = make_node(clock, ping_interval=25.0)
+    for n in range(1000):
+        node.hub.add(make_connection(FakeSocket(), clock, id=f"c{n}", user_id=f"u{n}"))
+    assert node.ping_budget() == 100
+    for n in range(1000, 10_000):
+        node.hub.add(make_connection(FakeSocket(), clock, id=f"c{n}", user_id=f"u{n}"))
+    assert node.ping_budget() == 800  # twice 10,000 / 25 per one-second sweep
+
+
 async def test_an_answered_ping_keeps_the_connection(clock: ManualClock) -> None:
     node, _, _ = make_node(clock)
     conn = make_connection(FakeSocket(), clock)
