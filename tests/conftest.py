@@ -69,10 +69,12 @@ def fresh_postgres_database() -> Iterator[str]:
         asyncio.run(run(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def postgres_url() -> Iterator[str]:
-    """A fresh PostgreSQL database for this test run (each worker's, under xdist), shared
-    by its tests: what one test writes, the next may see."""
+    """A fresh PostgreSQL database for each test file, shared by its tests: what one test
+    writes, the next in the file may see, but never a test of another file. (One per run
+    made each file's outcome depend on which files an xdist worker ran before it: an
+    account or a signing key another file left behind.)"""
     with fresh_postgres_database() as url:
         yield url
 
@@ -80,7 +82,7 @@ def postgres_url() -> Iterator[str]:
 @pytest.fixture
 def own_postgres_url() -> Iterator[str]:
     """A PostgreSQL database for one test alone, for a test that reasons about every row of a
-    table (which tests ran before it on the shared one depends on the worker's schedule)."""
+    table, whatever the tests before it in its file wrote."""
     with fresh_postgres_database() as url:
         yield url
 

@@ -34,7 +34,7 @@ async def db(backend_url: str | None) -> AsyncIterator[Database]:
     database = SqlDatabase(backend_url, pool_size=10)
     await database.upgrade()
     if database.dialect == "postgresql":
-        # One PostgreSQL database serves the run: start every test from empty tables.
+        # One PostgreSQL database serves the whole file: start every test from empty tables.
         async with database.engine.begin() as conn:
             await conn.execute(text(f"TRUNCATE {', '.join(FOUNDATION_TABLES)} CASCADE"))
     try:

@@ -47,7 +47,7 @@ async def test_strict_reuse_revokes_the_family_on_postgres(
 async def test_key_store_first_start_and_rotation_on_postgres(
     client_factory: ClientFactory, own_postgres_url: str, settings_factory: Any, clock: ManualClock
 ) -> None:
-    # Its own database: keys another test left in the shared one, made at a later moment of
+    # Its own database: keys another test left in a shared one, made at a later moment of
     # that test's clock, would not be due for rotation at this one's.
     client = await client_factory(database_url=own_postgres_url)
     settings = settings_factory(database_url=own_postgres_url)
