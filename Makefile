@@ -38,8 +38,8 @@ serve: $(STAMP)
 	$(BIN)/watchword serve
 
 # pytest runs one worker per core (pytest-xdist), a test file to a worker: on a slow 2-core
-# host the suite took 24 minutes in one process. Each worker makes its own PostgreSQL database
-# (a session fixture), and the tests already pick their own Redis prefixes and ports. The
+# host the suite took 24 minutes in one process. Each test file gets its own PostgreSQL database
+# (a module fixture), and the tests already pick their own Redis prefixes and ports. The
 # contract suite runs in one process of its own: under xdist, schemathesis ran 20 of its
 # ~3,000 generated cases (its own size check failed the run).
 test: $(STAMP)

@@ -14,7 +14,7 @@ from typing import Any
 from starlette.websockets import WebSocket
 
 from tests.conftest import Client, ClientFactory
-from tests.helpers import PASSWORD
+from tests.security.conftest import token_login
 
 
 async def open_socket(client: Client, token: str) -> tuple[asyncio.Task[None], asyncio.Event]:
@@ -63,12 +63,7 @@ async def test_an_admitted_socket_keeps_no_parsed_handshake_headers_or_query(
 ) -> None:
     client = await client_factory()
     await client.register()
-    signed_in = await client.post(
-        "/v1/auth/login",
-        json={"email": "alice@example.com", "password": PASSWORD, "mode": "token"},
-    )
-    assert signed_in.status_code == 200, signed_in.text
-    token = signed_in.json()["access_token"]
+    token = (await token_login(client))["access_token"]
     task, leave = await open_socket(client, token)
     try:
         realtime: Any = client._transport.app.state.realtime  # type: ignore[attr-defined]
