@@ -23,7 +23,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from starlette.websockets import WebSocket
 
 from watchword.web.realtime.client import Gateway
-from watchword.web.realtime.transport.frames import EXTENSION, writer_for
+from watchword.web.realtime.transport.frames import EXTENSION, frame_writer, writer_for
 
 
 class RealtimeEntry:
@@ -59,7 +59,12 @@ class RealtimeApp(FastAPI):
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         entry = self.realtime_entry
         if entry is not None and scope["type"] == "websocket":
-            await entry(scope, receive, send)
+            try:
+                await entry(scope, receive, send)
+            finally:
+                writer = frame_writer(scope)
+                if writer is not None:
+                    writer.release()  # the socket is then freed as soon as it closes
             return
         await super().__call__(scope, receive, send)
 

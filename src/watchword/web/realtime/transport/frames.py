@@ -45,11 +45,19 @@ class FrameWriter:
         self._protocol = protocol
         self._plain: bool | None = None
 
+    def release(self) -> None:
+        """Let go of the connection once its app has returned. The server's connection holds
+        its scope, the scope this writer, and the writer the connection: a cycle only the
+        collector could free, one per closed socket."""
+        self._protocol = None
+
     def offer(self, frame: bytes, bound: int) -> bool | None:
         """Write ``frame`` unless the reader is behind by ``bound`` bytes (``False``);
         ``None`` when this connection cannot take pre-encoded frames (not accepted yet,
-        closing, or compressed): the caller uses the ordinary send path."""
+        closing, compressed, or released): the caller uses the ordinary send path."""
         protocol = self._protocol
+        if protocol is None:
+            return None
         plain = self._plain
         if plain is None:
             connection = protocol.conn.connection if protocol.handshake_complete else None
