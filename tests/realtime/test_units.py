@@ -6,6 +6,7 @@ import asyncio
 import json
 from datetime import timedelta
 from typing import Any
+from unittest.mock import patch
 
 import pytest
 
@@ -467,21 +468,26 @@ async def test_node_closes_a_revoked_sessions_sockets_and_tells_the_others(
     assert b.closes == [(4003, "session_revoked: user_disabled")]
 
 
+def sweep_and_ping(node: RealtimeNode, mono: float) -> None:
+    """A sweep, then its pings at once (the node spreads them over the next interval)."""
+    node.ping(node.sweep(mono), mono)
+
+
 async def test_sweep_pings_then_closes_a_silent_connection(clock: ManualClock) -> None:
     node, _, _ = make_node(clock)
     socket = FakeSocket()
     conn = make_connection(socket, clock)
     await node.admit(conn, "w")
     start = conn.last_received
-    node.sweep(start + 5)
+    sweep_and_ping(node, start + 5)
     await settle()
     assert protocol.PING not in socket.sent
-    node.sweep(start + 10)
+    sweep_and_ping(node, start + 10)
     await settle()
     assert protocol.PING in socket.sent
-    node.sweep(start + 14)
+    sweep_and_ping(node, start + 14)
     assert not conn.closing
-    node.sweep(start + 15)
+    sweep_and_ping(node, start + 15)
     await settle()
     assert socket.closes == [(4102, "no_pong")]
 
@@ -501,7 +507,7 @@ async def test_sockets_due_together_are_pinged_a_bounded_batch_per_sweep(
     assert node.ping_budget() == 100  # the floor: twice 250 / 10 is 50
     pinged = []
     for sweep in range(3):
-        node.sweep(start + 10 + sweep)
+        sweep_and_ping(node, start + 10 + sweep)
         await settle()
         pinged.append(sum(protocol.PING in socket.sent for socket in sockets))
     assert pinged == [100, 200, 250]
@@ -509,9 +515,43 @@ async def test_sockets_due_together_are_pinged_a_bounded_batch_per_sweep(
     # batches pinged at 10, 11 and 12 s close at 15, 16 and 17 s.
     closed = []
     for sweep in range(3):
-        node.sweep(start + 15 + sweep)
+        sweep_and_ping(node, start + 15 + sweep)
         closed.append(sum(conn.closing for conn in conns))
     assert closed == [100, 200, 250]
+
+
+async def test_a_sweeps_pings_are_spread_over_the_time_to_the_next_sweep(
+    clock: ManualClock,
+) -> None:
+    node, _, _ = make_node(clock)  # one ping per 10 s, one sweep per second
+    sockets = [FakeSocket() for _ in range(250)]
+    conns = [
+        make_connection(socket, clock, id=f"c{n}", user_id=f"u{n}", session_id=None)
+        for n, socket in enumerate(sockets)
+    ]
+    for conn in conns:
+        assert await node.admit(conn, "w") is None
+    start = max(conn.last_received for conn in conns)
+    due = node.sweep(start + 10)
+    assert len(due) == 100 and not any(protocol.PING in s.sent for s in sockets)
+    conns[1].received(start + 10)  # heard from since the sweep: not pinged
+    pinged_by_slice, slept = [], []
+
+    async def sleep(seconds: float) -> None:
+        slept.append(seconds)
+        await settle()
+        pinged_by_slice.append(sum(protocol.PING in socket.sent for socket in sockets))
+
+    with patch("watchword.web.realtime.node.monotonic", return_value=start + 10):
+        await node.ping_spread(due, sleep=sleep)
+    assert pinged_by_slice == [9, 19, 29, 39, 49, 59, 69, 79, 89, 99]
+    assert slept == [0.1] * 10  # the whole interval to the next sweep
+    # A ping already waiting for its pong is not sent again (its timeout runs from the first).
+    node.ping(due, start + 12)
+    assert conns[0].awaiting_pong_since == start + 10
+    slept.clear()
+    await node.ping_spread([], sleep=sleep)
+    assert slept == [1.0]
 
 
 def test_the_ping_budget_grows_with_the_sockets(clock: ManualClock) -> None:
@@ -529,9 +569,9 @@ async def test_an_answered_ping_keeps_the_connection(clock: ManualClock) -> None
     conn = make_connection(FakeSocket(), clock)
     await node.admit(conn, "w")
     start = conn.last_received
-    node.sweep(start + 10)
+    sweep_and_ping(node, start + 10)
     conn.received(start + 11)  # the pong
-    node.sweep(start + 16)
+    sweep_and_ping(node, start + 16)
     assert not conn.closing
 
 
