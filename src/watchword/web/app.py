@@ -20,6 +20,7 @@ from watchword.web import authn_machines, compat_v1, errors, logs, openapi, page
 from watchword.web.authn import AuthChain, AuthenticationMiddleware, CookieAuthenticator
 from watchword.web.authn_bearer import BearerTokenAuthenticator, UnclaimedBearerAuthenticator
 from watchword.web.bodylimit import BodyLimitMiddleware
+from watchword.web.collector import SurvivorFreezer
 from watchword.web.cookies import SessionCookie
 from watchword.web.hotpath import HotRoute, HotRoutes
 from watchword.web.loop_lag import watch_loop_lag
@@ -97,12 +98,21 @@ def create_app(settings: Settings | None = None, *, container: Container | None 
         # tokens: a stop signal ends the revocation streams before uvicorn waits
         restore_signals = token_routes.end_streams_on_exit_signal(container.tokens.revocations)
         lag_watch = asyncio.create_task(watch_loop_lag(), name="watchword-loop-lag")
+        collector: SurvivorFreezer | None = getattr(app.state, "collector", None)
+        compactions = None
+        if collector is not None:
+            collector.install()
+            compactions = asyncio.create_task(collector.run(), name="watchword-collector")
         try:
             yield
         finally:
-            lag_watch.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await lag_watch
+            for task in (lag_watch, compactions):
+                if task is not None:
+                    task.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await task
+            if collector is not None:
+                collector.uninstall()
             restore_signals()
             await container.stop()
 
@@ -180,4 +190,7 @@ def app_from_env() -> FastAPI:
     # burst (a stall that showed as a p99 many times the p50).
     gc.collect()
     gc.freeze()
+    # What comes later (10,000 sockets are most of the heap) is frozen as full collections
+    # find it long-lived (web/collector.py).
+    app.state.collector = SurvivorFreezer()
     return app

@@ -20,4 +20,11 @@ LOOP_LAG = Histogram(
     "How late a timer ran on the event loop",
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
 )
+GC_FROZEN = Counter(
+    "watchword_gc_frozen_objects_total",
+    "Objects frozen out of the garbage collector after the full collections that kept them",
+)
+GC_COMPACTIONS = Counter(
+    "watchword_gc_compactions_total", "Frozen objects unfrozen and collected again"
+)
 LOOP_LAG_MAX = Gauge("watchword_event_loop_lag_max_seconds", "The longest lag seen since start")

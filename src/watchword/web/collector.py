@@ -1,0 +1,123 @@
+"""Python's garbage collector in a server holding ten thousand sockets: survivors frozen.
+
+A full collection walks every object the collector tracks, and the event loop waits until it
+is done. What the server builds at start is frozen out of its sight (``app_from_env``). The
+gateway's sockets come later, each tracked as about 67 objects (uvicorn's connection,
+wsproto's, Watchword's). At 10,000 sockets a full collection walked some 670,000 objects and
+held the loop 400 to 500 ms (measured in the server), and one fell on a logout under way: 520
+ms from the request to its socket's close. CPython runs one whenever the objects that reached
+the oldest generation since the last one grow to a quarter of those it kept, so a growing or
+renewing population of sockets keeps bringing them back.
+
+So after a full collection that kept at least ``FREEZE_AT`` objects, they are frozen
+(``gc.freeze()``): at that moment every one of them is reachable, the collection having just
+freed the rest. Later full collections walk only what came after them.
+
+The price: a frozen object freed by reference counting goes as ever (a closed socket does:
+tests/realtime/test_closed_socket_memory.py), but one that ends in a reference cycle (an HTTP
+connection of uvicorn's that was open when its objects were frozen, about 20 objects) stays
+until a compaction: ``gc.unfreeze()`` and one full collection, one long pause. A compaction
+runs once as many objects have been frozen since the last one as that one kept (the frozen
+part has at most doubled, its garbage included), and at most once per ``COMPACT_INTERVAL``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+from watchword.web import metrics
+
+log = logging.getLogger("watchword.collector")
+
+FREEZE_AT = 10_000  # objects kept by a full collection: about 150 sockets' worth
+COMPACT_INTERVAL = 600.0  # seconds between compactions, at least
+CHECK_INTERVAL = 5.0  # seconds between looks at whether a compaction is due
+
+
+class SurvivorFreezer:
+    """Freezes the survivors of large full collections; compacts the frozen part now and
+    then. One per process, installed by the served app's lifespan."""
+
+    def __init__(
+        self,
+        *,
+        freeze_at: int = FREEZE_AT,
+        compact_interval: float = COMPACT_INTERVAL,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.freeze_at = freeze_at
+        self.compact_interval = compact_interval
+        self._clock = clock
+        self.kept_at_compaction = 0  # objects frozen when the last compaction ended
+        self.frozen_since = 0  # objects frozen since then (some may be gone by now)
+        self._last_compaction = clock()
+        self._installed = False
+        self._compacting = False
+
+    def install(self) -> None:
+        """Watch full collections, the objects frozen at start counting as the first
+        compaction's (``gc.get_freeze_count()`` walks them: once, here)."""
+        if not self._installed:
+            self.kept_at_compaction = gc.get_freeze_count()
+            self._last_compaction = self._clock()
+            gc.callbacks.append(self._on_collection)
+            self._installed = True
+
+    def uninstall(self) -> None:
+        if self._installed:
+            gc.callbacks.remove(self._on_collection)
+            self._installed = False
+
+    def _on_collection(self, phase: str, info: dict[str, Any]) -> None:
+        if phase != "stop" or info["generation"] != 2 or self._compacting:
+            return
+        # Right after a full collection the oldest generation holds its survivors and
+        # nothing else: every younger generation was merged into it.
+        kept = len(gc.get_objects(generation=2))
+        if kept < self.freeze_at:
+            return
+        gc.freeze()
+        self.frozen_since += kept
+        metrics.GC_FROZEN.inc(kept)
+
+    @property
+    def compaction_due(self) -> bool:
+        return (
+            self.frozen_since >= max(self.kept_at_compaction, self.freeze_at)
+            and self._clock() - self._last_compaction >= self.compact_interval
+        )
+
+    def compact(self) -> int:
+        """Unfreeze, collect, freeze what survived: the frozen part's cyclic garbage is
+        freed. Returns the objects collected."""
+        started = time.perf_counter()
+        self._compacting = True
+        try:
+            gc.unfreeze()
+            collected = gc.collect()
+            gc.freeze()
+        finally:
+            self._compacting = False
+        self.kept_at_compaction = gc.get_freeze_count()
+        self.frozen_since = 0
+        self._last_compaction = self._clock()
+        metrics.GC_COMPACTIONS.inc()
+        log.info(
+            "collector compaction: %d objects freed, %d kept frozen, %.0f ms",
+            collected,
+            self.kept_at_compaction,
+            (time.perf_counter() - started) * 1000,
+        )
+        return collected
+
+    async def run(self, interval: float = CHECK_INTERVAL) -> None:
+        """Compact when due, until cancelled."""
+        while True:
+            await asyncio.sleep(interval)
+            if self.compaction_due:
+                self.compact()
