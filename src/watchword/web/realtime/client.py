@@ -156,6 +156,7 @@ class Gateway:
         node = self.node
         limits = node.limits
         assert principal.user_id is not None
+        frames = frame_writer(websocket.scope)
         conn = Connection(
             id=self._random.token(12),
             transport=websocket,
@@ -172,7 +173,7 @@ class Gateway:
             burst=limits.burst,
             close_timeout=limits.close_timeout,
             abort=_Abort(asyncio.current_task()),
-            frames=frame_writer(websocket.scope),
+            frames=frames,
             credential=credential_binding(principal),
         )
         welcome = protocol.welcome(
@@ -188,6 +189,8 @@ class Gateway:
         if refusal is not None:
             await websocket.close(refusal.code, refusal.reason())
             return None
+        if frames is not None:
+            frames.shed_handshake()  # memory per idle socket
         # Logged as accepted only now that it is authenticated and admitted.
         log_access(
             "WEBSOCKET",

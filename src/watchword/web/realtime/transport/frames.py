@@ -15,10 +15,15 @@ that negotiated compression, keeps the ordinary ASGI send path.
 
 from __future__ import annotations
 
+from collections import deque
+from collections.abc import Iterator
 from typing import Any
 
 from starlette.types import Scope, Send
+from wsproto import WSConnection
+from wsproto.events import Event
 from wsproto.frame_protocol import FrameProtocol
+from wsproto.handshake import H11Handshake
 
 EXTENSION = "watchword.frame_writer"
 
@@ -36,8 +41,22 @@ def text_frame(text: str) -> bytes:
     return _last_frame
 
 
+class _SpentHandshake:
+    """Stands in for wsproto's handshake once the connection is open: wsproto then asks it
+    for its pending events only, and it has none."""
+
+    __slots__ = ()
+
+    def events(self) -> Iterator[Event]:
+        return iter(())
+
+
+_SPENT = _SpentHandshake()
+
+
 class FrameWriter:
-    """Writes pre-encoded frames to one accepted uvicorn wsproto connection."""
+    """Writes pre-encoded frames to one accepted uvicorn wsproto connection (and trims what
+    that connection keeps, ``shed_handshake``)."""
 
     __slots__ = ("_plain", "_protocol")
 
@@ -50,6 +69,22 @@ class FrameWriter:
         its scope, the scope this writer, and the writer the connection: a cycle only the
         collector could free, one per closed socket."""
         self._protocol = None
+
+    def shed_handshake(self) -> bool:
+        """Drop wsproto's record of the opening handshake, once the connection is open and
+        the handshake has no event left: h11's parser state and the request with all its
+        headers (a bearer subprotocol's token included), otherwise kept for the socket's life.
+        Measured with 2,000 connections: 3.7 KiB and 10 tracked objects per socket. False
+        (kept) when anything is not as this expects."""
+        ws = getattr(self._protocol, "conn", None)
+        if type(ws) is not WSConnection or ws.connection is None:
+            return False
+        handshake = ws.handshake
+        pending = getattr(handshake, "_events", None)
+        if type(handshake) is not H11Handshake or type(pending) is not deque or pending:
+            return False
+        ws.handshake = _SPENT  # type: ignore[assignment]
+        return True
 
     def offer(self, frame: bytes, bound: int) -> bool | None:
         """Write ``frame`` unless the reader is behind by ``bound`` bytes (``False``);
