@@ -1,4 +1,4 @@
-"""Survivors of large full collections frozen, the frozen part compacted now and then.
+"""The oldest generation's survivors frozen once many, the frozen part compacted now and then.
 
 Each test freezes objects of its own and unfreezes everything after it: nothing else in the
 test process is frozen (only ``app_from_env`` freezes, in served processes).
@@ -6,10 +6,10 @@ test process is frozen (only ``app_from_env`` freezes, in served processes).
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import weakref
 from collections.abc import Iterator
-from typing import Any
 
 import pytest
 
@@ -38,49 +38,54 @@ def ticks() -> Clock:
 @pytest.fixture
 def freezer(ticks: Clock) -> Iterator[SurvivorFreezer]:
     gc.collect()
-    freezer = SurvivorFreezer(freeze_at=5_000, compact_interval=600.0, clock=ticks)
-    freezer.install()
     try:
-        yield freezer
+        yield SurvivorFreezer(freeze_at=5_000, compact_interval=600.0, clock=ticks)
     finally:
-        freezer.uninstall()
         gc.unfreeze()
         gc.collect()
 
 
-def test_a_full_collection_that_keeps_many_objects_freezes_them(
-    freezer: SurvivorFreezer,
-) -> None:
+def many() -> list[list[int]]:
+    return [[n] for n in range(20_000)]  # lists: always tracked
+
+
+def test_many_survivors_in_the_oldest_generation_are_frozen(freezer: SurvivorFreezer) -> None:
+    kept = many()
+    gc.collect()  # into the oldest generation
+    garbage = Cyclic()
+    gone = weakref.ref(garbage)
+    del garbage
     before = gc.get_freeze_count()
-    kept = [[n] for n in range(20_000)]  # lists: always tracked
-    gc.collect()
+    assert freezer.check() >= len(kept)
     assert gc.get_freeze_count() >= before + len(kept)
     assert freezer.frozen_since >= len(kept)
-    # Frozen: out of every generation the collector walks.
+    # Frozen: out of every generation the collector walks. Collected first: what was
+    # garbage then is not frozen.
     assert not any(obj is kept[0] for obj in gc.get_objects())
+    assert gone() is None
 
 
-def test_a_full_collection_that_keeps_few_objects_freezes_nothing(ticks: Clock) -> None:
+def test_few_survivors_are_left_to_the_collector(ticks: Clock) -> None:
     gc.collect()
     freezer = SurvivorFreezer(freeze_at=10**9, clock=ticks)
-    freezer.install()
     try:
-        kept = [[n] for n in range(20_000)]  # lists: always tracked
-        before = gc.get_freeze_count()
+        kept = many()
         gc.collect()
+        before = gc.get_freeze_count()
+        assert freezer.check() == 0
         assert gc.get_freeze_count() == before
         assert freezer.frozen_since == 0
         assert any(obj is kept[0] for obj in gc.get_objects(generation=2))
     finally:
-        freezer.uninstall()
         gc.unfreeze()
 
 
 def test_only_a_compaction_frees_a_frozen_cycle(freezer: SurvivorFreezer, ticks: Clock) -> None:
     cycle = Cyclic()
     gone = weakref.ref(cycle)
-    padding = [[n] for n in range(20_000)]  # lists: always tracked
-    gc.collect()  # frozen, the cycle with the padding
+    padding = many()
+    gc.collect()
+    freezer.check()  # frozen, the cycle with the padding
     del cycle
     gc.collect()
     assert gone() is not None  # out of the collector's sight
@@ -109,13 +114,38 @@ def test_a_compaction_waits_for_the_frozen_part_to_double(
 
 async def test_the_served_apps_lifespan_runs_the_freezer(app_factory: AppFactory) -> None:
     app, _ = await app_factory()
-    freezer = SurvivorFreezer()
-    app.state.collector = freezer
-    callbacks_before: list[Any] = list(gc.callbacks)
+    app.state.collector = SurvivorFreezer()
+
+    def running() -> bool:
+        return any(task.get_name() == "watchword-collector" for task in asyncio.all_tasks())
+
     lifespan = app.router.lifespan_context(app)
     await lifespan.__aenter__()
     try:
-        assert gc.callbacks == [*callbacks_before, freezer._on_collection]
+        assert running()
     finally:
         await lifespan.__aexit__(None, None, None)
-    assert gc.callbacks == callbacks_before
+    assert not running()
+
+
+async def test_running_it_freezes_then_compacts_when_due(
+    freezer: SurvivorFreezer, ticks: Clock
+) -> None:
+    kept = many()
+    gc.collect()
+    task = asyncio.create_task(freezer.run(interval=0.01))
+    try:
+        for _ in range(200):
+            if freezer.frozen_since:
+                break
+            await asyncio.sleep(0.01)
+        assert freezer.frozen_since >= len(kept)
+        ticks.now += 600  # due: the frozen part more than doubled, the interval passed
+        for _ in range(200):
+            if not freezer.frozen_since:
+                break
+            await asyncio.sleep(0.01)
+        assert freezer.frozen_since == 0
+        assert freezer.kept_at_compaction >= len(kept)
+    finally:
+        task.cancel()

@@ -99,20 +99,17 @@ def create_app(settings: Settings | None = None, *, container: Container | None 
         restore_signals = token_routes.end_streams_on_exit_signal(container.tokens.revocations)
         lag_watch = asyncio.create_task(watch_loop_lag(), name="watchword-loop-lag")
         collector: SurvivorFreezer | None = getattr(app.state, "collector", None)
-        compactions = None
+        freezing = None
         if collector is not None:
-            collector.install()
-            compactions = asyncio.create_task(collector.run(), name="watchword-collector")
+            freezing = asyncio.create_task(collector.run(), name="watchword-collector")
         try:
             yield
         finally:
-            for task in (lag_watch, compactions):
+            for task in (lag_watch, freezing):
                 if task is not None:
                     task.cancel()
                     with contextlib.suppress(asyncio.CancelledError):
                         await task
-            if collector is not None:
-                collector.uninstall()
             restore_signals()
             await container.stop()
 

@@ -9,12 +9,15 @@ ms from the request to its socket's close. CPython runs one whenever the objects
 the oldest generation since the last one grow to a quarter of those it kept, so a growing or
 renewing population of sockets keeps bringing them back.
 
-So after a full collection that kept at least ``FREEZE_AT`` objects, they are frozen
-(``gc.freeze()``): at that moment every one of them is reachable, the collection having just
-freed the rest. Later full collections walk only what came after them.
+So once the oldest generation holds at least ``FREEZE_AT`` objects (looked at every
+``CHECK_INTERVAL``), the server runs a full collection itself, which walks only those, and
+freezes what survives it (``gc.freeze()``): at that moment every one of them is reachable, the
+collection having just freed the rest. Later full collections walk only what came after.
+(Not from a ``gc.callbacks`` hook: CPython calls one, with a new dict, at the start and end
+of every collection, the young ones included.)
 
 The price: a frozen object freed by reference counting goes as ever (a closed socket does:
-tests/realtime/test_closed_socket_memory.py), but one that ends in a reference cycle (an HTTP
+tests/realtime/test_served_socket_memory.py), but one that ends in a reference cycle (an HTTP
 connection of uvicorn's that was open when its objects were frozen, about 20 objects) stays
 until a compaction: ``gc.unfreeze()`` and one full collection, one long pause. A compaction
 runs once as many objects have been frozen since the last one as that one kept (the frozen
@@ -28,20 +31,19 @@ import gc
 import logging
 import time
 from collections.abc import Callable
-from typing import Any
 
 from watchword.web import metrics
 
 log = logging.getLogger("watchword.collector")
 
-FREEZE_AT = 10_000  # objects kept by a full collection: about 150 sockets' worth
+FREEZE_AT = 10_000  # objects in the oldest generation: about 150 sockets' worth
 COMPACT_INTERVAL = 600.0  # seconds between compactions, at least
-CHECK_INTERVAL = 5.0  # seconds between looks at whether a compaction is due
+CHECK_INTERVAL = 0.25  # seconds between looks at the oldest generation
 
 
 class SurvivorFreezer:
-    """Freezes the survivors of large full collections; compacts the frozen part now and
-    then. One per process, installed by the served app's lifespan."""
+    """Freezes the oldest generation's survivors once they are many; compacts the frozen
+    part now and then. One per process, run by the served app's lifespan."""
 
     def __init__(
         self,
@@ -53,37 +55,20 @@ class SurvivorFreezer:
         self.freeze_at = freeze_at
         self.compact_interval = compact_interval
         self._clock = clock
-        self.kept_at_compaction = 0  # objects frozen when the last compaction ended
+        self.kept_at_compaction = gc.get_freeze_count()  # walks the frozen objects: once
         self.frozen_since = 0  # objects frozen since then (some may be gone by now)
         self._last_compaction = clock()
-        self._installed = False
-        self._compacting = False
 
-    def install(self) -> None:
-        """Watch full collections, the objects frozen at start counting as the first
-        compaction's (``gc.get_freeze_count()`` walks them: once, here)."""
-        if not self._installed:
-            self.kept_at_compaction = gc.get_freeze_count()
-            self._last_compaction = self._clock()
-            gc.callbacks.append(self._on_collection)
-            self._installed = True
-
-    def uninstall(self) -> None:
-        if self._installed:
-            gc.callbacks.remove(self._on_collection)
-            self._installed = False
-
-    def _on_collection(self, phase: str, info: dict[str, Any]) -> None:
-        if phase != "stop" or info["generation"] != 2 or self._compacting:
-            return
-        # Right after a full collection the oldest generation holds its survivors and
-        # nothing else: every younger generation was merged into it.
-        kept = len(gc.get_objects(generation=2))
-        if kept < self.freeze_at:
-            return
+    def check(self) -> int:
+        """Freeze the oldest generation's survivors if they are many; returns how many."""
+        if len(gc.get_objects(generation=2)) < self.freeze_at:
+            return 0
+        gc.collect()  # walks the unfrozen objects only
+        kept = len(gc.get_objects(generation=2))  # every younger generation merged into it
         gc.freeze()
         self.frozen_since += kept
         metrics.GC_FROZEN.inc(kept)
+        return kept
 
     @property
     def compaction_due(self) -> bool:
@@ -96,13 +81,9 @@ class SurvivorFreezer:
         """Unfreeze, collect, freeze what survived: the frozen part's cyclic garbage is
         freed. Returns the objects collected."""
         started = time.perf_counter()
-        self._compacting = True
-        try:
-            gc.unfreeze()
-            collected = gc.collect()
-            gc.freeze()
-        finally:
-            self._compacting = False
+        gc.unfreeze()
+        collected = gc.collect()
+        gc.freeze()
         self.kept_at_compaction = gc.get_freeze_count()
         self.frozen_since = 0
         self._last_compaction = self._clock()
@@ -116,8 +97,10 @@ class SurvivorFreezer:
         return collected
 
     async def run(self, interval: float = CHECK_INTERVAL) -> None:
-        """Compact when due, until cancelled."""
+        """Freeze and compact when due, until cancelled."""
         while True:
             await asyncio.sleep(interval)
             if self.compaction_due:
                 self.compact()
+            else:
+                self.check()
