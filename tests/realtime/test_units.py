@@ -492,18 +492,26 @@ async def test_sweep_pings_then_closes_a_silent_connection(clock: ManualClock) -
     assert socket.closes == [(4102, "no_pong")]
 
 
-async def test_sockets_due_together_are_pinged_a_bounded_batch_per_sweep(
-    clock: ManualClock,
-) -> None:
-    node, _, _ = make_node(clock)  # one ping per 10 s, one sweep per second
-    sockets = [FakeSocket() for _ in range(250)]
+async def silent_sockets(
+    clock: ManualClock, count: int
+) -> tuple[RealtimeNode, list[FakeSocket], list[Connection], float]:
+    """A node (one ping per 10 s, one sweep per second) with ``count`` sockets admitted
+    together, and when the last of them was heard from."""
+    node, _, _ = make_node(clock)
+    sockets = [FakeSocket() for _ in range(count)]
     conns = [
         make_connection(socket, clock, id=f"c{n}", user_id=f"u{n}", session_id=None)
         for n, socket in enumerate(sockets)
     ]
     for conn in conns:
         assert await node.admit(conn, "w") is None
-    start = max(conn.last_received for conn in conns)
+    return node, sockets, conns, max(conn.last_received for conn in conns)
+
+
+async def test_sockets_due_together_are_pinged_a_bounded_batch_per_sweep(
+    clock: ManualClock,
+) -> None:
+    node, sockets, conns, start = await silent_sockets(clock, 250)
     assert node.ping_budget() == 100  # the floor: twice 250 / 10 is 50
     pinged = []
     for sweep in range(3):
@@ -523,15 +531,7 @@ async def test_sockets_due_together_are_pinged_a_bounded_batch_per_sweep(
 async def test_a_sweeps_pings_are_spread_over_the_time_to_the_next_sweep(
     clock: ManualClock,
 ) -> None:
-    node, _, _ = make_node(clock)  # one ping per 10 s, one sweep per second
-    sockets = [FakeSocket() for _ in range(250)]
-    conns = [
-        make_connection(socket, clock, id=f"c{n}", user_id=f"u{n}", session_id=None)
-        for n, socket in enumerate(sockets)
-    ]
-    for conn in conns:
-        assert await node.admit(conn, "w") is None
-    start = max(conn.last_received for conn in conns)
+    node, sockets, conns, start = await silent_sockets(clock, 250)
     due = node.sweep(start + 10)
     assert len(due) == 100 and not any(protocol.PING in s.sent for s in sockets)
     conns[1].received(start + 10)  # heard from since the sweep: not pinged
