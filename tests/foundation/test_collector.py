@@ -149,3 +149,35 @@ async def test_running_it_freezes_then_compacts_when_due(
         assert freezer.kept_at_compaction >= len(kept)
     finally:
         task.cancel()
+
+
+def test_no_compaction_while_what_was_frozen_is_freed_again(
+    freezer: SurvivorFreezer, ticks: Clock
+) -> None:
+    # A renewing population: frozen again and again, freed as it goes.
+    for _ in range(3):
+        batch = many()
+        gc.collect()
+        freezer.check()
+        del batch
+    base = gc.get_freeze_count()
+    freezer.kept_at_compaction = base  # as if the last compaction had kept what is frozen now
+    freezer.frozen_since = base  # counted cheaply: as much frozen since as it kept
+    ticks.now += 600
+    assert freezer.compaction_due  # the cheap precondition holds...
+    assert freezer.maybe_compact() is False  # ...but the frozen part did not double
+    assert gc.get_freeze_count() == base
+    assert freezer.frozen_since == 0  # counted: it did not grow
+    freezer.frozen_since = base  # as much frozen again at once
+    assert not freezer.compaction_due  # counted again only an interval later
+    ticks.now += 600
+    assert freezer.compaction_due
+    kept = many()
+    gc.collect()
+    freezer.check()
+    freezer.kept_at_compaction = base // 2  # the frozen part doubled since
+    freezer.frozen_since = base
+    assert freezer.compaction_due
+    assert freezer.maybe_compact() is True
+    assert freezer.frozen_since == 0
+    assert freezer.kept_at_compaction >= base + len(kept) - 1_000

@@ -20,8 +20,11 @@ The price: a frozen object freed by reference counting goes as ever (a closed so
 tests/realtime/test_served_socket_memory.py), but one that ends in a reference cycle (an HTTP
 connection of uvicorn's that was open when its objects were frozen, about 20 objects) stays
 until a compaction: ``gc.unfreeze()`` and one full collection, one long pause. A compaction
-runs once as many objects have been frozen since the last one as that one kept (the frozen
-part has at most doubled, its garbage included), and at most once per ``COMPACT_INTERVAL``.
+runs when the frozen part has doubled since the last one (its garbage included), and at most
+once per ``COMPACT_INTERVAL``. Sockets that come and go do not double it: a closed socket's
+objects leave the frozen part as they are freed, so a steady population renewing itself is
+frozen again and again (``frozen_since`` grows) while the frozen part stays its size, and
+no compaction runs for it.
 """
 
 from __future__ import annotations
@@ -72,6 +75,8 @@ class SurvivorFreezer:
 
     @property
     def compaction_due(self) -> bool:
+        """Worth counting the frozen part: as many objects frozen since the last compaction as
+        it kept, and the interval passed."""
         return (
             self.frozen_since >= max(self.kept_at_compaction, self.freeze_at)
             and self._clock() - self._last_compaction >= self.compact_interval
@@ -96,11 +101,23 @@ class SurvivorFreezer:
         )
         return collected
 
+    def maybe_compact(self) -> bool:
+        """Compact if due and the frozen part has really doubled. When it has not (what was
+        frozen since was mostly freed again), look again an interval later: counting the
+        frozen part walks it, so not every check."""
+        if not self.compaction_due:
+            return False
+        frozen = gc.get_freeze_count()
+        if frozen < 2 * self.kept_at_compaction:
+            self.frozen_since = max(0, frozen - self.kept_at_compaction)
+            self._last_compaction = self._clock()
+            return False
+        self.compact()
+        return True
+
     async def run(self, interval: float = CHECK_INTERVAL) -> None:
         """Freeze and compact when due, until cancelled."""
         while True:
             await asyncio.sleep(interval)
-            if self.compaction_due:
-                self.compact()
-            else:
+            if not self.maybe_compact():
                 self.check()
