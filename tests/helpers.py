@@ -49,6 +49,15 @@ PASSWORD = "correct horse battery staple"
 WATCHWORD = str(Path(sys.executable).with_name("watchword"))
 
 
+async def eventually(check: Callable[[], bool], what: str) -> None:
+    """Lets the event loop run until ``check`` holds (a bounded number of turns, about 10 s)."""
+    for _ in range(1000):
+        if check():
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"never happened: {what}")
+
+
 def free_port() -> int:
     """A loopback port nothing listens on right now."""
     with socket.socket() as sock:

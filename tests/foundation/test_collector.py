@@ -14,15 +14,8 @@ from collections.abc import Iterator
 import pytest
 
 from tests.conftest import AppFactory
+from tests.helpers import ManualClock
 from watchword.web.collector import SurvivorFreezer
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 class Cyclic:
@@ -31,15 +24,10 @@ class Cyclic:
 
 
 @pytest.fixture
-def ticks() -> Clock:
-    return Clock()
-
-
-@pytest.fixture
-def freezer(ticks: Clock) -> Iterator[SurvivorFreezer]:
+def freezer(clock: ManualClock) -> Iterator[SurvivorFreezer]:
     gc.collect()
     try:
-        yield SurvivorFreezer(freeze_at=5_000, compact_interval=600.0, clock=ticks)
+        yield SurvivorFreezer(freeze_at=5_000, compact_interval=600.0, clock=clock.timestamp)
     finally:
         gc.unfreeze()
         gc.collect()
@@ -65,9 +53,9 @@ def test_many_survivors_in_the_oldest_generation_are_frozen(freezer: SurvivorFre
     assert gone() is None
 
 
-def test_few_survivors_are_left_to_the_collector(ticks: Clock) -> None:
+def test_few_survivors_are_left_to_the_collector(clock: ManualClock) -> None:
     gc.collect()
-    freezer = SurvivorFreezer(freeze_at=10**9, clock=ticks)
+    freezer = SurvivorFreezer(freeze_at=10**9, clock=clock.timestamp)
     try:
         kept = many()
         gc.collect()
@@ -80,7 +68,9 @@ def test_few_survivors_are_left_to_the_collector(ticks: Clock) -> None:
         gc.unfreeze()
 
 
-def test_only_a_compaction_frees_a_frozen_cycle(freezer: SurvivorFreezer, ticks: Clock) -> None:
+def test_only_a_compaction_frees_a_frozen_cycle(
+    freezer: SurvivorFreezer, clock: ManualClock
+) -> None:
     cycle = Cyclic()
     gone = weakref.ref(cycle)
     padding = many()
@@ -90,7 +80,7 @@ def test_only_a_compaction_frees_a_frozen_cycle(freezer: SurvivorFreezer, ticks:
     gc.collect()
     assert gone() is not None  # out of the collector's sight
     assert not freezer.compaction_due  # not before the interval
-    ticks.now += 600
+    clock.advance(600)
     assert freezer.compaction_due
     assert freezer.compact() >= 1
     assert gone() is None
@@ -99,9 +89,9 @@ def test_only_a_compaction_frees_a_frozen_cycle(freezer: SurvivorFreezer, ticks:
 
 
 def test_a_compaction_waits_for_the_frozen_part_to_double(
-    freezer: SurvivorFreezer, ticks: Clock
+    freezer: SurvivorFreezer, clock: ManualClock
 ) -> None:
-    ticks.now += 600
+    clock.advance(600)
     freezer.kept_at_compaction = 1_000_000
     freezer.frozen_since = 999_999
     assert not freezer.compaction_due
@@ -129,7 +119,7 @@ async def test_the_served_apps_lifespan_runs_the_freezer(app_factory: AppFactory
 
 
 async def test_running_it_freezes_then_compacts_when_due(
-    freezer: SurvivorFreezer, ticks: Clock
+    freezer: SurvivorFreezer, clock: ManualClock
 ) -> None:
     kept = many()
     gc.collect()
@@ -140,7 +130,7 @@ async def test_running_it_freezes_then_compacts_when_due(
                 break
             await asyncio.sleep(0.01)
         assert freezer.frozen_since >= len(kept)
-        ticks.now += 600  # due: the frozen part more than doubled, the interval passed
+        clock.advance(600)  # due: the frozen part more than doubled, the interval passed
         for _ in range(200):
             if not freezer.frozen_since:
                 break
@@ -152,7 +142,7 @@ async def test_running_it_freezes_then_compacts_when_due(
 
 
 def test_no_compaction_while_what_was_frozen_is_freed_again(
-    freezer: SurvivorFreezer, ticks: Clock
+    freezer: SurvivorFreezer, clock: ManualClock
 ) -> None:
     # A renewing population: frozen again and again, freed as it goes.
     for _ in range(3):
@@ -163,14 +153,14 @@ def test_no_compaction_while_what_was_frozen_is_freed_again(
     base = gc.get_freeze_count()
     freezer.kept_at_compaction = base  # as if the last compaction had kept what is frozen now
     freezer.frozen_since = base  # counted cheaply: as much frozen since as it kept
-    ticks.now += 600
+    clock.advance(600)
     assert freezer.compaction_due  # the cheap precondition holds...
     assert freezer.maybe_compact() is False  # ...but the frozen part did not double
     assert gc.get_freeze_count() == base
     assert freezer.frozen_since == 0  # counted: it did not grow
     freezer.frozen_since = base  # as much frozen again at once
     assert not freezer.compaction_due  # counted again only an interval later
-    ticks.now += 600
+    clock.advance(600)
     assert freezer.compaction_due
     kept = many()
     gc.collect()

@@ -31,6 +31,7 @@ from wsproto.events import AcceptConnection, Request
 from wsproto.handshake import H11Handshake
 
 from tests.conftest import Client, ClientFactory
+from tests.helpers import eventually
 from tests.security.conftest import token_login
 from watchword.web.realtime.transport.frames import FrameWriter, frame_writer
 
@@ -60,29 +61,28 @@ async def served(client_factory: ClientFactory) -> AsyncIterator[tuple[Client, u
         listener.close()
 
 
-async def until(condition: Any) -> None:
-    for _ in range(500):
-        if condition():
-            return
-        await asyncio.sleep(0.01)
-    raise AssertionError("timed out")
+async def signed_in_socket(
+    client: Client, server: uvicorn.Server
+) -> tuple[websockets.ClientConnection, str]:
+    """A user's socket to the served gateway, welcomed; and the user's id."""
+    await client.register()
+    login = await token_login(client)
+    port = server.servers[0].sockets[0].getsockname()[1]
+    ws = await websockets.connect(
+        f"ws://127.0.0.1:{port}/v1/realtime",
+        subprotocols=["watchword.v1", f"bearer.{login['access_token']}"],  # type: ignore[list-item]
+        ping_interval=None,
+    )
+    assert '"welcome"' in str(await asyncio.wait_for(ws.recv(), 10))
+    return ws, login["user"]["id"]
 
 
 async def test_a_closed_socket_is_freed_without_the_collector(
     served: tuple[Client, uvicorn.Server],
 ) -> None:
     client, server = served
-    await client.register()
-    token = (await token_login(client))["access_token"]
-    port = server.servers[0].sockets[0].getsockname()[1]
     hub: Any = client._transport.app.state.realtime.node.hub  # type: ignore[attr-defined]
-
-    ws = await websockets.connect(
-        f"ws://127.0.0.1:{port}/v1/realtime",
-        subprotocols=["watchword.v1", f"bearer.{token}"],  # type: ignore[list-item]
-        ping_interval=None,
-    )
-    assert '"welcome"' in str(await asyncio.wait_for(ws.recv(), 10))
+    ws, _ = await signed_in_socket(client, server)
     (connection,) = server.server_state.connections
     # The fan-out's writer is on this socket: the cycle it could make is in play.
     assert isinstance(frame_writer(connection.scope), FrameWriter)
@@ -93,9 +93,10 @@ async def test_a_closed_socket_is_freed_without_the_collector(
     gc.disable()
     try:
         await ws.close()
-        await until(lambda: not server.server_state.connections and not server.server_state.tasks)
-        await until(lambda: len(hub) == 0)
-        await until(lambda: gone() is None)
+        state = server.server_state
+        await eventually(lambda: not state.connections and not state.tasks, "the server let go")
+        await eventually(lambda: len(hub) == 0, "the gateway let go")
+        await eventually(lambda: gone() is None, "the connection freed")
     finally:
         gc.enable()
 
@@ -104,16 +105,8 @@ async def test_an_open_socket_keeps_no_handshake_and_still_talks(
     served: tuple[Client, uvicorn.Server],
 ) -> None:
     client, server = served
-    await client.register()
-    login = await token_login(client)
-    token, user_id = login["access_token"], login["user"]["id"]
-    port = server.servers[0].sockets[0].getsockname()[1]
-    async with websockets.connect(
-        f"ws://127.0.0.1:{port}/v1/realtime",
-        subprotocols=["watchword.v1", f"bearer.{token}"],  # type: ignore[list-item]
-        ping_interval=None,
-    ) as ws:
-        assert '"welcome"' in str(await asyncio.wait_for(ws.recv(), 10))
+    ws, user_id = await signed_in_socket(client, server)
+    async with ws:
         (connection,) = server.server_state.connections
         assert not isinstance(connection.conn.handshake, H11Handshake)
         # Both ways still work after it went: a client ping is answered, an event arrives.

@@ -12,6 +12,7 @@ import httpx
 import pytest
 import redis.asyncio as aredis
 
+from tests.helpers import eventually
 from tests.sdk.issuer import ISSUER, FakeIssuer
 from watchword.bus.base import CONTROL
 from watchword.bus.redis import RedisBus
@@ -22,14 +23,6 @@ from watchword.stores.redis.client import RedisOptions, make_client
 from watchword.stores.redis.revocations import RedisRevokedTokens
 
 pytestmark = pytest.mark.redis
-
-
-async def eventually(check: Callable[[], bool], what: str) -> None:
-    for _ in range(1000):
-        if check():
-            return
-        await asyncio.sleep(0.01)
-    raise AssertionError(f"never happened: {what}")
 
 
 @pytest.fixture
