@@ -8,14 +8,18 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import subprocess
+import sys
 import weakref
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 from tests.conftest import AppFactory
+from tests.foundation.procs import cli_env
 from tests.helpers import ManualClock
-from watchword.web.collector import SurvivorFreezer
+from watchword.web.collector import SOCKET_OBJECTS, SurvivorFreezer
 
 
 class Cyclic:
@@ -171,3 +175,60 @@ def test_no_compaction_while_what_was_frozen_is_freed_again(
     assert freezer.maybe_compact() is True
     assert freezer.frozen_since == 0
     assert freezer.kept_at_compaction >= base + len(kept) - 1_000
+
+
+def test_sockets_opened_since_the_last_compaction_are_taken_for_live(
+    clock: ManualClock,
+) -> None:
+    gc.collect()
+    sockets = 0
+    freezer = SurvivorFreezer(
+        freeze_at=5_000, compact_interval=600.0, clock=clock.timestamp, population=lambda: sockets
+    )
+    try:
+        opened = many()  # what the new sockets keep
+        gc.collect()
+        freezer.check()
+        frozen = gc.get_freeze_count()
+        freezer.kept_at_compaction = frozen // 3  # the frozen part tripled since
+        freezer.frozen_since = frozen
+        clock.advance(600)
+        sockets = (frozen - frozen // 3) // SOCKET_OBJECTS + 1  # ...and the sockets did
+        assert freezer.live_since_compaction() > frozen // 2
+        assert freezer.maybe_compact() is False
+        assert gc.get_freeze_count() == frozen  # not walked for nothing
+        # As many objects, with the sockets gone: half of them can only be garbage.
+        sockets = 7
+        freezer.frozen_since = frozen
+        clock.advance(600)
+        assert freezer.maybe_compact() is True
+        assert freezer.population_at_compaction == 7  # growth counts from here
+        assert freezer.kept_at_compaction >= len(opened)
+        sockets = 0  # closed sockets leave the frozen part as they go: nothing to take back
+        assert freezer.live_since_compaction() == freezer.kept_at_compaction
+    finally:
+        gc.unfreeze()
+        gc.collect()
+
+
+def test_the_served_apps_freezer_counts_the_gateways_sockets(tmp_path: Path) -> None:
+    # In a process of its own: ``app_from_env`` freezes what it built.
+    probe = """
+from watchword.web.app import app_from_env
+from watchword.web.collector import SOCKET_OBJECTS
+
+class Socket:
+    id, user_id, session_id, channels = "c1", "u1", None, set()
+
+app = app_from_env()
+freezer = app.state.collector
+before = freezer.live_since_compaction()
+app.state.realtime.node.hub.add(Socket())
+print(freezer.live_since_compaction() - before == SOCKET_OBJECTS)
+"""
+    env = cli_env(f"sqlite+aiosqlite:///{tmp_path / 'collector.db'}")
+    ran = subprocess.run(
+        [sys.executable, "-c", probe], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert ran.returncode == 0, ran.stderr[-2000:]
+    assert ran.stdout.strip().splitlines()[-1] == "True"

@@ -189,5 +189,6 @@ def app_from_env() -> FastAPI:
     gc.freeze()
     # What comes later (10,000 sockets are most of the heap) is frozen as full collections
     # find it long-lived (web/collector.py).
-    app.state.collector = SurvivorFreezer()
+    realtime = app.state.realtime
+    app.state.collector = SurvivorFreezer(population=lambda: len(realtime.node.hub))
     return app
