@@ -27,11 +27,27 @@ class Cyclic:
         self.me = self
 
 
+class Gateway:
+    """What the freezer reads of the gateway: its open sockets."""
+
+    sockets = 0
+
+
 @pytest.fixture
-def freezer(clock: ManualClock) -> Iterator[SurvivorFreezer]:
+def gateway() -> Gateway:
+    return Gateway()
+
+
+@pytest.fixture
+def freezer(clock: ManualClock, gateway: Gateway) -> Iterator[SurvivorFreezer]:
     gc.collect()
     try:
-        yield SurvivorFreezer(freeze_at=5_000, compact_interval=600.0, clock=clock.timestamp)
+        yield SurvivorFreezer(
+            freeze_at=5_000,
+            compact_interval=600.0,
+            clock=clock.timestamp,
+            population=lambda: gateway.sockets,
+        )
     finally:
         gc.unfreeze()
         gc.collect()
@@ -178,37 +194,28 @@ def test_no_compaction_while_what_was_frozen_is_freed_again(
 
 
 def test_sockets_opened_since_the_last_compaction_are_taken_for_live(
-    clock: ManualClock,
+    freezer: SurvivorFreezer, clock: ManualClock, gateway: Gateway
 ) -> None:
+    opened = many()  # what the new sockets keep
     gc.collect()
-    sockets = 0
-    freezer = SurvivorFreezer(
-        freeze_at=5_000, compact_interval=600.0, clock=clock.timestamp, population=lambda: sockets
-    )
-    try:
-        opened = many()  # what the new sockets keep
-        gc.collect()
-        freezer.check()
-        frozen = gc.get_freeze_count()
-        freezer.kept_at_compaction = frozen // 3  # the frozen part tripled since
-        freezer.frozen_since = frozen
-        clock.advance(600)
-        sockets = (frozen - frozen // 3) // SOCKET_OBJECTS + 1  # ...and the sockets did
-        assert freezer.live_since_compaction() > frozen // 2
-        assert freezer.maybe_compact() is False
-        assert gc.get_freeze_count() == frozen  # not walked for nothing
-        # As many objects, with the sockets gone: half of them can only be garbage.
-        sockets = 7
-        freezer.frozen_since = frozen
-        clock.advance(600)
-        assert freezer.maybe_compact() is True
-        assert freezer.population_at_compaction == 7  # growth counts from here
-        assert freezer.kept_at_compaction >= len(opened)
-        sockets = 0  # closed sockets leave the frozen part as they go: nothing to take back
-        assert freezer.live_since_compaction() == freezer.kept_at_compaction
-    finally:
-        gc.unfreeze()
-        gc.collect()
+    freezer.check()
+    frozen = gc.get_freeze_count()
+    freezer.kept_at_compaction = frozen // 3  # the frozen part tripled since
+    freezer.frozen_since = frozen
+    clock.advance(600)
+    gateway.sockets = (frozen - frozen // 3) // SOCKET_OBJECTS + 1  # ...and the sockets did
+    assert freezer.live_since_compaction() > frozen // 2
+    assert freezer.maybe_compact() is False
+    assert gc.get_freeze_count() == frozen  # not walked for nothing
+    # As many objects, with the sockets gone: half of them can only be garbage.
+    gateway.sockets = 7
+    freezer.frozen_since = frozen
+    clock.advance(600)
+    assert freezer.maybe_compact() is True
+    assert freezer.population_at_compaction == 7  # growth counts from here
+    assert freezer.kept_at_compaction >= len(opened)
+    gateway.sockets = 0  # closed sockets leave the frozen part as they go: nothing to take back
+    assert freezer.live_since_compaction() == freezer.kept_at_compaction
 
 
 def test_the_served_apps_freezer_counts_the_gateways_sockets(tmp_path: Path) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import math
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -11,6 +10,7 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.helpers import eventually
 from tests.sdk.feed import AsyncFeed, ThreadFeed, revoked, snapshot
 from tests.sdk.issuer import ISSUER, FakeIssuer
 from watchword.sdk import (
@@ -23,15 +23,6 @@ from watchword.sdk import (
 )
 
 STREAM = f"{ISSUER}/v1/revocations/stream"
-
-
-async def eventually(check: Callable[[], bool], what: str) -> None:
-    """Lets the feed task run until ``check`` holds (a bounded number of loop turns)."""
-    for _ in range(2000):
-        if check():
-            return
-        await asyncio.sleep(0.001)
-    raise AssertionError(f"never happened: {what}")
 
 
 def source(issuer: FakeIssuer, credential: Any = "feed-key") -> SSERevocationSource:
