@@ -9,7 +9,9 @@
     time from the logout request to the socket's close;
 and, in the same run, two baselines on the same uvicorn stack holding the same connections:
 python-socketio emitting to a room (it authenticates nobody), and the physical limit, a bare
-server that writes one pre-encoded frame to every accepted socket.
+server that writes one pre-encoded frame to every accepted socket. Watchword and the limit
+server hold their connections at once and their publishes take turns, round after round;
+python-socketio is measured after them, alone.
 
 Clients run in separate processes (websockets' asyncio client, each frame handled in the
 callback that parsed it); times are CLOCK_MONOTONIC,
@@ -34,7 +36,8 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from multiprocessing.connection import Connection as Pipe
 from typing import Any
 
@@ -443,13 +446,32 @@ class SocketIOServer:
 # -- the measurements -----------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class Contender:
+    """A server under measurement: its clients, how to publish to it, the sizes it is timed at."""
+
+    name: str
+    clients: Clients
+    publish: Callable[[int], Callable[[str], float]]
+    sizes: list[int]
+
+
 def fanout_rounds(
-    clients: Clients, sizes: list[int], rounds: int, publish: Any
-) -> dict[int, list[float]]:
-    times: dict[int, list[float]] = {}
+    contenders: list[Contender], sizes: list[int], rounds: int
+) -> dict[str, dict[int, list[float]]]:
+    """Every contender's publishes, their rounds interleaved (the first to go rotating), so a
+    burst on the machine weighs on each side of a ratio alike: measured one server after
+    another, the bare limit server's own p99 moved from 116 to 168 ms between runs."""
+    times: dict[str, dict[int, list[float]]] = {c.name: {} for c in contenders}
     for size in sizes:
-        clients.round(size, publish(size))  # warm-up, not counted
-        times[size] = [clients.round(size, publish(size)) for _ in range(rounds)]
+        timed = [c for c in contenders if size in c.sizes]
+        for contender in timed:
+            contender.clients.round(size, contender.publish(size))  # warm-up, not counted
+            times[contender.name][size] = []
+        for n in range(rounds):
+            for contender in timed[n % len(timed) :] + timed[: n % len(timed)]:
+                sample = contender.clients.round(size, contender.publish(size))
+                times[contender.name][size].append(sample)
     return times
 
 
@@ -558,10 +580,21 @@ def http_publisher(client: httpx.Client, path: str, body: Any) -> Any:
     return for_size
 
 
+@dataclass
+class Baseline:
+    """A baseline server holding its connections: what it holds, and how to time it."""
+
+    opened: int
+    kib_per_socket: float
+    contender: Contender
+
+
+@contextlib.contextmanager
 def baseline(
     flag: str, kind: str, args: argparse.Namespace, total: int, sizes: list[int]
-) -> tuple[int, float, dict[int, list[float]], Clients]:
-    """Idle memory and fan-out of a baseline server: (opened, KiB per socket, times)."""
+) -> Iterator[Baseline]:
+    """A baseline server with ``total`` idle connections open, its memory per connection
+    measured, until the block ends."""
     channels = [(channel_for(s, total), s) for s in sizes]
     with SocketIOServer(flag) as other:
         assert other.process is not None
@@ -573,17 +606,21 @@ def baseline(
             opened = clients.open(kind, url, "", total, channels)
             time.sleep(2)
             per_conn = (rss_kib(other.process.pid) - before) / max(1, opened)
+            print(
+                f"(a) {kind}: {opened} idle connections; {per_conn:.1f} KiB per connection",
+                flush=True,
+            )
             publish = http_publisher(
                 publisher,
                 "/publish",
                 lambda size, marker: {"channel": channel_for(size, total), "data": {"m": marker}},
             )
-            times = fanout_rounds(clients, sizes, args.rounds, publish)
+            yield Baseline(opened, per_conn, Contender(kind, clients, publish, sizes))
         finally:
             clients.close()
             publisher.close()
-    print(f"(a) {kind}: {opened} idle connections; {per_conn:.1f} KiB per connection", flush=True)
-    return opened, per_conn, times, clients
+            count_errors(f"realtime.{kind}.lost_messages", clients.lost)
+            count_errors(f"realtime.{kind}.failed_connections", clients.failed)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -658,8 +695,12 @@ def main(argv: list[str] | None = None) -> None:
                     "data": {"m": marker},
                 },
             )
-            ww_times = fanout_rounds(clients, sizes, args.rounds, publish)
-            # Revocation with every one of those sockets still open.
+            watchword = Contender("watchword", clients, publish, sizes)
+            # The bare limit server holds its connections beside Watchword's, and their
+            # publishes take turns, round after round.
+            with baseline("--limit-server", "limit", args, total, [total]) as bare:
+                times = fanout_rounds([watchword, bare.contender], sizes, args.rounds)
+            # Revocation with every one of Watchword's sockets still open.
             revoked = asyncio.run(revocations(server, args.revocations))
             key_revoked = asyncio.run(api_key_revocations(server, args.revocations))
         finally:
@@ -667,17 +708,15 @@ def main(argv: list[str] | None = None) -> None:
             admin.close()
     count_errors("realtime.watchword.lost_messages", clients.lost)
     count_errors("realtime.watchword.failed_connections", clients.failed)
-
-    sio_opened, sio_per_conn, sio_times, sio_clients = baseline(
-        "--socketio-server", "socketio", args, total, sizes
-    )
-    count_errors("realtime.socketio.lost_messages", sio_clients.lost)
-    count_errors("realtime.socketio.failed_connections", sio_clients.failed)
-    limit_opened, limit_per_conn, limit_times, limit_clients = baseline(
-        "--limit-server", "limit", args, total, [total]
-    )
-    count_errors("realtime.limit.lost_messages", limit_clients.lost)
-    count_errors("realtime.limit.failed_connections", limit_clients.failed)
+    ww_times, limit_times = times["watchword"], times["limit"]
+    limit_opened, limit_per_conn = bare.opened, bare.kib_per_socket
+    # python-socketio on its own, after: engine.io pings each of its sockets every 25 s, a
+    # load that would land in the others' rounds (in a run with it beside them, Watchword's
+    # p99 at 10,000 sockets was 504.6 ms and the limit's 388.1; 224.4 and 214.3 in the next
+    # run, without it).
+    with baseline("--socketio-server", "socketio", args, total, sizes) as sio:
+        sio_times = fanout_rounds([sio.contender], sizes, args.rounds)["socketio"]
+    sio_opened, sio_per_conn = sio.opened, sio.kib_per_socket
 
     rows: list[list[Any]] = []
     for size in sizes:
