@@ -251,6 +251,10 @@ class Clients:
         self.lost = 0  # subscribers that never saw a round's event
         self.failed = 0  # connections that could not be opened
 
+    def count_errors(self, kind: str) -> None:
+        count_errors(f"realtime.{kind}.lost_messages", self.lost)
+        count_errors(f"realtime.{kind}.failed_connections", self.failed)
+
     def open(
         self, kind: str, url: str, token: str, total: int, channels: list[tuple[str, int]]
     ) -> int:
@@ -456,14 +460,12 @@ class Contender:
     sizes: list[int]
 
 
-def fanout_rounds(
-    contenders: list[Contender], sizes: list[int], rounds: int
-) -> dict[str, dict[int, list[float]]]:
+def fanout_rounds(contenders: list[Contender], rounds: int) -> dict[str, dict[int, list[float]]]:
     """Every contender's publishes, their rounds interleaved (the first to go rotating), so a
     burst on the machine weighs on each side of a ratio alike: measured one server after
     another, the bare limit server's own p99 moved from 116 to 168 ms between runs."""
     times: dict[str, dict[int, list[float]]] = {c.name: {} for c in contenders}
-    for size in sizes:
+    for size in sorted({size for c in contenders for size in c.sizes}):
         timed = [c for c in contenders if size in c.sizes]
         for contender in timed:
             contender.clients.round(size, contender.publish(size))  # warm-up, not counted
@@ -619,8 +621,7 @@ def baseline(
         finally:
             clients.close()
             publisher.close()
-            count_errors(f"realtime.{kind}.lost_messages", clients.lost)
-            count_errors(f"realtime.{kind}.failed_connections", clients.failed)
+            clients.count_errors(kind)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -699,24 +700,21 @@ def main(argv: list[str] | None = None) -> None:
             # The bare limit server holds its connections beside Watchword's, and their
             # publishes take turns, round after round.
             with baseline("--limit-server", "limit", args, total, [total]) as bare:
-                times = fanout_rounds([watchword, bare.contender], sizes, args.rounds)
+                times = fanout_rounds([watchword, bare.contender], args.rounds)
             # Revocation with every one of Watchword's sockets still open.
             revoked = asyncio.run(revocations(server, args.revocations))
             key_revoked = asyncio.run(api_key_revocations(server, args.revocations))
         finally:
             clients.close()
             admin.close()
-    count_errors("realtime.watchword.lost_messages", clients.lost)
-    count_errors("realtime.watchword.failed_connections", clients.failed)
+    clients.count_errors("watchword")
     ww_times, limit_times = times["watchword"], times["limit"]
-    limit_opened, limit_per_conn = bare.opened, bare.kib_per_socket
     # python-socketio on its own, after: engine.io pings each of its sockets every 25 s, a
     # load that would land in the others' rounds (in a run with it beside them, Watchword's
     # p99 at 10,000 sockets was 504.6 ms and the limit's 388.1; 224.4 and 214.3 in the next
     # run, without it).
     with baseline("--socketio-server", "socketio", args, total, sizes) as sio:
-        sio_times = fanout_rounds([sio.contender], sizes, args.rounds)["socketio"]
-    sio_opened, sio_per_conn = sio.opened, sio.kib_per_socket
+        sio_times = fanout_rounds([sio.contender], args.rounds)["socketio"]
 
     rows: list[list[Any]] = []
     for size in sizes:
@@ -801,15 +799,15 @@ def main(argv: list[str] | None = None) -> None:
         ],
     )
     record("realtime.idle_kib_per_socket", per_conn)
-    record("realtime.socketio_idle_kib_per_socket", sio_per_conn)
-    record("realtime.limit_idle_kib_per_socket", limit_per_conn)
+    record("realtime.socketio_idle_kib_per_socket", sio.kib_per_socket)
+    record("realtime.limit_idle_kib_per_socket", bare.kib_per_socket)
     print_table(
         "(a) idle connections: server memory (RSS growth over the connections)",
         ["server", "connections", "KiB per connection"],
         [
             ["watchword (authenticated, bearer)", opened, f"{per_conn:.1f}"],
-            ["python-socketio (no auth)", sio_opened, f"{sio_per_conn:.1f}"],
-            ["bare limit server (no auth)", limit_opened, f"{limit_per_conn:.1f}"],
+            ["python-socketio (no auth)", sio.opened, f"{sio.kib_per_socket:.1f}"],
+            ["bare limit server (no auth)", bare.opened, f"{bare.kib_per_socket:.1f}"],
         ],
     )
 
