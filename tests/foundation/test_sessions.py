@@ -15,7 +15,9 @@ from tests.conftest import Client, ClientFactory
 from tests.foundation.conftest import set_cookie
 from tests.helpers import PASSWORD, LateReads, ManualClock, cookie_header
 from watchword.domain.audit import AuditType
+from watchword.domain.events import session_revoked
 from watchword.domain.sessions import RevokeReason
+from watchword.stores.base import CONTROL_PAGE
 
 FIREFOX = "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0"
 IPHONE = (
@@ -97,6 +99,23 @@ async def test_logout_reaches_every_node_through_the_control_feed(
     await node_b.container.control.poll_once()
     replay = await node_b.get("/v1/me", headers=cookie)
     assert replay.status_code == 401 and replay.json()["error"] == "session_revoked"
+
+
+async def test_the_control_feed_is_read_to_its_end_page_after_page(client: Client) -> None:
+    """Readers stop at the first short page: more rows than a page still all arrive."""
+    container = client.container
+    await container.control.poll_once()  # both readers at the feed's end
+    await container.tokens.revocations.read_once()
+    count = CONTROL_PAGE + 3
+    expires = container.clock.now().timestamp() + 600
+    await container.db.control.append(
+        [session_revoked(f"s{i}", "u", "logout", expires) for i in range(count)],
+        container.clock.now(),
+        origin="another-node",
+    )
+    assert await container.control.poll_once() == count
+    assert await container.tokens.revocations.read_once() == count
+    assert {"s0", f"s{count - 1}"} <= set(container.control.revoked)
 
 
 # -- listing and revoking ---------------------------------------------------------------------

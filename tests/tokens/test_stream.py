@@ -19,6 +19,7 @@ import pytest
 from tests.helpers import PASSWORD, TEST_SECRET_KEY, free_port, wait_until_serving
 from tests.tokens.helpers import bearer, token_login
 from tests.tokens.sse import Event, Served, events, next_event
+from watchword.domain.events import session_revoked
 from watchword.services.context import CLI
 
 
@@ -144,6 +145,27 @@ async def test_resume_from_a_pruned_or_bogus_id_gets_a_snapshot(
         assert first.event == "snapshot", last_id
         assert pair["session_id"] in first.json()["sessions"]
         await response.aclose()
+
+
+async def test_a_new_stream_starts_from_the_end_of_the_feed(app_factory: Any) -> None:
+    """With no stream open the feed is read only by its slow poll; a stream that opens reads
+    the feed first, so another node's revocation of a moment ago is in its snapshot."""
+    app, container = await app_factory(revocation_stream_ping=0.3, control_poll_interval=3600)
+    async with Served(app) as server, httpx.AsyncClient(base_url=server.url, timeout=10) as http:
+        token = await service_token(http, container)
+        expires = container.clock.now().timestamp() + 600
+        (last,) = await container.db.control.append(
+            [session_revoked("elsewhere-session", "elsewhere-user", "logout", expires)],
+            container.clock.now(),
+            origin="another-node",
+        )
+        response, stream = await open_stream(http, token)
+        snapshot = await next_event(stream)
+        assert snapshot.event == "snapshot"
+        assert snapshot.json()["cursor"] == last
+        assert "elsewhere-session" in snapshot.json()["sessions"]
+        await response.aclose()
+        container.tokens.revocations.close()
 
 
 async def test_stream_access_rules(served: tuple[Served, Any, httpx.AsyncClient]) -> None:

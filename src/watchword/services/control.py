@@ -19,7 +19,7 @@ from watchword.bus.base import CONTROL, EventBus
 from watchword.domain import events
 from watchword.domain.clock import Clock
 from watchword.domain.errors import StoreUnavailable
-from watchword.stores.base import ControlFeed
+from watchword.stores.base import CONTROL_PAGE, ControlFeed
 
 log = logging.getLogger("watchword.control")
 
@@ -145,12 +145,12 @@ class ControlPlane:
         async with self._poll_lock:  # the poller and a bus gap may both catch up
             while True:
                 records = await self._feed.read_after(self._cursor)
-                if not records:
-                    break
                 for record in records:
                     self._cursor = record.id
                     await self._dispatch(dict(record.payload))
                     applied += 1
+                if len(records) < CONTROL_PAGE:
+                    break
         self.revoked.prune(self._clock.now().timestamp())
         return applied
 

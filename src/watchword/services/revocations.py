@@ -22,7 +22,7 @@ from watchword.domain.clock import Clock
 from watchword.domain.errors import StoreUnavailable
 from watchword.services.control import ControlPlane
 from watchword.services.wakeup import wait_for_wake
-from watchword.stores.base import ControlFeed, ControlRecord
+from watchword.stores.base import CONTROL_PAGE, ControlFeed, ControlRecord
 from watchword.stores.tokens import RevocationStore
 
 log = logging.getLogger("watchword.revocations")
@@ -200,7 +200,10 @@ class RevocationFeed:
                         self.apply(revocation)
 
     async def _on_control(self, message: dict[str, Any]) -> None:
-        if message.get("type") in (
+        # Read at once only for a stream listening: this node's own checks never wait for the
+        # feed (each service applies control events itself), and without a stream the poll
+        # keeps the cursor near the end; a new stream catches up first (``catch_up``).
+        if self._subscribers and message.get("type") in (
             events.SESSION_REVOKED,
             events.TOKEN_REVOKED,
             events.USER_CHANGED,
@@ -213,12 +216,18 @@ class RevocationFeed:
         async with self._reading:  # one reader at a time: each row goes out once
             return await self._read_locked()
 
+    async def catch_up(self) -> None:
+        """Before a new stream takes the cursor: read what the feed holds beyond it. With the
+        store down the stream starts from the cursor this node has; the poll goes on."""
+        try:
+            await self.read_once()
+        except StoreUnavailable:
+            log.warning("revocation feed: a new stream starts without catching up")
+
     async def _read_locked(self) -> int:
         count = 0
         while True:
             records = await self._feed.read_after(self.cursor)
-            if not records:
-                return count
             for record in records:
                 self.cursor = record.id
                 revocation = self.revocation_of(record)
@@ -228,6 +237,8 @@ class RevocationFeed:
                 count += 1
                 for subscriber in list(self._subscribers):
                     self._offer(subscriber, revocation)
+            if len(records) < CONTROL_PAGE:
+                return count
 
     async def _follow_forever(self) -> None:
         while True:

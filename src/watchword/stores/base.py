@@ -181,6 +181,11 @@ class AuditStore(Protocol):
         ...
 
 
+# Rows a ``ControlFeed.read_after`` returns at most: a shorter page is the end of the feed,
+# so a reader stops there instead of asking again for an empty one.
+CONTROL_PAGE = 500
+
+
 class ControlFeed(Protocol):
     async def append(
         self, payloads: Sequence[dict[str, Any]], now: datetime, *, origin: str
@@ -188,7 +193,9 @@ class ControlFeed(Protocol):
         """Record control events durably; return their ids in order."""
         ...
 
-    async def read_after(self, after_id: int, *, limit: int = 500) -> list[ControlRecord]: ...
+    async def read_after(
+        self, after_id: int, *, limit: int = CONTROL_PAGE
+    ) -> list[ControlRecord]: ...
 
     async def last_id(self) -> int: ...
 

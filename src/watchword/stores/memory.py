@@ -13,7 +13,7 @@ from watchword.domain.audit import AuditEvent
 from watchword.domain.errors import Conflict, EmailTaken, SessionLimitReached
 from watchword.domain.sessions import RevokeReason, Session
 from watchword.domain.users import User
-from watchword.stores.base import ControlRecord
+from watchword.stores.base import CONTROL_PAGE, ControlRecord
 
 
 class MemoryDatabase:
@@ -342,7 +342,7 @@ class MemoryControlFeed:
     ) -> list[int]:
         return self.record(payloads, now, origin)
 
-    async def read_after(self, after_id: int, *, limit: int = 500) -> list[ControlRecord]:
+    async def read_after(self, after_id: int, *, limit: int = CONTROL_PAGE) -> list[ControlRecord]:
         return [r for r in self._records if r.id > after_id][:limit]
 
     async def last_id(self) -> int:

@@ -15,7 +15,7 @@ from watchword.domain.audit import AuditEvent
 from watchword.domain.errors import EmailTaken, SessionLimitReached
 from watchword.domain.sessions import RevokeReason, Session
 from watchword.domain.users import User
-from watchword.stores.base import ControlRecord, Database
+from watchword.stores.base import CONTROL_PAGE, ControlRecord, Database
 from watchword.stores.sql import tables as t
 from watchword.stores.sql.app_grants import queue_backchannel_logouts
 from watchword.stores.sql.engine import guarded, make_engine, write_transaction
@@ -525,7 +525,7 @@ class SqlControlFeed:
             return await record_control(conn, payloads, now, origin)
 
     @guarded
-    async def read_after(self, after_id: int, *, limit: int = 500) -> list[ControlRecord]:
+    async def read_after(self, after_id: int, *, limit: int = CONTROL_PAGE) -> list[ControlRecord]:
         query = (
             select(t.control_log)
             .where(t.control_log.c.id > after_id)

@@ -93,6 +93,7 @@ async def revocation_stream(
     feed = tokens.revocations
     subscriber = feed.subscribe()
     try:
+        await feed.catch_up()
         upto = feed.cursor
         last_id = _parse_last_event_id(request.headers.get("last-event-id"))
         replay = None if last_id is None else await feed.replay_after(last_id, upto)
