@@ -149,3 +149,16 @@ async def test_an_idle_session_is_logged_out_only_past_the_last_seen_write_margi
             "/oauth2/userinfo", headers={"Authorization": "Bearer " + idle.tokens["access_token"]}
         )
     assert info.status_code == 401
+
+
+async def test_a_signed_out_session_tells_its_apps_at_once_not_at_the_next_poll(
+    client_factory: ClientFactory, receiver: LogoutReceiver
+) -> None:
+    """The node that ends a session wakes its sender when the transaction that queued the
+    logout commits: with an hour between polls, the app still hears of it now."""
+    client = await client_factory(backchannel_logout_poll_interval=3600)
+    app = await make_app(client, first_party=True, backchannel_logout_uri=receiver.url)
+    signed_in = await sign_in_to_app(client, app, "leaving@example.com")
+    assert (await signed_in.browser.post("/v1/auth/logout")).status_code == 200
+    logout = await receiver.next_token()
+    assert logout["sid"] == signed_in.sid and logout["aud"] == app.client_id

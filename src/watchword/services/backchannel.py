@@ -5,7 +5,9 @@ The rows come from the session stores, written in the transaction that ends the 
 a restart or an app that is down loses nothing: this sender delivers due rows, and a failed
 delivery is retried with exponential backoff (the mail outbox's pattern, ``services/mail.py``).
 Each attempt signs a fresh token (``iat``), with the row id as ``jti`` so the app can drop
-duplicates. The sender wakes at once on a session-revoked control event; the poll is a floor.
+duplicates. The sender wakes at once when this node commits a transaction that queued
+logouts (the node that ended the session delivers them); the poll is a floor, and picks up
+what another node queued and could not send.
 """
 
 from __future__ import annotations
@@ -15,17 +17,14 @@ import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
-from typing import Any
 
 import httpx
 import jwt
 
-from watchword.domain import events
 from watchword.domain.app_grants import BACKCHANNEL_LOGOUT_EVENT, PendingLogout
 from watchword.domain.clock import Clock
 from watchword.domain.errors import StoreUnavailable
 from watchword.services.clients import ClientService
-from watchword.services.control import ControlPlane
 from watchword.services.keys import KeyService, SigningKey
 from watchword.services.outbox import Delivery
 from watchword.services.wakeup import wait_for_wake
@@ -57,7 +56,6 @@ class BackchannelLogout:
         clients: ClientService,
         id_keys: KeyService,
         access_keys: KeyService,
-        control: ControlPlane,
         clock: Clock,
         issuer: str,
         timeout: float,
@@ -92,11 +90,7 @@ class BackchannelLogout:
         # Sessions that expired (absolute or idle) end their apps' grants and queue their
         # logout rows; set by the container (``AppTokens.end_with_expired_sessions``).
         self.end_expired: Callable[[], Awaitable[object]] = _nothing
-        control.on_event(self._on_control)
-
-    async def _on_control(self, message: dict[str, Any]) -> None:
-        if message.get("type") == events.SESSION_REVOKED:
-            self._wake.set()
+        outbox.on_queued(self._wake.set)
 
     def logout_token(self, logout: PendingLogout, alg: str) -> str:
         """Section 2.4: iss, aud, iat, exp, jti, sub, sid and the logout event; no nonce."""

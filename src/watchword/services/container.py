@@ -374,7 +374,6 @@ class Container:
             clients=self.clients,
             id_keys=self.id_token_keys,
             access_keys=self.keys,
-            control=self.control,
             clock=self.clock,
             issuer=settings.issuer,
             timeout=settings.backchannel_logout_timeout,

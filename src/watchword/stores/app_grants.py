@@ -8,6 +8,7 @@ it can be redeemed afterwards; the caller revokes the access tokens it returns.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Protocol
@@ -74,6 +75,11 @@ class AppGrantStore(Protocol):
 class LogoutOutbox(Protocol):
     """Back-channel logouts to deliver. Rows are written by the session stores in the same
     transaction that ends a session (``stores/sql/database.py``, ``revoke_where``)."""
+
+    def on_queued(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` each time a transaction of this node that queued logouts (a
+        session ended) has committed."""
+        ...
 
     async def claim_due(
         self, now: datetime, lease_until: datetime, *, limit: int

@@ -7,11 +7,13 @@ a write transaction, as refresh rotation is: of two concurrent redemptions one s
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
+from weakref import WeakKeyDictionary
 
 from sqlalchemy import Row, and_, delete, exists, insert, or_, select, update
+from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -20,7 +22,7 @@ from watchword.domain.errors import NotFound
 from watchword.domain.sessions import Session
 from watchword.domain.tokens import ACTIVE, REVOKED, RefreshToken
 from watchword.stores.sql import tables as t
-from watchword.stores.sql.engine import guarded, write_transaction
+from watchword.stores.sql.engine import after_commit, guarded, write_transaction
 
 g = t.app_grants.c
 
@@ -348,10 +350,23 @@ async def queue_backchannel_logouts(
             c.backchannel_logout_uri.is_not(None),
         )
     )
-    for row in (await conn.execute(query)).all():
+    rows = (await conn.execute(query)).all()
+    for row in rows:
         await _queue_logout(
             conn, row.client_id, row.session_id, row.user_id, row.backchannel_logout_uri, now
         )
+    if rows:
+        _announce_queued(conn)
+
+
+# Per engine (one node's database), whom to tell once a transaction that queued logouts
+# has committed: the sender on this node delivers them at once instead of at its next poll.
+_queued_listeners: WeakKeyDictionary[Engine, list[Callable[[], None]]] = WeakKeyDictionary()
+
+
+def _announce_queued(conn: AsyncConnection) -> None:
+    for listener in _queued_listeners.get(conn.sync_engine, ()):
+        after_commit(conn, listener)
 
 
 async def _queue_logout(
@@ -375,6 +390,9 @@ async def _queue_logout(
 class SqlLogoutOutbox:
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
+
+    def on_queued(self, callback: Callable[[], None]) -> None:
+        _queued_listeners.setdefault(self._engine.sync_engine, []).append(callback)
 
     @guarded
     async def claim_due(

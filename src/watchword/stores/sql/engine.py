@@ -63,12 +63,28 @@ def _configure_sqlite(engine: AsyncEngine, *, busy_timeout_ms: int) -> None:
         connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
 
+# Callbacks a step inside a write transaction asked for once it commits (``after_commit``).
+_AFTER_COMMIT = "watchword.after_commit"
+
+
 @asynccontextmanager
 async def write_transaction(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
     async with engine.connect() as conn:
         conn = await conn.execution_options(write=True)
-        async with conn.begin():
-            yield conn
+        try:
+            async with conn.begin():
+                yield conn
+        except BaseException:
+            conn.info.pop(_AFTER_COMMIT, None)  # the info outlives the transaction (pooled)
+            raise
+        for callback in conn.info.pop(_AFTER_COMMIT, ()):
+            callback()
+
+
+def after_commit(conn: AsyncConnection, callback: Callable[[], None]) -> None:
+    """Call ``callback`` once the ``write_transaction`` of ``conn`` has committed, so that what
+    it announces is there to be read; never if the transaction rolls back."""
+    conn.info.setdefault(_AFTER_COMMIT, []).append(callback)
 
 
 def is_unavailable(exc: BaseException) -> bool:
