@@ -272,6 +272,24 @@ async def test_revoke_marks_once_and_never_resurrects(db: Database) -> None:
     assert await db.sessions.revoke(str(uuid.uuid4()), "revoked", later, origin=ORIGIN) is None
 
 
+async def test_revoke_for_an_owner_leaves_another_users_session_alone(db: Database) -> None:
+    alice, mallory = make_user(), make_user("mallory@example.com")
+    await db.users.create(alice)
+    await db.users.create(mallory)
+    session, _ = await add_session(db, alice)
+    feed_before = await db.control.last_id()
+    refused = await db.sessions.revoke(
+        session.id, RevokeReason.LOGOUT, NOW, origin=ORIGIN, owner_id=mallory.id
+    )
+    assert refused is None
+    assert await db.sessions.get(session.id) == session  # unchanged, and nothing announced
+    assert await db.control.last_id() == feed_before
+    revoked = await db.sessions.revoke(
+        session.id, RevokeReason.LOGOUT, NOW, origin=ORIGIN, owner_id=alice.id
+    )
+    assert revoked is not None and revoked.revoked_at == NOW
+
+
 async def test_touch_never_moves_last_seen_back(db: Database) -> None:
     user = make_user()
     await db.users.create(user)

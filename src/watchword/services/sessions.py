@@ -302,10 +302,14 @@ class SessionService:
         owner_id: str | None = None,
         actor_id: str | None = None,
     ) -> Session:
-        """Revoke one session. With ``owner_id``, another user's session is ``NotFound``."""
-        session = await self._db.sessions.get(session_id)
-        if session is None or (owner_id is not None and session.user_id != owner_id):
-            raise NotFound("No such session.")
+        """Revoke one session. With ``owner_id``, another user's session is ``NotFound``, and
+        the store decides it in the revoking statement itself (no read first: a sign-out)."""
+        user_id = owner_id
+        if user_id is None:
+            session = await self._db.sessions.get(session_id)
+            if session is None:
+                raise NotFound("No such session.")
+            user_id = session.user_id
         audit_type = (
             AuditType.LOGOUT if reason == RevokeReason.LOGOUT else AuditType.SESSION_REVOKED
         )
@@ -313,13 +317,18 @@ class SessionService:
         event = self._auditor.event(
             audit_type,
             ctx,
-            user_id=session.user_id,
-            session_id=session.id,
+            user_id=user_id,
+            session_id=session_id,
             actor_id=actor_id,
             reason=reason,
         )
         revoked = await self._db.sessions.revoke(
-            session_id, reason, self._clock.now(), origin=self._control.node_id, audit=[event]
+            session_id,
+            reason,
+            self._clock.now(),
+            origin=self._control.node_id,
+            audit=[event],
+            owner_id=owner_id,
         )
         if revoked is None:
             raise NotFound("No such session.")

@@ -136,10 +136,11 @@ class SessionStore(Protocol):
         *,
         origin: str,
         audit: Sequence[AuditEvent] = (),
+        owner_id: str | None = None,
     ) -> Session | None:
-        """Revoke one live session; None if unknown or already revoked. The revocation is
-        in the control feed when this returns, and ``audit`` written with it (both or
-        neither)."""
+        """Revoke one live session; None if unknown, already revoked, or (with ``owner_id``)
+        another user's. The revocation is in the control feed when this returns, and
+        ``audit`` written with it (both or neither)."""
         ...
 
     async def revoke_all(

@@ -256,9 +256,13 @@ class MemorySessionStore:
         *,
         origin: str,
         audit: Sequence[AuditEvent] = (),
+        owner_id: str | None = None,
     ) -> Session | None:
+        def matches(s: Session) -> bool:
+            return s.id == session_id and owner_id in (None, s.user_id)
+
         async with self._db._lock:
-            revoked = self._db.revoke_matching(lambda s: s.id == session_id, reason, now, origin)
+            revoked = self._db.revoke_matching(matches, reason, now, origin)
             for event in audit if revoked else ():
                 await self._db.audit.append(event)
         return revoked[0] if revoked else None

@@ -262,8 +262,11 @@ class RedisCachedSessionStore:
         *,
         origin: str,
         audit: Sequence[AuditEvent] = (),
+        owner_id: str | None = None,
     ) -> Session | None:
-        revoked = await self._inner.revoke(session_id, reason, now, origin=origin, audit=audit)
+        revoked = await self._inner.revoke(
+            session_id, reason, now, origin=origin, audit=audit, owner_id=owner_id
+        )
         if revoked is not None:
             await self._invalidate([revoked])
         return revoked

@@ -421,9 +421,13 @@ class SqlSessionStore:
         *,
         origin: str,
         audit: Sequence[AuditEvent] = (),
+        owner_id: str | None = None,
     ) -> Session | None:
+        condition = t.sessions.c.id == session_id
+        if owner_id is not None:
+            condition = and_(condition, t.sessions.c.user_id == owner_id)
         async with write_transaction(self._engine) as conn:
-            revoked = await revoke_where(conn, t.sessions.c.id == session_id, reason, now, origin)
+            revoked = await revoke_where(conn, condition, reason, now, origin)
             if revoked and audit:
                 await insert_audit(conn, audit)
         return revoked[0] if revoked else None

@@ -150,7 +150,9 @@ async def logout(
 ) -> JSONResponse:
     container = container_of(request)
     if principal.session_id is not None:
-        await container.sessions.revoke(principal.session_id, RevokeReason.LOGOUT, ctx)
+        await container.sessions.revoke(
+            principal.session_id, RevokeReason.LOGOUT, ctx, owner_id=principal.user_id
+        )
     # The browser drops every cookie of this origin too, not only the one cleared here.
     headers = {**NO_STORE, "Clear-Site-Data": '"cookies"'}
     response = JSONResponse({"status": "signed_out"}, headers=headers)
