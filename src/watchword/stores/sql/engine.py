@@ -14,6 +14,7 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from watchword.domain.errors import StoreUnavailable
+from watchword.stores.sql.sqlite_one_trip import one_trip_creator
 
 UNAVAILABLE_SQLSTATE_CLASSES = frozenset({"08", "53", "55", "57"})
 
@@ -23,13 +24,23 @@ T = TypeVar("T")
 
 def make_engine(url: str, *, pool_size: int = 10, timeout: float = 5.0) -> AsyncEngine:
     if url.startswith("sqlite"):
-        pooled: dict[str, Any] = {}
-        if make_url(url).database not in (None, "", ":memory:"):
+        options: dict[str, Any] = {"connect_args": {"timeout": timeout}}
+        database = make_url(url).database
+        if database not in (None, "", ":memory:"):
             # Connections are kept, as on PostgreSQL: the default pool (5, and up to 10
             # more opened and closed again under load) made every burst of sign-ins start
             # and stop aiosqlite threads, and the event loop waits for each thread to start.
-            pooled = {"pool_size": pool_size, "max_overflow": pool_size, "pool_timeout": timeout}
-        engine = create_async_engine(url, connect_args={"timeout": timeout}, **pooled)
+            options = {
+                "pool_size": pool_size,
+                "max_overflow": pool_size,
+                "pool_timeout": timeout,
+                # The arguments SQLAlchemy's dialect gives aiosqlite for a file, one trip a
+                # statement to the connection's thread (sqlite_one_trip.py).
+                "async_creator": one_trip_creator(
+                    str(database), timeout=timeout, check_same_thread=False
+                ),
+            }
+        engine = create_async_engine(url, **options)
         _configure_sqlite(engine, busy_timeout_ms=int(timeout * 1000))
         return engine
     return create_async_engine(
