@@ -19,7 +19,7 @@ from watchword.bus.base import CONTROL, EventBus
 from watchword.domain import events
 from watchword.domain.clock import Clock
 from watchword.domain.errors import StoreUnavailable
-from watchword.stores.base import CONTROL_PAGE, ControlFeed
+from watchword.stores.base import ControlFeed, read_to_end
 
 log = logging.getLogger("watchword.control")
 
@@ -143,14 +143,10 @@ class ControlPlane:
         """Apply control rows written since the cursor; return how many."""
         applied = 0
         async with self._poll_lock:  # the poller and a bus gap may both catch up
-            while True:
-                records = await self._feed.read_after(self._cursor)
-                for record in records:
-                    self._cursor = record.id
-                    await self._dispatch(dict(record.payload))
-                    applied += 1
-                if len(records) < CONTROL_PAGE:
-                    break
+            async for record in read_to_end(self._feed, self._cursor):
+                self._cursor = record.id
+                await self._dispatch(dict(record.payload))
+                applied += 1
         self.revoked.prune(self._clock.now().timestamp())
         return applied
 

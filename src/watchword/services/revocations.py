@@ -22,7 +22,7 @@ from watchword.domain.clock import Clock
 from watchword.domain.errors import StoreUnavailable
 from watchword.services.control import ControlPlane
 from watchword.services.wakeup import wait_for_wake
-from watchword.stores.base import CONTROL_PAGE, ControlFeed, ControlRecord
+from watchword.stores.base import ControlFeed, ControlRecord, read_to_end
 from watchword.stores.tokens import RevocationStore
 
 log = logging.getLogger("watchword.revocations")
@@ -226,19 +226,16 @@ class RevocationFeed:
 
     async def _read_locked(self) -> int:
         count = 0
-        while True:
-            records = await self._feed.read_after(self.cursor)
-            for record in records:
-                self.cursor = record.id
-                revocation = self.revocation_of(record)
-                if revocation is None:
-                    continue
-                self.apply(revocation)
-                count += 1
-                for subscriber in list(self._subscribers):
-                    self._offer(subscriber, revocation)
-            if len(records) < CONTROL_PAGE:
-                return count
+        async for record in read_to_end(self._feed, self.cursor):
+            self.cursor = record.id
+            revocation = self.revocation_of(record)
+            if revocation is None:
+                continue
+            self.apply(revocation)
+            count += 1
+            for subscriber in list(self._subscribers):
+                self._offer(subscriber, revocation)
+        return count
 
     async def _follow_forever(self) -> None:
         while True:

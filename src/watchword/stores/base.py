@@ -6,7 +6,7 @@ collision; updates never resurrect a revoked or deleted row.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
@@ -201,6 +201,17 @@ class ControlFeed(Protocol):
     async def last_id(self) -> int: ...
 
     async def clear_older_than(self, cutoff: datetime) -> int: ...
+
+
+async def read_to_end(feed: ControlFeed, after_id: int) -> AsyncIterator[ControlRecord]:
+    """Every record after ``after_id``, oldest first, page by page up to the first short one."""
+    while True:
+        records = await feed.read_after(after_id)
+        for record in records:
+            after_id = record.id
+            yield record
+        if len(records) < CONTROL_PAGE:
+            return
 
 
 class Database(Protocol):

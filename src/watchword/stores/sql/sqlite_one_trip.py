@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from typing import Any
 
 import aiosqlite
@@ -42,11 +42,11 @@ class OneTripCursor:
 
     async def execute(self, sql: str, parameters: Any = None) -> OneTripCursor:
         params = () if parameters is None else parameters
-        self._take(await self._connection.run(_one_statement, sql, params, False))
+        self._take(await self._connection.run_statement(sql, params, many=False))
         return self
 
     async def executemany(self, sql: str, parameters: Iterable[Any]) -> OneTripCursor:
-        self._take(await self._connection.run(_one_statement, sql, parameters, True))
+        self._take(await self._connection.run_statement(sql, parameters, many=True))
         return self
 
     def _take(self, answer: Answer) -> None:
@@ -73,9 +73,10 @@ class OneTripCursor:
             yield self._rows.popleft()
 
 
-def _one_statement(db: sqlite3.Connection, sql: str, parameters: Any, many: bool) -> Answer:
-    """On the connection's thread: run, read every row, close."""
-    cursor = db.cursor()
+def _one_statement(connection: OneTripConnection, sql: str, parameters: Any, many: bool) -> Answer:
+    """On the connection's thread (the only one that may touch its sqlite3 connection): run,
+    read every row, close."""
+    cursor = connection._conn.cursor()
     try:
         if many:
             cursor.executemany(sql, parameters)
@@ -95,19 +96,12 @@ class OneTripConnection(aiosqlite.Connection):
     def cursor(self) -> OneTripCursor:  # type: ignore[override]
         return OneTripCursor(self)
 
-    async def run(self, fn: Callable[..., Answer], *args: Any) -> Answer:
-        # aiosqlite's queue to its thread, as SQLAlchemy's own adapter reaches it: the
-        # function gets the sqlite3 connection, which only that thread may touch.
+    async def run_statement(self, sql: str, parameters: Any, *, many: bool) -> Answer:
+        # aiosqlite's queue to its thread, as SQLAlchemy's own adapter reaches it.
         answer: Answer = await self._execute(  # type: ignore[no-untyped-call]
-            _with_connection, self, fn, args
+            _one_statement, self, sql, parameters, many
         )
         return answer
-
-
-def _with_connection(
-    connection: OneTripConnection, fn: Callable[..., Answer], args: Sequence[Any]
-) -> Answer:
-    return fn(connection._conn, *args)
 
 
 def one_trip_creator(database: str, **connect_args: Any) -> Callable[[], Awaitable[Any]]:
