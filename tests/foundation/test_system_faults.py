@@ -172,7 +172,7 @@ async def test_a_database_outage_fails_closed_writes_nothing_and_recovers(
         await client.login()
         assert (await client.get("/v1/me")).status_code == 200
         phone = Client(transport=client._transport, base_url=BASE_URL)
-        await phone.login()  # never used before the outage: not in this node's cache
+        phone_session = (await phone.login()).json()["session"]["id"]  # not in this node's cache
         before = await client.container.db.audit.tail(limit=100)
 
         await control.begin()
@@ -193,6 +193,8 @@ async def test_a_database_outage_fails_closed_writes_nothing_and_recovers(
             ("unknown cookie", lambda: phone.get("/v1/me")),
             ("list", lambda: client.get("/v1/sessions")),
             ("revoke others", lambda: client.post("/v1/sessions/revoke-others")),
+            ("revoke one", lambda: client.delete(f"/v1/sessions/{phone_session}")),
+            ("sign out", lambda: client.post("/v1/auth/logout")),
             (
                 "password",
                 lambda: client.post(

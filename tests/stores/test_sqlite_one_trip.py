@@ -4,6 +4,7 @@ the connection's thread a statement."""
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,9 @@ from sqlalchemy import Column, Integer, MetaData, String, Table, insert, select,
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from tests.stores.test_contract import make_user
+from watchword.domain.errors import StoreUnavailable
+from watchword.stores.sql import SqlDatabase
 from watchword.stores.sql.engine import make_engine, write_transaction
 from watchword.stores.sql.sqlite_one_trip import OneTripConnection
 
@@ -95,3 +99,26 @@ async def test_a_refused_statement_raises_and_rolls_back_cleanly(engine: AsyncEn
     async with engine.connect() as conn:
         names = (await conn.execute(select(things.c.name))).scalars()
         assert list(names) == ["other"]  # the refused transaction left nothing
+
+
+async def test_a_locked_database_is_unavailable_and_the_write_leaves_nothing(
+    tmp_path: Path,
+) -> None:
+    """Another process holds SQLite's write lock past the busy timeout: the store says
+    ``StoreUnavailable`` (the server's 503), and nothing of the write is there afterwards."""
+    path = tmp_path / "locked.db"
+    database = SqlDatabase(f"sqlite+aiosqlite:///{path}", pool_size=2, timeout=0.2)
+    await database.upgrade()
+    other = sqlite3.connect(path, isolation_level=None)
+    try:
+        other.execute("BEGIN IMMEDIATE")  # the write lock, as another writer would hold it
+        user = make_user("locked-out@example.com")
+        with pytest.raises(StoreUnavailable):
+            await database.users.create(user)
+        other.execute("ROLLBACK")
+        assert await database.users.get_by_email("locked-out@example.com") is None
+        await database.users.create(user)  # and the same write goes through once it is free
+        assert await database.users.get(user.id) == user
+    finally:
+        other.close()
+        await database.close()

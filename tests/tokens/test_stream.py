@@ -19,6 +19,7 @@ import pytest
 from tests.helpers import PASSWORD, TEST_SECRET_KEY, free_port, wait_until_serving
 from tests.tokens.helpers import bearer, token_login
 from tests.tokens.sse import Event, Served, events, next_event
+from watchword.domain.errors import StoreUnavailable
 from watchword.domain.events import session_revoked
 from watchword.services.context import CLI
 
@@ -166,6 +167,28 @@ async def test_a_new_stream_starts_from_the_end_of_the_feed(app_factory: Any) ->
         assert "elsewhere-session" in snapshot.json()["sessions"]
         await response.aclose()
         container.tokens.revocations.close()
+
+
+async def test_a_stream_opened_while_the_feed_is_unreadable_starts_from_its_cursor(
+    served: tuple[Served, Any, httpx.AsyncClient], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Catching up is best effort: with the control feed down a new stream still opens, from
+    the cursor the node has (its in-memory sets are current), as it did before catching up."""
+    _, container, http = served
+    token = await service_token(http, container)
+    feed = container.tokens.revocations
+    cursor = feed.cursor
+
+    async def unavailable(after_id: int, **_: Any) -> list[Any]:
+        raise StoreUnavailable()
+
+    monkeypatch.setattr(container.db.control, "read_after", unavailable)
+    response, stream = await open_stream(http, token)
+    assert response.status_code == 200
+    snapshot = await next_event(stream)
+    assert snapshot.event == "snapshot" and snapshot.json()["cursor"] == cursor
+    assert feed.cursor == cursor
+    await response.aclose()
 
 
 async def test_stream_access_rules(served: tuple[Served, Any, httpx.AsyncClient]) -> None:
