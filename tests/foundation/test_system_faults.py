@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from tests.conftest import BASE_URL, POSTGRES_URL, Client, _asyncpg_dsn
-from tests.helpers import PASSWORD, ManualClock, fast_hasher
+from tests.helpers import PASSWORD, ManualClock, eventually, fast_hasher
 from watchword.config import Settings
 from watchword.domain.audit import AuditType
 from watchword.services.container import Container
@@ -211,7 +211,9 @@ async def test_a_database_outage_fails_closed_writes_nothing_and_recovers(
                 assert response.json()["error"] == "service_unavailable", name
         await control.end()
 
-        # Back by itself: nothing that answered 503 left anything behind.
+        # Back by itself: nothing that answered 503 left anything behind. An outage longer than
+        # a poll marks the control feed unhealthy until the poller's next round reads it.
+        await eventually(lambda: client.container.control.feed_healthy, "the feed poller back")
         assert (await client.get("/readyz")).status_code == 200
         assert (await phone.get("/v1/me")).status_code == 200
         assert await client.container.accounts.list_users(limit=10, offset=0) != []
