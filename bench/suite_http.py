@@ -155,6 +155,39 @@ def measured_pinned(
     )
 
 
+@dataclass(frozen=True)
+class Bracketed:
+    """A scenario's run and the ``/healthz`` runs just before and after it."""
+
+    run: Measured
+    before: Measured
+    after: Measured
+
+    @property
+    def healthz_rps(self) -> float:
+        return (self.before.load.rps + self.after.load.rps) / 2
+
+    @property
+    def healthz_cpu_us(self) -> float:
+        return (self.before.cpu_us + self.after.cpu_us) / 2
+
+    @property
+    def ratio(self) -> float:
+        return self.run.load.rps / self.healthz_rps
+
+    @property
+    def cost_us(self) -> float:
+        return 1e6 / self.run.load.rps - 1e6 / self.healthz_rps
+
+    @property
+    def cpu_ratio(self) -> float:
+        return self.healthz_cpu_us / self.run.cpu_us
+
+    @property
+    def cpu_cost_us(self) -> float:
+        return self.run.cpu_us - self.healthz_cpu_us
+
+
 def _median(runs: list[LoadResult]) -> LoadResult:
     ordered = sorted(runs, key=lambda r: r.rps)
     mid = ordered[len(ordered) // 2]
@@ -174,8 +207,12 @@ def pinned_wrk(url: str, headers: dict[str, str], duration: float) -> LoadResult
 def run_backend(
     label: str, env: dict[str, str], duration: float, rounds: int
 ) -> list[list[object]]:
-    """Scenarios interleaved round by round (drift on a busy machine hits them alike); each
-    figure is the median over the rounds."""
+    """Scenarios interleaved round by round, each run between two ``/healthz`` runs; a
+    scenario's ratio (and auth cost) is taken against the mean of the two ``/healthz`` runs
+    around it, and the figure shown is the median over the rounds. On a shared machine whose
+    speed drifts by the minute, a ratio then compares runs a few seconds apart, not a
+    scenario's median against a ``/healthz`` median made of other minutes. req/s, latencies
+    and CPU per request are medians over a row's own runs."""
     rows: list[list[object]] = []
     with Server(env=env, cpus=SERVER_CPU) as server:
         server.create_user(EMAIL)
@@ -183,20 +220,26 @@ def run_backend(
         for _, path, headers in prepared:  # warm every cache before measuring
             pinned_wrk(server.url + path, headers, 1)
         results: list[list[Measured]] = [[] for _ in prepared]
+        brackets: list[list[Bracketed]] = [[] for _ in prepared]
+        _, healthz_path, healthz_headers = prepared[0]
         for _ in range(rounds):
-            for i, (_, path, headers) in enumerate(prepared):
-                results[i].append(measured_pinned(server, path, headers, duration))
+            before = measured_pinned(server, healthz_path, healthz_headers, duration)
+            results[0].append(before)
+            for i, (_, path, headers) in enumerate(prepared[1:], start=1):
+                measured = measured_pinned(server, path, headers, duration)
+                after = measured_pinned(server, healthz_path, healthz_headers, duration)
+                results[i].append(measured)
+                results[0].append(after)
+                brackets[i].append(Bracketed(measured, before, after))
+                before = after
         medians = [_median([m.load for m in r]) for r in results]
         cpus = [statistics.median(m.cpu_us for m in r) for r in results]
         stalls = [sum(m.loop_stalls for m in r) for r in results]
         waits = [statistics.median(m.waiting_ms_per_s for m in r) for r in results]
         steals = [statistics.median(m.stolen_ms_per_s for m in r) for r in results]
-        healthz, healthz_cpu = medians[0], cpus[0]
-        for (scenario, _, _), result, cpu, held, waited, stolen in zip(
-            prepared, medians, cpus, stalls, waits, steals, strict=True
+        for (scenario, _, _), result, cpu, held, waited, stolen, bracketed in zip(
+            prepared, medians, cpus, stalls, waits, steals, brackets, strict=True
         ):
-            ratio = result.rps / healthz.rps
-            cost_us = 1e6 / result.rps - 1e6 / healthz.rps
             tail = result.p99_ms / result.p50_ms if result.p50_ms else float("inf")
             prefix = f"http.{label}.{scenario.key}"
             count_errors(prefix + ".errors", result.errors)
@@ -206,13 +249,19 @@ def run_backend(
             record(f"{prefix}_loop_stalls_over_25ms", held)
             record(f"{prefix}_waiting_ms_per_s", waited)
             record(f"{prefix}_stolen_ms_per_s", stolen)
+            against = "-", "-", "-", "-"
             if scenario.key != "healthz":
+                ratio = statistics.median(b.ratio for b in bracketed)
+                cost_us = statistics.median(b.cost_us for b in bracketed)
+                cpu_ratio = statistics.median(b.cpu_ratio for b in bracketed)
+                cpu_cost_us = statistics.median(b.cpu_cost_us for b in bracketed)
                 record(f"{prefix}_vs_healthz", ratio)
                 record(f"{prefix}_auth_cost_us", cost_us)
                 # The same cost from the server's CPU time: steady when other work shares
                 # the core (wrk's figure then counts the time the server was not running).
-                record(f"{prefix}_auth_cpu_us", cpu - healthz_cpu)
-                record(f"{prefix}_cpu_vs_healthz", healthz_cpu / cpu)
+                record(f"{prefix}_auth_cpu_us", cpu_cost_us)
+                record(f"{prefix}_cpu_vs_healthz", cpu_ratio)
+                against = f"{ratio:.2f}", f"{cost_us:.0f}", f"{cpu_ratio:.2f}", f"{cpu_cost_us:.0f}"
             rows.append(
                 [
                     label,
@@ -221,11 +270,11 @@ def run_backend(
                     result.p50_ms,
                     result.p99_ms,
                     f"{tail:.1f}",
-                    f"{ratio:.2f}",
-                    "-" if scenario.key == "healthz" else f"{cost_us:.0f}",
+                    "1.00" if scenario.key == "healthz" else against[0],
+                    against[1],
                     f"{cpu:.0f}",
-                    "-" if scenario.key == "healthz" else f"{healthz_cpu / cpu:.2f}",
-                    "-" if scenario.key == "healthz" else f"{cpu - healthz_cpu:.0f}",
+                    against[2],
+                    against[3],
                     held,
                     f"{waited:.0f}",
                     f"{stolen:.0f}",
@@ -247,8 +296,9 @@ WORKERS_COLUMNS += ["idle", "errors"]
 def workers_scaling(duration: float, rounds: int) -> list[list[object]]:
     """Bearer GET /v1/me with one worker and with two, on both cores (wrk beside them).
 
-    Both servers run side by side and their rounds alternate, as in the other tables: a
-    neighbour's burst then weighs on both sides of the ratio, not on one of them."""
+    Both servers run side by side and their runs alternate, one worker first and last: the
+    ratio is each run of two against the mean of the runs of one just before and after it,
+    median over the rounds, so a neighbour's burst weighs on both sides of it."""
     servers: dict[int, Server] = {}
     with contextlib.ExitStack() as stack:
         for workers in (1, 2):
@@ -271,8 +321,10 @@ def workers_scaling(duration: float, rounds: int) -> list[list[object]]:
         for _ in range(rounds):
             for workers, (url, headers) in targets.items():
                 runs[workers].append(shared_wrk(servers[workers], url, headers, duration))
+        # One more run of one worker: every run of two then has one of one before and after.
+        url, headers = targets[1]
+        runs[1].append(shared_wrk(servers[1], url, headers, duration))
     rows: list[list[object]] = []
-    rps: dict[int, float] = {}
     for workers, results in runs.items():
         result = _median([r.load for r in results])
         server_us = statistics.median(r.server_us for r in results)
@@ -282,11 +334,14 @@ def workers_scaling(duration: float, rounds: int) -> list[list[object]]:
         record(f"http.workers{workers}.server_cpu_us_per_req", server_us)
         record(f"http.workers{workers}.rest_cpu_us_per_req", rest_us)
         record(f"http.workers{workers}.idle_share", idle)
-        rps[workers] = result.rps
         cpu = [f"{server_us:.0f}", f"{rest_us:.0f}", f"{idle:.0%}"]
         rows.append([workers, result.rps, result.p50_ms, result.p99_ms, *cpu, result.errors])
-    record("http.workers2_vs_workers1", rps[2] / rps[1])
-    rows.append(["2 / 1", f"{rps[2] / rps[1]:.2f}", *[""] * 6])
+    # Each run of two workers against the mean of the runs of one around it, median over
+    # the rounds: a machine whose speed drifts weighs on both sides of each ratio.
+    ones, twos = [r.load.rps for r in runs[1]], [r.load.rps for r in runs[2]]
+    scaling = statistics.median(two / ((ones[i] + ones[i + 1]) / 2) for i, two in enumerate(twos))
+    record("http.workers2_vs_workers1", scaling)
+    rows.append(["2 / 1", f"{scaling:.2f}", *[""] * 6])
     return rows
 
 
@@ -403,7 +458,8 @@ def main(argv: list[str] | None = None) -> None:
             f" {args.rounds} interleaved rounds; server us/req = the server's processes' CPU"
             " time per request, rest us/req = every other busy CPU time of the machine per"
             " request: wrk, the kernel's loopback work, neighbours; idle = share of both cores"
-            " left idle)",
+            " left idle; 2 / 1 = median over the rounds of each run of two workers against"
+            " the mean of the runs of one just before and after it)",
             WORKERS_COLUMNS,
             workers_scaling(args.duration, args.rounds),
         )
@@ -473,8 +529,10 @@ def methods_table(args: argparse.Namespace) -> None:
                 rows += run_backend("postgres", env, args.duration, args.rounds)
     print_table(
         f"GET /v1/me by authentication method (server pinned to one core, wrk -c{CONNECTIONS}"
-        " on another, loopback; medians of interleaved rounds; auth us = 1e6/rps - 1e6/healthz;"
-        " cpu us/req = the server's CPU time per request, auth cpu us = its excess over"
+        " on another, loopback; interleaved rounds, each scenario run between two /healthz runs;"
+        " vs /healthz, auth us (1e6/rps - 1e6/healthz) and their CPU columns are medians over"
+        " the rounds of each run against the mean of the two /healthz runs around it; cpu"
+        " us/req = the server's CPU time per request, auth cpu us = its excess over"
         " /healthz; loop stalls = times the server's event loop was held over 25 ms, all"
         " rounds; waiting = ms per second its loop was ready to run while its core ran another"
         " thread, its own log writer's included; stolen = ms per second the hypervisor gave"
