@@ -4,6 +4,7 @@ written per call: it must be byte for byte the document written whole, and show 
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -154,3 +155,30 @@ async def test_a_token_request_shows_its_session_signed_in_again_while_the_token
     after = (await client.get("/v1/me", headers=bearer)).json()
     assert after["authentication"]["amr"] == ["pwd", "otp", "mfa"]
     assert after["session"] == before["session"]
+
+
+async def test_requests_that_arrive_together_for_a_renewed_token_read_its_session_once(
+    client: Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """When a token's account entry has aged out of the cache, the next requests all get a
+    new principal at once; its session row is read for all of them, not once each (64
+    connections on one token each read it, and waited up to 190 ms behind one another)."""
+    await client.register()
+    bearer = {"Authorization": f"Bearer {(await token_login(client))['access_token']}"}
+    first = await client.get("/v1/me", headers=bearer)
+    assert first.status_code == 200
+    container = client.container
+    container.tokens._users.clear()  # the account's entry passed its age limit
+    reads: list[str] = []
+    real_get = container.db.sessions.get
+
+    async def counted_get(session_id: str, *args: Any, **kwargs: Any) -> Any:
+        reads.append(session_id)
+        await asyncio.sleep(0.01)  # a store that takes its time: the others arrive meanwhile
+        return await real_get(session_id, *args, **kwargs)
+
+    monkeypatch.setattr(container.db.sessions, "get", counted_get)
+    answers = await asyncio.gather(*(client.get("/v1/me", headers=bearer) for _ in range(20)))
+    assert [a.status_code for a in answers] == [200] * 20
+    assert {a.json()["session"]["id"] for a in answers} == {first.json()["session"]["id"]}
+    assert reads == [first.json()["session"]["id"]]

@@ -79,6 +79,7 @@ class SessionService:
         self._control = control
         self.cache = cache
         self._loads: SingleFlight[CachedSession] = SingleFlight()
+        self._shown_reads: SingleFlight[Session | None] = SingleFlight()
         self._auditor = auditor
         self._max_per_user = max_per_user
         self._limit_policy = limit_policy
@@ -292,6 +293,13 @@ class SessionService:
 
     async def get(self, session_id: str) -> Session | None:
         return await self._db.sessions.get(session_id)
+
+    async def get_to_show(self, session_id: str) -> Session | None:
+        """``get`` for what is only shown (``/v1/me``'s session), one read for every caller
+        asking at the same time: a principal made anew (its account re-read) reaches every
+        request in flight on its token at once. Its revocation is checked elsewhere, and a
+        read begun a moment before another is as good to show."""
+        return await self._shown_reads.run(session_id, lambda: self._db.sessions.get(session_id))
 
     async def revoke(
         self,

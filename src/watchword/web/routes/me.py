@@ -88,7 +88,8 @@ async def answer(container: Container, principal: Principal) -> Response:
         # A bearer token names its session; the row is read once per cached token.
         session = memo.get("session")
         if session is None:
-            session = memo["session"] = await container.db.sessions.get(principal.session_id)
+            session = await container.sessions.get_to_show(principal.session_id)
+            memo["session"] = session
     encoded: EncodedMe | None = memo.get("me")
     if encoded is None or encoded.shown is not shown:
         user = user_view(principal)
