@@ -14,6 +14,7 @@ import pytest
 from tests.conftest import Client
 from tests.helpers import ManualClock
 from tests.tokens.helpers import token_login
+from watchword.domain.errors import StoreUnavailable
 from watchword.domain.sessions import Session
 from watchword.services import stepup as stepup_module
 from watchword.web.me_body import encode_me
@@ -182,3 +183,34 @@ async def test_requests_that_arrive_together_for_a_renewed_token_read_its_sessio
     assert [a.status_code for a in answers] == [200] * 20
     assert {a.json()["session"]["id"] for a in answers} == {first.json()["session"]["id"]}
     assert reads == [first.json()["session"]["id"]]
+
+
+async def test_a_shared_session_read_that_fails_fails_every_request_closed_and_is_not_kept(
+    client: Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The store is down when the shared read runs: every request that joined it answers 503,
+    nothing is kept in place of the session, and the next request reads it again."""
+    await client.register()
+    bearer = {"Authorization": f"Bearer {(await token_login(client))['access_token']}"}
+    first = await client.get("/v1/me", headers=bearer)
+    assert first.status_code == 200
+    container = client.container
+    container.tokens._users.clear()
+    real_get = container.db.sessions.get
+    reads: list[str] = []
+
+    async def unavailable(session_id: str, *args: Any, **kwargs: Any) -> Any:
+        reads.append(session_id)
+        await asyncio.sleep(0.01)
+        raise StoreUnavailable("The database is unavailable.")
+
+    monkeypatch.setattr(container.db.sessions, "get", unavailable)
+    answers = await asyncio.gather(*(client.get("/v1/me", headers=bearer) for _ in range(5)))
+    assert [a.status_code for a in answers] == [503] * 5
+    assert {a.json()["error"] for a in answers} == {"service_unavailable"}
+    assert len(reads) == 1
+
+    monkeypatch.setattr(container.db.sessions, "get", real_get)
+    again = await client.get("/v1/me", headers=bearer)
+    assert again.status_code == 200
+    assert again.json()["session"]["id"] == first.json()["session"]["id"]
